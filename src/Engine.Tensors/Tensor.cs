@@ -1,0 +1,343 @@
+using System.Globalization;
+using System.Text;
+using Engine.Runtime;
+using Engine.Tensors.AutoDiff;
+
+namespace Engine.Tensors;
+
+/// <summary>
+/// An n-dimensional array with a dtype, a device, and (optionally) a place in the autograd graph.
+/// <para>
+/// A tensor is a view: shape, strides (in elements) and an offset into a <see cref="Storage"/> that
+/// other views may share. Views (<see cref="View"/>, <see cref="Permute"/>, <see cref="Narrow"/>,
+/// <see cref="Expand"/>, ...) never copy; <see cref="Contiguous"/> copies only when needed.
+/// </para>
+/// <para>
+/// Memory is released deterministically by <see cref="Dispose"/> (or by a <see cref="DisposeScope"/>
+/// for temporaries); the storage is freed when the last view on it is disposed.
+/// </para>
+/// </summary>
+public sealed partial class Tensor : IDisposable
+{
+    private readonly Storage _storage;
+    private readonly long[] _shape;
+    private readonly long[] _strides;
+    private bool _disposed;
+    private bool _requiresGrad;
+    private Tensor? _grad;
+    internal DisposeScope? OwningScope;
+
+    internal Tensor(Storage storage, DType dtype, long[] shape, long[] strides, long offset)
+    {
+        _storage = storage;
+        DType = dtype;
+        _shape = shape;
+        _strides = strides;
+        Offset = offset;
+        storage.AddRef();
+        DisposeScope.Register(this);
+    }
+
+    /// <summary>Element type.</summary>
+    public DType DType { get; }
+
+    /// <summary>The device the tensor's memory lives on.</summary>
+    public Device Device => _storage.Device;
+
+    /// <summary>Sizes of each dim.</summary>
+    public ReadOnlySpan<long> Shape => _shape;
+
+    /// <summary>Element strides of each dim (0 on broadcast dims of an expanded view).</summary>
+    public ReadOnlySpan<long> Strides => _strides;
+
+    /// <summary>Offset of element [0, ..., 0] in the storage, in elements.</summary>
+    public long Offset { get; }
+
+    /// <summary>Number of dims.</summary>
+    public int Rank => _shape.Length;
+
+    /// <summary>Number of elements (the product of the shape; 1 for a 0-d tensor).</summary>
+    public long NumEl => ShapeUtil.NumEl(_shape);
+
+    /// <summary>Size of dim <paramref name="dim"/> (negative counts from the end).</summary>
+    public long Size(int dim) => _shape[ShapeUtil.NormalizeDim("Size", dim, Rank)];
+
+    /// <summary>The shape as a new array.</summary>
+    public long[] ShapeArray() => (long[])_shape.Clone();
+
+    /// <summary>True when the elements are laid out row-major without gaps from <see cref="Offset"/>.</summary>
+    public bool IsContiguous
+    {
+        get
+        {
+            long expected = 1;
+            for (int i = Rank - 1; i >= 0; i--)
+            {
+                if (_shape[i] == 1) continue;
+                if (_strides[i] != expected) return false;
+                expected *= _shape[i];
+            }
+            return true;
+        }
+    }
+
+    /// <summary>True once disposed; a disposed tensor's data may no longer be read.</summary>
+    public bool IsDisposed => _disposed;
+
+    internal Storage Storage
+    {
+        get
+        {
+            if (_disposed)
+                throw new ObjectDisposedException(nameof(Tensor), $"Tensor of shape {ShapeUtil.Format(_shape)} ({DType.Name()}) was used after it was disposed.");
+            return _storage;
+        }
+    }
+
+    internal long[] ShapeInternal => _shape;
+    internal long[] StridesInternal => _strides;
+
+    // ---------------------------------------------------------------- autograd state
+
+    /// <summary>
+    /// Whether gradients flow to this tensor. Settable on leaves only (tensors made by the user,
+    /// not by an op), and only for floating-point dtypes.
+    /// </summary>
+    public bool RequiresGrad
+    {
+        get => _requiresGrad;
+        set
+        {
+            if (value == _requiresGrad) return;
+            if (GradFn is not null)
+                throw new InvalidOperationException("RequiresGrad can only be changed on leaf tensors; use Detach() to get a leaf from this result.");
+            if (value && !DType.IsFloatingPoint())
+                throw new InvalidOperationException($"RequiresGrad: only floating-point tensors can require gradients, not {DType.Name()}.");
+            _requiresGrad = value;
+        }
+    }
+
+    /// <summary>Sets <see cref="RequiresGrad"/> and returns this tensor (for fluent construction).</summary>
+    public Tensor RequiresGrad_(bool requiresGrad = true)
+    {
+        RequiresGrad = requiresGrad;
+        return this;
+    }
+
+    /// <summary>
+    /// The gradient accumulated by <see cref="Backward"/> (leaves only). The tensor owns it: it is
+    /// disposed with the tensor, and not by a dispose scope.
+    /// </summary>
+    public Tensor? Grad
+    {
+        get => _grad;
+        set
+        {
+            if (value is not null)
+            {
+                if (!ShapeUtil.SameShape(value.Shape, Shape) || value.DType != DType)
+                    throw new ArgumentException($"Grad: a gradient of shape {ShapeUtil.Format(value.Shape)} ({value.DType.Name()}) does not fit a tensor of shape {ShapeUtil.Format(Shape)} ({DType.Name()}).");
+                DisposeScope.Unregister(value);
+            }
+            if (!ReferenceEquals(_grad, value)) _grad?.Dispose();
+            _grad = value;
+        }
+    }
+
+    /// <summary>The graph node that made this tensor, or null for a leaf.</summary>
+    public Node? GradFn { get; internal set; }
+
+    /// <summary>True for tensors not made by a recorded op.</summary>
+    public bool IsLeaf => GradFn is null;
+
+    internal AccumulateGrad? Accumulator;
+
+    /// <summary>Marks this tensor as the output of <paramref name="node"/>.</summary>
+    internal void SetGradFn(Node node)
+    {
+        GradFn = node;
+        _requiresGrad = true;
+    }
+
+    // ---------------------------------------------------------------- lifetime
+
+    /// <summary>Releases this tensor's reference to its storage (and its gradient).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        DisposeScope.Unregister(this);
+        _grad?.Dispose();
+        _grad = null;
+        GradFn = null;
+        Accumulator = null;
+        _storage.Release();
+    }
+
+    /// <summary>
+    /// Moves this tensor out of the current dispose scope into the enclosing one (or out of all
+    /// scopes), so it survives the end of the current scope. Returns this tensor.
+    /// </summary>
+    public Tensor MoveToOuterDisposeScope()
+    {
+        DisposeScope.MoveToOuter(this);
+        return this;
+    }
+
+    /// <summary>Removes this tensor from every dispose scope: the caller disposes it. Returns this tensor.</summary>
+    public Tensor DetachFromDisposeScope()
+    {
+        DisposeScope.Unregister(this);
+        return this;
+    }
+
+    /// <summary>A second tensor object over the same elements (same shape, strides and graph node).</summary>
+    internal Tensor Alias()
+    {
+        var t = new Tensor(Storage, DType, _shape, _strides, Offset);
+        if (GradFn is not null) t.SetGradFn(GradFn);
+        else if (_requiresGrad)
+        {
+            // A handle on a leaf sends its gradient to the same place as the leaf itself.
+            t._requiresGrad = true;
+            t.Accumulator = (AccumulateGrad)Graph.EdgeOf(this)!;
+        }
+        return t;
+    }
+
+    // ---------------------------------------------------------------- element access (CPU)
+
+    internal void RequireCpu(string op)
+    {
+        if (Device.Type != DeviceType.Cpu)
+            throw new NotSupportedException($"{op}: tensor on {Device} has no CPU-native implementation here; move it with To(Device.Cpu).");
+    }
+
+    /// <summary>Pointer to element [0, ..., 0]. CPU tensors only.</summary>
+    internal unsafe T* Ptr<T>() where T : unmanaged
+    {
+        RequireCpu("data access");
+        return (T*)((CpuBuffer)Storage.Buffer).Pointer + Offset;
+    }
+
+    /// <summary>The elements of a contiguous CPU tensor as a span.</summary>
+    internal unsafe Span<T> Span<T>() where T : unmanaged
+    {
+        if (!IsContiguous) throw new InvalidOperationException("internal: Span() needs a contiguous tensor.");
+        CheckType<T>("Span");
+        return new Span<T>(Ptr<T>(), checked((int)NumEl));
+    }
+
+    private void CheckType<T>(string op) where T : unmanaged
+    {
+        if (DTypes.Of<T>() != DType)
+            throw new InvalidOperationException($"{op}<{typeof(T).Name}>: the tensor's dtype is {DType.Name()}.");
+    }
+
+    /// <summary>Copies the elements out in row-major order.</summary>
+    public T[] ToArray<T>() where T : unmanaged
+    {
+        CheckType<T>("ToArray");
+        using var c = Contiguous();
+        return c.Span<T>().ToArray();
+    }
+
+    /// <summary>The value of a one-element tensor.</summary>
+    public T Item<T>() where T : unmanaged
+    {
+        if (NumEl != 1)
+            throw new InvalidOperationException($"Item: only a one-element tensor has an item; this one has shape {ShapeUtil.Format(Shape)}.");
+        CheckType<T>("Item");
+        unsafe { return *Ptr<T>(); }
+    }
+
+    /// <summary>The value of a one-element floating-point or integer tensor as a double.</summary>
+    public double ToDouble()
+    {
+        if (NumEl != 1)
+            throw new InvalidOperationException($"ToDouble: only a one-element tensor converts to a number; this one has shape {ShapeUtil.Format(Shape)}.");
+        unsafe
+        {
+            return DType switch
+            {
+                DType.Float32 => *Ptr<float>(),
+                DType.Float64 => *Ptr<double>(),
+                DType.Int32 => *Ptr<int>(),
+                DType.Int64 => *Ptr<long>(),
+                DType.Bool => *Ptr<bool>() ? 1 : 0,
+                _ => throw new NotSupportedException(),
+            };
+        }
+    }
+
+    /// <summary>Storage offset (in elements) of the element at row-major position <paramref name="index"/>.</summary>
+    internal long FlatOffset(long index)
+    {
+        if (index < 0 || index >= NumEl) throw new ArgumentOutOfRangeException(nameof(index), $"element {index} is outside a tensor of {NumEl} elements.");
+        long offset = 0;
+        for (int d = Rank - 1; d >= 0; d--)
+        {
+            offset += index % _shape[d] * _strides[d];
+            index /= _shape[d];
+        }
+        return offset;
+    }
+
+    /// <summary>Reads the element at row-major position <paramref name="index"/> as a double.</summary>
+    internal double GetFlat(long index)
+    {
+        unsafe
+        {
+            long o = FlatOffset(index);
+            return DType switch
+            {
+                DType.Float32 => Ptr<float>()[o],
+                DType.Float64 => Ptr<double>()[o],
+                DType.Int32 => Ptr<int>()[o],
+                DType.Int64 => Ptr<long>()[o],
+                _ => Ptr<bool>()[o] ? 1 : 0,
+            };
+        }
+    }
+
+    /// <summary>Writes the element at row-major position <paramref name="index"/> (no graph recording).</summary>
+    internal void SetFlat(long index, double value)
+    {
+        unsafe
+        {
+            long o = FlatOffset(index);
+            switch (DType)
+            {
+                case DType.Float32: Ptr<float>()[o] = (float)value; break;
+                case DType.Float64: Ptr<double>()[o] = value; break;
+                case DType.Int32: Ptr<int>()[o] = (int)value; break;
+                case DType.Int64: Ptr<long>()[o] = (long)value; break;
+                default: Ptr<bool>()[o] = value != 0; break;
+            }
+        }
+    }
+
+    /// <summary>Shape, dtype and (for up to 64 elements) the values.</summary>
+    public override string ToString()
+    {
+        if (_disposed) return $"Tensor(disposed, shape={ShapeUtil.Format(_shape)}, dtype={DType.Name()})";
+        var sb = new StringBuilder("Tensor(");
+        if (NumEl <= 64 && Device.Type == DeviceType.Cpu)
+        {
+            using var f = DType == DType.Float64 ? Contiguous() : To(DType.Float64);
+            var values = f.Span<double>();
+            sb.Append('[');
+            for (int i = 0; i < values.Length; i++)
+            {
+                if (i > 0) sb.Append(", ");
+                sb.Append(values[i].ToString(DType.IsFloatingPoint() ? "G6" : "G", CultureInfo.InvariantCulture));
+            }
+            sb.Append("], ");
+        }
+        sb.Append("shape=").Append(ShapeUtil.Format(_shape)).Append(", dtype=").Append(DType.Name());
+        if (Device.Type != DeviceType.Cpu) sb.Append(", device=").Append(Device);
+        if (GradFn is not null) sb.Append(", grad_fn=").Append(GradFn.Name);
+        else if (RequiresGrad) sb.Append(", requires_grad=true");
+        return sb.Append(')').ToString();
+    }
+}
