@@ -1,0 +1,2 @@
+// Placeholder until the bandwidth benchmark lands.
+return 0;
