@@ -1,0 +1,82 @@
+using System.Runtime.ExceptionServices;
+using Engine.Runtime.Kernels;
+
+namespace Engine.Runtime;
+
+/// <summary>
+/// Runs C# kernels as a GPU would: every thread of a group is a real OS thread, barriers are real
+/// barriers, shared memory is shared by the group, and every <see cref="ArrayView{T}"/> access is
+/// bounds-checked. Slow by design — it checks a kernel's logic, not its speed. Groups run one after
+/// another (a kernel may not rely on groups running concurrently, as on a GPU).
+/// </summary>
+public sealed class EmulatorAccelerator
+{
+    /// <summary>Largest group the emulator accepts (as CUDA's 1024 threads per block).</summary>
+    public const int MaxGroupSize = 1024;
+
+    /// <summary>The emulator device.</summary>
+    public Device Device { get; } = new(DeviceType.Emulator);
+
+    /// <summary>Allocates device memory (host memory for the emulator).</summary>
+    public CpuBuffer Allocate(long bytes, bool zero = true) => CpuAllocator.Shared.Allocate(bytes, zero);
+
+    /// <summary>
+    /// Runs <paramref name="kernel"/> once per thread of a <paramref name="grid"/> of groups of
+    /// <paramref name="group"/> threads, and waits for it. A fault in any thread (out-of-bounds access,
+    /// divergent barrier, exception) stops the launch with a <see cref="KernelFaultException"/>
+    /// naming the thread.
+    /// </summary>
+    public void Launch(Dim3 grid, Dim3 group, Action kernel, int dynamicSharedBytes = 0)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        if (grid.X < 1 || grid.Y < 1 || grid.Z < 1 || group.X < 1 || group.Y < 1 || group.Z < 1)
+            throw new ArgumentException($"Launch: grid {grid} and group {group} must be positive in every dim.");
+        if (group.Size > MaxGroupSize)
+            throw new ArgumentException($"Launch: a group of {group.Size} threads exceeds the limit of {MaxGroupSize}.");
+        int threads = (int)group.Size;
+        for (int gz = 0; gz < grid.Z; gz++)
+        for (int gy = 0; gy < grid.Y; gy++)
+        for (int gx = 0; gx < grid.X; gx++)
+            RunGroup(grid, group, new Dim3(gx, gy, gz), threads, kernel, dynamicSharedBytes);
+    }
+
+    private static void RunGroup(Dim3 grid, Dim3 group, Dim3 groupIndex, int threads, Action kernel, int dynamicSharedBytes)
+    {
+        using var state = new GroupState(threads, dynamicSharedBytes);
+        var errors = new Exception?[threads];
+        var workers = new Thread[threads];
+        for (int t = 0; t < threads; t++)
+        {
+            var index = new Dim3(t % group.X, t / group.X % group.Y, t / (group.X * group.Y));
+            var context = new KernelContext { GridDim = grid, GroupDim = group, GroupIndex = groupIndex, ThreadIndex = index, Group = state };
+            int slot = t;
+            workers[t] = new Thread(() =>
+            {
+                KernelContext.Set(context);
+                try
+                {
+                    kernel();
+                    state.Barrier.Exit(context);
+                    state.WarpBarriers[context.LinearThreadIndex / Warp.WarpSize].Exit(context);
+                }
+                catch (Exception e)
+                {
+                    errors[slot] = e;
+                    var message = e is KernelFaultException ? e.Message : $"{context.Describe()} threw {e.GetType().Name}: {e.Message}";
+                    state.Barrier.Fault(message);
+                    foreach (var w in state.WarpBarriers) w.Fault(message);
+                }
+                finally
+                {
+                    KernelContext.Set(null);
+                }
+            }, maxStackSize: 256 * 1024) { IsBackground = true };
+        }
+        foreach (var w in workers) w.Start();
+        foreach (var w in workers) w.Join();
+        // Report the first real fault (the others are threads released because of it).
+        var first = errors.FirstOrDefault(e => e is not null and not KernelFaultException) ?? errors.FirstOrDefault(e => e is not null);
+        if (first is KernelFaultException) ExceptionDispatchInfo.Throw(first);
+        if (first is not null) throw new KernelFaultException($"kernel fault in group ({groupIndex.X}, {groupIndex.Y}, {groupIndex.Z}): {first.Message}", first);
+    }
+}
