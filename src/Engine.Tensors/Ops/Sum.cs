@@ -28,10 +28,10 @@ public sealed partial class Tensor
         return Graph.Record(y, "sum", this, g => g.ExpandReduced(mask, keepDim).Expand(inputShape));
     }
 
-    /// <summary>Puts back the reduced dims (as size 1) of a result computed without keepDim.</summary>
+    /// <summary>Puts back the reduced dims (as size 1) of a result computed without keepDim; always a new handle (the caller may dispose it).</summary>
     internal Tensor ExpandReduced(bool[] mask, bool keepDim)
     {
-        if (keepDim) return this;
+        if (keepDim) return Alias();
         var t = this;
         for (int d = 0; d < mask.Length; d++)
             if (mask[d]) t = t.Unsqueeze(d);
