@@ -66,7 +66,8 @@ public class SoftmaxTests
                 foreach (var (layout, x) in Layouts(values, shape, dtype))
                     using (x)
                         for (int dim = -Math.Max(shape.Length, 1); dim < Math.Max(shape.Length, 1); dim++)
-                            foreach (var t in new[] { 1.0, 0.5, 3.0 })
+                            // The large shape (the parallel path) with one temperature only, to keep the test short.
+                            foreach (var t in values.Length > 10_000 ? [3.0] : new[] { 1.0, 0.5, 3.0 })
                                 foreach (var log in new[] { false, true })
                                 {
                                     using var y = log ? x.LogSoftmax(dim, t) : x.Softmax(dim, t);
