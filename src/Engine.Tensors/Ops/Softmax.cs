@@ -28,19 +28,29 @@ public sealed partial class Tensor
         if (!(temperature > 0) || !double.IsFinite(temperature))
             throw new ArgumentOutOfRangeException(nameof(temperature), $"{op}: temperature must be positive and finite, got {temperature}.");
         var y = Allocate(ShapeArray(), DType, zero: false, op);
-        if (Rank == 0 || (d == Rank - 1 && IsContiguous))
+        long n = Rank == 0 ? 1 : _shape[d], inner = 1;
+        for (int i = d + 1; i < Rank; i++) inner *= _shape[i];
+        if (inner == 1 || inner >= 16)
         {
-            SoftmaxRows.Run(this, y, Rank == 0 ? 1 : _shape[d], temperature, log);
+            // Rows (dim last) or blocks of columns (dim inside, wide enough for vector rows): no transpose;
+            // a non-contiguous input is made contiguous first (one copy).
+            Tensor src;
+            using (NoGrad()) src = Contiguous();
+            using (src)
+            {
+                if (inner == 1) SoftmaxRows.Run(src, y, n, temperature, log);
+                else SoftmaxRows.RunColumns(src, y, n == 0 ? 0 : NumEl / (n * inner), n, inner, temperature, log);
+            }
         }
         else
         {
-            // Move dim last (one copy in, one copy out); the row kernel wants contiguous rows.
+            // A narrow inner part: move dim last (one copy in, one copy out) and use the row kernel.
             var perm = Enumerable.Range(0, Rank).Where(i => i != d).Append(d).ToArray();
             using var _ = NoGrad();
             using var permuted = Permute(perm);
             using var rows = permuted.Contiguous();
             using var result = Allocate(rows.ShapeArray(), DType, zero: false, op);
-            SoftmaxRows.Run(rows, result, _shape[d], temperature, log);
+            SoftmaxRows.Run(rows, result, n, temperature, log);
             using var yView = y.Permute(perm);
             Copy.Into(result, yView);
         }

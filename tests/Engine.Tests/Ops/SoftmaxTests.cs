@@ -120,6 +120,22 @@ public class SoftmaxTests
         Assert.Equal(-MathF.Log(2), lp[0], 6);
         Assert.Equal(ninf, lp[1]);
         Assert.All(lp[3..], v => Assert.True(float.IsNaN(v)));
+
+        // The same along dim 0 of a wide tensor (the column kernel): column 0 all −∞, column 1 one −∞.
+        var values = new float[3 * 20];
+        for (int i = 0; i < values.Length; i++) values[i] = i % 20 == 0 ? ninf : (i % 7) * 0.25f;
+        values[20 + 1] = ninf;
+        using var w = Tensor.FromArray(values, 3, 20);
+        var pw = w.Softmax(0, 2.0).ToArray<float>();
+        var lw = w.LogSoftmax(0, 2.0).ToArray<float>();
+        for (int r = 0; r < 3; r++)
+        {
+            Assert.True(float.IsNaN(pw[r * 20]) && float.IsNaN(lw[r * 20]));
+            Assert.True(float.IsFinite(pw[r * 20 + 2]) && float.IsFinite(lw[r * 20 + 2]));
+        }
+        Assert.Equal(0f, pw[21]);
+        Assert.Equal(ninf, lw[21]);
+        Assert.Equal(1f, pw[1] + pw[41], 6);
     }
 
     [Fact]
