@@ -118,8 +118,11 @@ internal static unsafe class ReductionKernels
             var row = new ReadOnlySpan<T>((T*)src + i * n, checked((int)n));
             int k = max ? TensorPrimitives.IndexOfMax(row) : TensorPrimitives.IndexOfMin(row);
             T v = row[k];
-            for (int j = 0; j < k; j++)
-                if (row[j] == v) { k = j; break; }
+            // IndexOfMax/Min return the first of equal values (checked by the tests at vector lengths),
+            // but prefer +0 over −0 (max) or −0 over +0 (min); PyTorch treats them as equal ties.
+            if (T.IsZero(v))
+                for (int j = 0; j < k; j++)
+                    if (row[j] == v) { k = j; break; }
             ((long*)dst)[i] = k;
             if (val != 0) ((T*)val)[i] = v;
         });

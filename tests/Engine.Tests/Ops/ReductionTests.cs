@@ -318,6 +318,23 @@ public class ReductionTests
         Assert.True(float.IsNaN(v.ToArray<float>()[2]));
         Assert.True(float.IsNaN(x.Max().Item<float>()));
         Assert.Equal(6L, x.ArgMax().Item<long>());
+
+        // Long rows (the vectorized search): ties at 300, 700 and 901 → 300; ±0 ties → the first zero.
+        foreach (var dtype in new[] { DType.Float32, DType.Float64, DType.Int32, DType.Int64 })
+        {
+            var vals = Enumerable.Range(0, 1000).Select(i => (double)(i % 13) - 20).ToArray();
+            vals[300] = vals[700] = vals[901] = 5;
+            vals[333] = vals[555] = vals[999] = -50;
+            using var t = TestUtil.FromDoubles(vals, [1000], dtype);
+            Assert.Equal(300L, t.ArgMax().Item<long>());
+            Assert.Equal(333L, t.ArgMin().Item<long>());
+            using var rows = t.Reshape(2, 500);
+            Assert.Equal([300L, 200L], rows.ArgMax(1).ToArray<long>());
+            Assert.Equal([333L, 55L], rows.ArgMin(1).ToArray<long>());
+        }
+        var zeros = Enumerable.Range(0, 600).Select(i => i < 100 ? -1f : i % 2 == 0 ? -0f : 0f).ToArray();
+        using var z = Tensor.FromArray(zeros, 600);
+        Assert.Equal(100L, z.ArgMax().Item<long>());
     }
 
     // ------------------------------------------------------------------ gradients
