@@ -31,7 +31,12 @@ public sealed partial class Tensor
         // n = 0 gives 0 · ∞ = NaN, PyTorch's mean of no elements.
         using (NoGrad()) Cpu.ReductionKernels.ScaleInPlace(y, 1.0 / n);
         var inputShape = _shape;
-        return Graph.Record(y, op, this, g => g.ExpandReduced(mask, keepDim).Expand(inputShape).Div(n));
+        return Graph.Record(y, op, this, g =>
+        {
+            using var e = g.ExpandReduced(mask, keepDim);
+            using var full = e.Expand(inputShape);
+            return full.Div(n);
+        });
     }
 
     // ------------------------------------------------------------------ var / std

@@ -25,17 +25,26 @@ public sealed partial class Tensor
         using var src = DType == outDType ? Alias() : To(outDType);
         var y = Reduction.SumOf(src, mask, keepDim, "sum");
         var inputShape = _shape;
-        return Graph.Record(y, "sum", this, g => g.ExpandReduced(mask, keepDim).Expand(inputShape));
+        return Graph.Record(y, "sum", this, g =>
+        {
+            using var e = g.ExpandReduced(mask, keepDim);
+            return e.Expand(inputShape);
+        });
     }
 
     /// <summary>Puts back the reduced dims (as size 1) of a result computed without keepDim; always a new handle (the caller may dispose it).</summary>
     internal Tensor ExpandReduced(bool[] mask, bool keepDim)
     {
-        if (keepDim) return Alias();
-        var t = this;
+        var t = Alias();
+        if (keepDim) return t;
         for (int d = 0; d < mask.Length; d++)
-            if (mask[d]) t = t.Unsqueeze(d);
-        return ReferenceEquals(t, this) ? Alias() : t;
+        {
+            if (!mask[d]) continue;
+            var u = t.Unsqueeze(d);
+            t.Dispose();
+            t = u;
+        }
+        return t;
     }
 }
 

@@ -246,6 +246,17 @@ public class ReductionTests
     }
 
     [Fact]
+    public void LeadingDimFastPath_Integers()
+    {
+        var data = Enumerable.Range(0, 40 * 20).Select(i => (i * 37) % 101 - 50).ToArray();
+        using var x = Tensor.FromArray(data, 40, 20);
+        var cols = Enumerable.Range(0, 20).Select(c => Enumerable.Range(0, 40).Select(r => data[r * 20 + c]).ToArray()).ToArray();
+        Assert.Equal(cols.Select(c => (long)c.Sum()).ToArray(), x.Sum(0).ToArray<long>());
+        Assert.Equal(cols.Select(c => c.Max()).ToArray(), x.Max(0).ToArray<int>());
+        Assert.Equal(cols.Select(c => c.Min()).ToArray(), x.Min(0).ToArray<int>());
+    }
+
+    [Fact]
     public void LongRows_FewOuter_SumIsAccurate()
     {
         var rng = new Random(3);
