@@ -75,7 +75,7 @@ public sealed partial class Tensor : IDisposable
             {
                 if (_shape[i] == 1) continue;
                 if (_strides[i] != expected) return false;
-                expected *= _shape[i];
+                expected *= Math.Max(_shape[i], 1); // as ContiguousStrides: a 0-size dim does not zero the strides before it
             }
             return true;
         }

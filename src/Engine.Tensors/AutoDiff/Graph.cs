@@ -37,8 +37,10 @@ internal static class Graph
     {
         if (!GradMode.IsEnabled || !inputs.Any(i => i.RequiresGrad)) return result;
         var handles = new Tensor[saved.Length];
-        for (int i = 0; i < saved.Length; i++) handles[i] = saved[i].Alias().DetachFromDisposeScope();
         Record(result, name, inputs, g => backward(g, handles));
+        // Aliases are taken after the node is attached, so a saved output (softmax, std, exp) keeps
+        // its graph node and double backward differentiates through it.
+        for (int i = 0; i < saved.Length; i++) handles[i] = saved[i].Alias().DetachFromDisposeScope();
         ((FunctionNode)result.GradFn!).Saved = handles;
         return result;
     }
