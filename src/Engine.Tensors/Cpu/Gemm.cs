@@ -68,12 +68,52 @@ internal static unsafe class Gemm
             return;
         }
         parallel &= m * n * k >= ParallelThreshold;
+        if (n == 1 || m == 1)
+        {
+            // Matrix-vector shapes would waste all but one row or column of every register tile.
+            if (n == 1) Gemv(m, k, a, rsA, csA, b, rsB, c, ldc, parallel);
+            else VecMat(n, k, a, csA, b, rsB, csB, c);
+            return;
+        }
         if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
             Run<T, Vector512<T>, Simd512<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel);
         else if (Vector256.IsHardwareAccelerated && Fma.IsSupported)
             Run<T, Vector256<T>, Simd256<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel);
         else
             Run<T, Vector128<T>, Simd128<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel);
+    }
+
+    /// <summary>c[i·ldc] = Σ_p A[i, p]·b[p] (N = 1): one dot product per row, SIMD when both are contiguous.</summary>
+    private static void Gemv<T>(long m, long k, T* a, long rsA, long csA, T* b, long rsB, T* c, long ldc, bool parallel)
+        where T : unmanaged, INumber<T>
+    {
+        nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
+        Parallelism.For(m, parallel && m > 1, i =>
+        {
+            T* row = (T*)pa + i * rsA;
+            T* x = (T*)pb;
+            T sum = T.Zero;
+            if (csA == 1 && rsB == 1 && k <= int.MaxValue)
+                sum = System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<T>(row, (int)k), new ReadOnlySpan<T>(x, (int)k));
+            else
+                for (long p = 0; p < k; p++) sum += row[p * csA] * x[p * rsB];
+            ((T*)pc)[i * ldc] = sum;
+        });
+    }
+
+    /// <summary>c[j] = Σ_p a[p]·B[p, j] (M = 1): rows of B scaled and added in order p = 0..K-1 (SIMD for a row-major B).</summary>
+    private static void VecMat<T>(long n, long k, T* a, long csA, T* b, long rsB, long csB, T* c)
+        where T : unmanaged, INumber<T>
+    {
+        var y = new Span<T>(c, checked((int)n));
+        y.Clear();
+        for (long p = 0; p < k; p++)
+        {
+            T s = a[p * csA];
+            T* row = b + p * rsB;
+            if (csB == 1) System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(new ReadOnlySpan<T>(row, (int)n), s, y, y);
+            else for (int j = 0; j < y.Length; j++) y[j] += s * row[j * csB];
+        }
     }
 
     private static void Run<T, TVec, TS>(long m, long n, long k, T* a, long rsA, long csA, T* b, long rsB, long csB, T* c, long ldc, bool parallel)

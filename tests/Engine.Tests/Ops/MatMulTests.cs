@@ -133,6 +133,22 @@ public class MatMulTests
         using var y2 = a.MatMul(bn);
         AssertMatches(a, bn, y2, "Aᵀ·strided B");
 
+        // Matrix-vector shapes with transposed and strided operands.
+        using var v0 = TestUtil.Random(rng, [70], dtype);
+        using var v = TestUtil.NonContiguous(v0);
+        using var av = a.MatMul(v);
+        AssertMatches(a, v, av, "Aᵀ·strided v");
+        using var w = TestUtil.Random(rng, [37], dtype);
+        using var wa = w.MatMul(a);
+        AssertMatches(w, a, wa, "w·Aᵀ");
+        using var wr = w.Unsqueeze(0);
+        using var wa2 = wr.MatMul(a);
+        AssertMatches(wr, a, wa2, "[1, 37]·Aᵀ");
+        using var ac = a.Contiguous();
+        using var vc = v.Unsqueeze(1);
+        using var av2 = ac.MatMul(vc);
+        AssertMatches(ac, vc, av2, "A·[70, 1] strided");
+
         using var big = TestUtil.Random(rng, [50, 90], dtype);
         using var slice = big.Slice(0, 3, 50, 2).Narrow(1, 5, 70); // row stride 180, column stride 1
         using var y3 = slice.MatMul(bc);
