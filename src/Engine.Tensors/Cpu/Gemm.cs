@@ -123,10 +123,13 @@ internal static unsafe class Gemm
         int kcMax = Math.Max(32, L1PanelBytes / (nr * sizeof(T)));
         int mcMax = Math.Max(MR, L2BlockBytes / (kcMax * sizeof(T)) / MR * MR);
         int ncMax = NC / nr * nr;
-        // Enough row blocks to feed every thread (a block is at least one MR tile).
+        // Row blocks: at most mcMax rows each, and a multiple of the thread count of them, so every
+        // thread gets the same share (a block is at least one MR tile).
         int threads = parallel ? Parallelism.MaxThreads : 1;
-        long perThread = (m + threads - 1) / threads;
-        int mc = (int)Math.Min(mcMax, Math.Max(MR, (perThread + MR - 1) / MR * MR));
+        long blocks = (m + mcMax - 1) / mcMax;
+        blocks = (blocks + threads - 1) / threads * threads;
+        long rowsPerBlock = (m + blocks - 1) / blocks;
+        int mc = (int)Math.Min(mcMax, Math.Max(MR, (rowsPerBlock + MR - 1) / MR * MR));
         long rowBlocks = (m + mc - 1) / mc;
 
         long nPanelsMax = (Math.Min(ncMax, n) + nr - 1) / nr;
