@@ -13,9 +13,9 @@ public sealed partial class Tensor
     /// from the result; with more dims, the leading (batch) dims broadcast (NumPy rules) and the last two
     /// are multiplied: [..., M, K]·[..., K, N] → [broadcast(...), M, N].
     /// <para>
-    /// float32 and float64 only, both operands of the same dtype (integer matmul is not supported on
-    /// the CPU, as in PyTorch's CPU BLAS path; convert with <see cref="To(DType)"/>). float32 accumulates in
-    /// float32 (see <c>Cpu/Gemm.cs</c>).
+    /// float32 and float64 only, both operands of the same dtype: integer and mixed dtypes throw an
+    /// <see cref="ArgumentException"/> (PyTorch multiplies integer matrices on the CPU; nothing here needs
+    /// that yet; convert with <see cref="To(DType)"/>). float32 accumulates in float32 (see <c>Cpu/Gemm.cs</c>).
     /// </para>
     /// Gradient: dA = g·Bᵀ, dB = Aᵀ·g, each summed over the batch dims it was broadcast along.
     /// </summary>

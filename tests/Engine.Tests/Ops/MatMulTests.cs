@@ -94,12 +94,12 @@ public class MatMulTests
         using var a = TestUtil.Random(rng, sa, dtype);
         using var b = TestUtil.Random(rng, sb, dtype);
         using var y = a.MatMul(b);
-        AssertMatches(a, b, y, $"{ShapeUtil(sa)}·{ShapeUtil(sb)} {dtype}");
+        AssertMatches(a, b, y, $"{Fmt(sa)}·{Fmt(sb)} {dtype}");
         using var y2 = Tensor.MatMul(a, b);
         Assert.Equal(Values(y), Values(y2));
     }
 
-    private static string ShapeUtil(long[] s) => "[" + string.Join(", ", s) + "]";
+    private static string Fmt(long[] s) => "[" + string.Join(", ", s) + "]";
 
     [Fact]
     public void MatMul_KZero_GivesZeros()
