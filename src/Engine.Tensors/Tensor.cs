@@ -70,6 +70,7 @@ public sealed partial class Tensor : IDisposable
     {
         get
         {
+            if (NumEl == 0) return true; // no elements: any strides describe the (empty) row-major layout
             long expected = 1;
             for (int i = Rank - 1; i >= 0; i--)
             {

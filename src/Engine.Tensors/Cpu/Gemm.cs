@@ -1,0 +1,384 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+
+namespace Engine.Tensors.Cpu;
+
+/// <summary>
+/// General matrix multiply C = A·B for float and double on the CPU (SGEMM / DGEMM).
+/// <para>
+/// Math: C[i, j] = Σ_p A[i, p]·B[p, j] for A of M×K, B of K×N, C of M×N. 2·M·N·K flops.
+/// A and B are read through arbitrary element strides (row stride, column stride), so a transposed
+/// or sliced view is multiplied as it is: the strides only change how the panels are packed.
+/// C is written with unit column stride and row stride <c>ldc</c> (the caller's contiguous output).
+/// </para>
+/// <para>
+/// Blocking (the BLIS/GotoBLAS loop nest): for each NC-wide column block of B and each KC-deep slice
+/// of K, B[pc.., jc..] is packed once into NR-wide micro-panels (k-major, zero-padded to NR); then
+/// the MC-high row blocks of A are processed in parallel (one <see cref="Parallelism.For"/> item per
+/// row block), each packing its A[ic.., pc..] into MR-high micro-panels (zero-padded to MR), and
+/// the micro-kernel computes one MR×NR tile of C per (micro-panel of A, micro-panel of B) pair.
+/// The B micro-panel (KC·NR elements) is sized for L1, the packed A block (MC·KC) for L2.
+/// </para>
+/// <para>
+/// Micro-kernel: MR = 6 rows × NR = 2 SIMD vectors (Vector512 where the hardware accelerates it,
+/// else Vector256, else Vector128): 12 vector accumulators, per k step two vector loads of packed B,
+/// six broadcasts of packed A and twelve fused multiply-adds. Edge tiles (M or N not a multiple of
+/// the tile) are computed in full on the zero-padded panels and only their valid part is stored.
+/// </para>
+/// <para>
+/// Numerics: accumulation is in the element type (float32 sums in float32, as every BLAS does); the
+/// sum over K runs in KC-long chunks, each chunk in order p = 0..kc-1 with FMA (one rounding per step),
+/// and the chunks are added to C in order. The error bound is the usual K·eps·Σ|A||B|.
+/// </para>
+/// </summary>
+internal static unsafe class Gemm
+{
+    /// <summary>Rows of the register tile.</summary>
+    internal const int MR = 6;
+
+    /// <summary>Bytes the packed B micro-panel may take (a share of a 32 KB L1).</summary>
+    private const int L1PanelBytes = 16 * 1024;
+
+    /// <summary>Bytes the packed A block may take (a share of a 512 KB-1 MB L2).</summary>
+    private const int L2BlockBytes = 192 * 1024;
+
+    /// <summary>Columns of B packed per outer block (the packed block lives in L3).</summary>
+    private const int NC = 3072;
+
+    /// <summary>Below this many multiply-adds a product runs on the calling thread.</summary>
+    internal const long ParallelThreshold = 1 << 17;
+
+    /// <summary>
+    /// C (M×N, row stride <paramref name="ldc"/>, unit column stride) = A·B with A element (i, p) at
+    /// <c>a[i*rsA + p*csA]</c> and B element (p, j) at <c>b[p*rsB + j*csB]</c>. K = 0 writes zeros.
+    /// </summary>
+    public static void Multiply<T>(long m, long n, long k, T* a, long rsA, long csA, T* b, long rsB, long csB, T* c, long ldc, bool parallel)
+        where T : unmanaged, INumber<T>
+    {
+        if (typeof(T) != typeof(float) && typeof(T) != typeof(double))
+            throw new NotSupportedException($"internal: Gemm supports float and double, not {typeof(T).Name}.");
+        if (m == 0 || n == 0) return;
+        if (k == 0)
+        {
+            for (long i = 0; i < m; i++) new Span<T>(c + i * ldc, checked((int)n)).Clear();
+            return;
+        }
+        parallel &= m * n * k >= ParallelThreshold;
+        if (n == 1 || m == 1)
+        {
+            // Matrix-vector shapes would waste all but one row or column of every register tile.
+            if (n == 1) Gemv(m, k, a, rsA, csA, b, rsB, c, ldc, parallel);
+            else VecMat(n, k, a, csA, b, rsB, csB, c);
+            return;
+        }
+        if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
+            Run<T, Vector512<T>, Simd512<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel);
+        else if (Vector256.IsHardwareAccelerated && Fma.IsSupported)
+            Run<T, Vector256<T>, Simd256<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel);
+        else
+            Run<T, Vector128<T>, Simd128<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel);
+    }
+
+    /// <summary>c[i·ldc] = Σ_p A[i, p]·b[p] (N = 1): one dot product per row, SIMD when both are contiguous.</summary>
+    private static void Gemv<T>(long m, long k, T* a, long rsA, long csA, T* b, long rsB, T* c, long ldc, bool parallel)
+        where T : unmanaged, INumber<T>
+    {
+        nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
+        Parallelism.For(m, parallel && m > 1, i =>
+        {
+            T* row = (T*)pa + i * rsA;
+            T* x = (T*)pb;
+            T sum = T.Zero;
+            if (csA == 1 && rsB == 1 && k <= int.MaxValue)
+                sum = System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<T>(row, (int)k), new ReadOnlySpan<T>(x, (int)k));
+            else
+                for (long p = 0; p < k; p++) sum += row[p * csA] * x[p * rsB];
+            ((T*)pc)[i * ldc] = sum;
+        });
+    }
+
+    /// <summary>c[j] = Σ_p a[p]·B[p, j] (M = 1): rows of B scaled and added in order p = 0..K-1 (SIMD for a row-major B).</summary>
+    private static void VecMat<T>(long n, long k, T* a, long csA, T* b, long rsB, long csB, T* c)
+        where T : unmanaged, INumber<T>
+    {
+        var y = new Span<T>(c, checked((int)n));
+        y.Clear();
+        for (long p = 0; p < k; p++)
+        {
+            T s = a[p * csA];
+            T* row = b + p * rsB;
+            if (csB == 1) System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(new ReadOnlySpan<T>(row, (int)n), s, y, y);
+            else for (int j = 0; j < y.Length; j++) y[j] += s * row[j * csB];
+        }
+    }
+
+    private static void Run<T, TVec, TS>(long m, long n, long k, T* a, long rsA, long csA, T* b, long rsB, long csB, T* c, long ldc, bool parallel)
+        where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>
+    {
+        int nr = 2 * TS.Count;
+        int kcMax = Math.Max(32, L1PanelBytes / (nr * sizeof(T)));
+        int mcMax = Math.Max(MR, L2BlockBytes / (kcMax * sizeof(T)) / MR * MR);
+        int ncMax = NC / nr * nr;
+        // Row blocks: at most mcMax rows each, and a multiple of the thread count of them, so every
+        // thread gets the same share (a block is at least one MR tile).
+        int threads = parallel ? Parallelism.MaxThreads : 1;
+        long blocks = (m + mcMax - 1) / mcMax;
+        blocks = (blocks + threads - 1) / threads * threads;
+        long rowsPerBlock = (m + blocks - 1) / blocks;
+        int mc = (int)Math.Min(mcMax, Math.Max(MR, (rowsPerBlock + MR - 1) / MR * MR));
+        long rowBlocks = (m + mc - 1) / mc;
+
+        long nPanelsMax = (Math.Min(ncMax, n) + nr - 1) / nr;
+        T* bPack = (T*)NativeMemory.AlignedAlloc((nuint)(nPanelsMax * nr * kcMax * sizeof(T)), 64);
+        try
+        {
+            for (long jc = 0; jc < n; jc += ncMax)
+            {
+                int nc = (int)Math.Min(ncMax, n - jc);
+                for (long pc = 0; pc < k; pc += kcMax)
+                {
+                    int kc = (int)Math.Min(kcMax, k - pc);
+                    bool accumulate = pc > 0;
+                    PackB(kc, nc, nr, b + pc * rsB + jc * csB, rsB, csB, bPack, parallel);
+                    nint pa = (nint)a, pbPack = (nint)bPack, pcOut = (nint)c;
+                    long jcBlock = jc, pcBlock = pc;
+                    Parallelism.For(rowBlocks, parallel && rowBlocks > 1, block =>
+                    {
+                        long ic = block * mc;
+                        int mcb = (int)Math.Min(mc, m - ic);
+                        int mPanels = (mcb + MR - 1) / MR;
+                        T* aPack = (T*)NativeMemory.AlignedAlloc((nuint)(mPanels * MR * kc * sizeof(T)), 64);
+                        try
+                        {
+                            PackA(mcb, kc, (T*)pa + ic * rsA + pcBlock * csA, rsA, csA, aPack);
+                            T* cBlock = (T*)pcOut + ic * ldc + jcBlock;
+                            for (int jr = 0; jr < nc; jr += nr)
+                            {
+                                T* bPanel = (T*)pbPack + (long)(jr / nr) * kc * nr;
+                                for (int ir = 0; ir < mcb; ir += MR)
+                                    Kernel<T, TVec, TS>(kc, aPack + (long)(ir / MR) * kc * MR, bPanel, cBlock + ir * ldc + jr, ldc,
+                                        Math.Min(MR, mcb - ir), Math.Min(nr, nc - jr), accumulate);
+                            }
+                        }
+                        finally { NativeMemory.AlignedFree(aPack); }
+                    });
+                }
+            }
+        }
+        finally { NativeMemory.AlignedFree(bPack); }
+    }
+
+    /// <summary>
+    /// Packs a kc×nc block of B into NR-wide micro-panels: panel q holds columns q·NR.. as kc rows of NR
+    /// (row p at offset p·NR), zero-padded past nc.
+    /// </summary>
+    private static void PackB<T>(int kc, int nc, int nr, T* b, long rsB, long csB, T* dst, bool parallel) where T : unmanaged, INumber<T>
+    {
+        int panels = (nc + nr - 1) / nr;
+        nint pb = (nint)b, pd = (nint)dst;
+        Parallelism.For(panels, parallel && panels > 1 && (long)kc * nc >= Parallelism.Grain, q =>
+        {
+            T* src = (T*)pb + q * nr * csB;
+            T* d = (T*)pd + q * kc * nr;
+            int cols = (int)Math.Min(nr, nc - q * nr);
+            if (csB == 1)
+            {
+                // Row-major B: each packed row is a contiguous run of the source row.
+                for (int p = 0; p < kc; p++)
+                {
+                    new ReadOnlySpan<T>(src + p * rsB, cols).CopyTo(new Span<T>(d + p * nr, cols));
+                    if (cols < nr) new Span<T>(d + p * nr + cols, nr - cols).Clear();
+                }
+            }
+            else
+            {
+                // Column-major (transposed) or strided B: walk each source column down k.
+                if (cols < nr) for (int p = 0; p < kc; p++) new Span<T>(d + p * nr + cols, nr - cols).Clear();
+                for (int j = 0; j < cols; j++)
+                {
+                    T* s = src + j * csB;
+                    for (int p = 0; p < kc; p++) d[p * nr + j] = s[p * rsB];
+                }
+            }
+        });
+    }
+
+    /// <summary>
+    /// Packs an mc×kc block of A into MR-high micro-panels: panel q holds rows q·MR.. as kc columns of
+    /// MR (column p at offset p·MR), zero-padded past mc.
+    /// </summary>
+    private static void PackA<T>(int mc, int kc, T* a, long rsA, long csA, T* dst) where T : unmanaged, INumber<T>
+    {
+        for (int i0 = 0; i0 < mc; i0 += MR)
+        {
+            T* d = dst + (long)(i0 / MR) * kc * MR;
+            int rows = Math.Min(MR, mc - i0);
+            if (rsA == 1)
+            {
+                // Column-major (transposed) A: MR consecutive elements per column.
+                for (int p = 0; p < kc; p++)
+                {
+                    T* s = a + i0 + p * csA;
+                    for (int i = 0; i < rows; i++) d[p * MR + i] = s[i];
+                    for (int i = rows; i < MR; i++) d[p * MR + i] = T.Zero;
+                }
+            }
+            else
+            {
+                for (int i = 0; i < rows; i++)
+                {
+                    T* s = a + (i0 + i) * rsA;
+                    for (int p = 0; p < kc; p++) d[p * MR + i] = s[p * csA];
+                }
+                for (int i = rows; i < MR; i++)
+                    for (int p = 0; p < kc; p++) d[p * MR + i] = T.Zero;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One MR×NR tile: C[0..mr, 0..nr] (+)= Σ_p a[p·MR + i]·b[p·NR + j]. Full tiles are stored straight
+    /// from the registers; edge tiles go through a small buffer.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel<T, TVec, TS>(int kc, T* a, T* b, T* c, long ldc, int mr, int nr, bool accumulate)
+        where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>
+    {
+        int w = TS.Count;
+        TVec c00 = TS.Zero, c01 = TS.Zero, c10 = TS.Zero, c11 = TS.Zero, c20 = TS.Zero, c21 = TS.Zero;
+        TVec c30 = TS.Zero, c31 = TS.Zero, c40 = TS.Zero, c41 = TS.Zero, c50 = TS.Zero, c51 = TS.Zero;
+        for (int p = 0; p < kc; p++)
+        {
+            TVec b0 = TS.Load(b), b1 = TS.Load(b + w);
+            TVec av = TS.Broadcast(a[0]);
+            c00 = TS.Fma(av, b0, c00); c01 = TS.Fma(av, b1, c01);
+            av = TS.Broadcast(a[1]);
+            c10 = TS.Fma(av, b0, c10); c11 = TS.Fma(av, b1, c11);
+            av = TS.Broadcast(a[2]);
+            c20 = TS.Fma(av, b0, c20); c21 = TS.Fma(av, b1, c21);
+            av = TS.Broadcast(a[3]);
+            c30 = TS.Fma(av, b0, c30); c31 = TS.Fma(av, b1, c31);
+            av = TS.Broadcast(a[4]);
+            c40 = TS.Fma(av, b0, c40); c41 = TS.Fma(av, b1, c41);
+            av = TS.Broadcast(a[5]);
+            c50 = TS.Fma(av, b0, c50); c51 = TS.Fma(av, b1, c51);
+            a += MR;
+            b += 2 * w;
+        }
+        if (mr == MR && nr == 2 * w)
+        {
+            StoreRow<T, TVec, TS>(c, w, c00, c01, accumulate);
+            StoreRow<T, TVec, TS>(c + ldc, w, c10, c11, accumulate);
+            StoreRow<T, TVec, TS>(c + 2 * ldc, w, c20, c21, accumulate);
+            StoreRow<T, TVec, TS>(c + 3 * ldc, w, c30, c31, accumulate);
+            StoreRow<T, TVec, TS>(c + 4 * ldc, w, c40, c41, accumulate);
+            StoreRow<T, TVec, TS>(c + 5 * ldc, w, c50, c51, accumulate);
+            return;
+        }
+        // Edge tile: spill the whole register tile, then store the valid mr×nr part.
+        T* tile = stackalloc T[MR * 2 * 16 * 4 / sizeof(T)]; // MR rows of 2 vectors of at most 64 bytes
+        int ld = 2 * w;
+        TS.Store(c00, tile); TS.Store(c01, tile + w);
+        TS.Store(c10, tile + ld); TS.Store(c11, tile + ld + w);
+        TS.Store(c20, tile + 2 * ld); TS.Store(c21, tile + 2 * ld + w);
+        TS.Store(c30, tile + 3 * ld); TS.Store(c31, tile + 3 * ld + w);
+        TS.Store(c40, tile + 4 * ld); TS.Store(c41, tile + 4 * ld + w);
+        TS.Store(c50, tile + 5 * ld); TS.Store(c51, tile + 5 * ld + w);
+        for (int i = 0; i < mr; i++)
+        {
+            T* row = c + i * ldc;
+            T* src = tile + i * ld;
+            if (accumulate) for (int j = 0; j < nr; j++) row[j] += src[j];
+            else for (int j = 0; j < nr; j++) row[j] = src[j];
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow<T, TVec, TS>(T* c, int w, TVec v0, TVec v1, bool accumulate)
+        where T : unmanaged where TVec : unmanaged where TS : ISimd<T, TVec>
+    {
+        if (accumulate)
+        {
+            v0 = TS.Add(v0, TS.Load(c));
+            v1 = TS.Add(v1, TS.Load(c + w));
+        }
+        TS.Store(v0, c);
+        TS.Store(v1, c + w);
+    }
+}
+
+/// <summary>The vector operations the GEMM micro-kernel needs, for one vector width.</summary>
+internal unsafe interface ISimd<T, TVec> where T : unmanaged where TVec : unmanaged
+{
+    static abstract int Count { get; }
+    static abstract TVec Zero { get; }
+    static abstract TVec Load(T* p);
+    static abstract void Store(TVec v, T* p);
+    static abstract TVec Broadcast(T x);
+
+    /// <summary>a·b + c with one rounding.</summary>
+    static abstract TVec Fma(TVec a, TVec b, TVec c);
+    static abstract TVec Add(TVec a, TVec b);
+}
+
+internal readonly unsafe struct Simd512<T> : ISimd<T, Vector512<T>> where T : unmanaged
+{
+    public static int Count => Vector512<T>.Count;
+    public static Vector512<T> Zero => Vector512<T>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Load(T* p) => Vector512.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<T> v, T* p) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Broadcast(T x) => Vector512.Create(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Add(Vector512<T> a, Vector512<T> b) => a + b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Fma(Vector512<T> a, Vector512<T> b, Vector512<T> c)
+    {
+        if (typeof(T) == typeof(float)) return Vector512.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
+        if (typeof(T) == typeof(double)) return Vector512.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
+        return a * b + c;
+    }
+}
+
+internal readonly unsafe struct Simd256<T> : ISimd<T, Vector256<T>> where T : unmanaged
+{
+    public static int Count => Vector256<T>.Count;
+    public static Vector256<T> Zero => Vector256<T>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Load(T* p) => Vector256.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<T> v, T* p) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Broadcast(T x) => Vector256.Create(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Add(Vector256<T> a, Vector256<T> b) => a + b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Fma(Vector256<T> a, Vector256<T> b, Vector256<T> c)
+    {
+        if (typeof(T) == typeof(float)) return Vector256.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
+        if (typeof(T) == typeof(double)) return Vector256.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
+        return a * b + c;
+    }
+}
+
+/// <summary>128-bit fallback (Arm64 NEON, or x64 without AVX2/FMA: there a separate multiply and add).</summary>
+internal readonly unsafe struct Simd128<T> : ISimd<T, Vector128<T>> where T : unmanaged
+{
+    public static int Count => Vector128<T>.Count;
+    public static Vector128<T> Zero => Vector128<T>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<T> Load(T* p) => Vector128.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector128<T> v, T* p) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<T> Broadcast(T x) => Vector128.Create(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<T> Add(Vector128<T> a, Vector128<T> b) => a + b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> Fma(Vector128<T> a, Vector128<T> b, Vector128<T> c)
+    {
+        if (System.Runtime.Intrinsics.X86.Fma.IsSupported || AdvSimd.IsSupported)
+        {
+            if (typeof(T) == typeof(float)) return Vector128.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
+            if (typeof(T) == typeof(double)) return Vector128.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
+        }
+        return a * b + c;
+    }
+}
