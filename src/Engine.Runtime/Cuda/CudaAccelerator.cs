@@ -169,7 +169,7 @@ public sealed unsafe class CudaAccelerator : IDisposable
         ArgumentNullException.ThrowIfNull(module);
         if (module.Owner != this) throw new ArgumentException("Launch: the module was loaded by another CudaAccelerator.", nameof(module));
         if (grid.X < 1 || grid.Y < 1 || grid.Z < 1 || group.X < 1 || group.Y < 1 || group.Z < 1)
-            throw new ArgumentException($"Launch {kernel}: grid {grid} and group {group} must be positive in every dim.");
+            throw new ArgumentException($"Launch {kernel}: grid {LaunchText.Of(grid)} and group {LaunchText.Of(group)} must be positive in every dim.");
         ArgumentOutOfRangeException.ThrowIfNegative(dynamicSharedBytes);
         MakeCurrent();
         nint function = module.Function(kernel, dynamicSharedBytes);
@@ -192,7 +192,7 @@ public sealed unsafe class CudaAccelerator : IDisposable
                 at += (Size(args[i], kernel, i) + 7) & ~7L;
             }
             CuApi.Check(CuApi.LaunchKernel(function, (uint)grid.X, (uint)grid.Y, (uint)grid.Z, (uint)group.X, (uint)group.Y, (uint)group.Z,
-                (uint)dynamicSharedBytes, stream?.Handle ?? 0, pointers, null), $"cuLaunchKernel({kernel}, grid {grid}, block {group}, smem {dynamicSharedBytes})");
+                (uint)dynamicSharedBytes, stream?.Handle ?? 0, pointers, null), $"cuLaunchKernel({kernel}, grid {LaunchText.Of(grid)}, block {LaunchText.Of(group)}, smem {dynamicSharedBytes})");
         }
         finally
         {

@@ -173,7 +173,7 @@ public sealed unsafe class OpenCLAccelerator : IDisposable
         ThrowIfDisposed();
         if (program.Owner != this) throw new ArgumentException("Launch: the program was built by another OpenCLAccelerator.", nameof(program));
         if (grid.X < 1 || grid.Y < 1 || grid.Z < 1 || group.X < 1 || group.Y < 1 || group.Z < 1)
-            throw new ArgumentException($"Launch {kernel}: grid {grid} and group {group} must be positive in every dim.");
+            throw new ArgumentException($"Launch {kernel}: grid {LaunchText.Of(grid)} and group {LaunchText.Of(group)} must be positive in every dim.");
         lock (_gate) // set-args + enqueue on a shared cl_kernel must not interleave
         {
             nint handle = program.Kernel(kernel);
@@ -182,7 +182,7 @@ public sealed unsafe class OpenCLAccelerator : IDisposable
             nuint* global = stackalloc nuint[3] { (nuint)((long)grid.X * group.X), (nuint)((long)grid.Y * group.Y), (nuint)((long)grid.Z * group.Z) };
             nuint* local = stackalloc nuint[3] { (nuint)group.X, (nuint)group.Y, (nuint)group.Z };
             ClApi.Check(ClApi.EnqueueNDRangeKernel(_queue, handle, dims, null, global, local, 0, null, null),
-                $"clEnqueueNDRangeKernel({kernel}, grid {grid}, group {group})");
+                $"clEnqueueNDRangeKernel({kernel}, grid {LaunchText.Of(grid)}, group {LaunchText.Of(group)})");
         }
     }
 

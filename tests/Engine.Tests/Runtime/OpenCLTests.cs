@@ -91,6 +91,39 @@ public class OpenCLTests(ITestOutputHelper output)
     }
 
     [BackendFact("opencl")]
+    public void TwoDimensionalLaunchCoversAMatrixNotMultipleOfTheGroup()
+    {
+        const string transpose = """
+            __kernel void transpose(__global const float* x, __global float* y, int rows, int cols)
+            {
+                int c = get_global_id(0), r = get_global_id(1);
+                if (r < rows && c < cols) y[c * rows + r] = x[r * cols + c];
+            }
+            """;
+        using var cl = new OpenCLAccelerator();
+        const int rows = 37, cols = 70;
+        var x = Enumerable.Range(0, rows * cols).Select(i => (float)i).ToArray();
+        using var dx = cl.Allocate<float>(x);
+        using var dy = cl.Allocate(rows * cols * sizeof(float));
+        var group = new Dim3(16, 8);
+        cl.Launch(transpose, "transpose", new Dim3((cols + 15) / 16, (rows + 7) / 8), group, dx, dy, rows, cols);
+        var y = cl.ToArray<float>(dy);
+        for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            Assert.Equal(x[r * cols + c], y[c * rows + r]);
+    }
+
+    [BackendFact("opencl")]
+    public void RejectsMemoryOfAnotherDevice()
+    {
+        using var cl = new OpenCLAccelerator();
+        using var host = CpuAllocator.Shared.Allocate(16);
+        var e = Assert.Throws<ArgumentException>(() => cl.Launch(VectorAdd, "vector_add", 1, 4, host, host, host, 4));
+        Assert.Contains("arg 0", e.Message);
+        Assert.Contains("not memory of this OpenCL device", e.Message);
+    }
+
+    [BackendFact("opencl")]
     public void ProgramsAreCachedBySource()
     {
         using var cl = new OpenCLAccelerator();
