@@ -111,6 +111,15 @@ public sealed unsafe class CudaAccelerator : IDisposable
         return result;
     }
 
+    /// <summary>Sets every byte of <paramref name="buffer"/> to <paramref name="value"/> (cuMemsetD8).</summary>
+    public void Memset(CudaBuffer buffer, byte value)
+    {
+        CheckRange(buffer, 0, buffer.Length, "Memset");
+        if (buffer.Length == 0) return;
+        MakeCurrent();
+        CuApi.Check(CuApi.MemsetD8(buffer.DevicePointer, value, (nuint)buffer.Length), "cuMemsetD8");
+    }
+
     /// <summary>Creates a stream.</summary>
     public CudaStream CreateStream() => new(this);
 

@@ -74,6 +74,19 @@ public static unsafe class Nvrtc
         }
     }
 
+    /// <summary>The architectures every kernel must compile for without spills (Volta, Ampere, Hopper).</summary>
+    public static IReadOnlyList<string> RequiredArchitectures { get; } = ["sm_70", "sm_80", "sm_90"];
+
+    /// <summary>
+    /// The ptxas report of <paramref name="source"/> for each of <paramref name="architectures"/>
+    /// (default <see cref="RequiredArchitectures"/>), in architecture order (what <c>engine kernels --report</c> prints).
+    /// </summary>
+    public static IReadOnlyList<KernelResourceUsage> Report(string source, IEnumerable<string>? architectures = null, IEnumerable<string>? options = null, KernelCache? cache = null)
+    {
+        var opts = (options ?? []).ToArray();
+        return (architectures ?? RequiredArchitectures).SelectMany(arch => Compile(source, arch, opts, cache).Kernels).ToList();
+    }
+
     /// <summary>
     /// Compiles <paramref name="source"/> to a cubin for <paramref name="architecture"/> ("sm_80" or
     /// "80"), with <c>--ptxas-options=-v</c> so the log carries the per-kernel resource report.

@@ -61,12 +61,17 @@ public sealed unsafe class OpenCLAccelerator : IDisposable
         nint mem = ClApi.CreateBuffer(_context, ClErrors.MemReadWrite, (nuint)Math.Max(bytes, 1), null, &code);
         ClApi.Check(code, $"clCreateBuffer({bytes} bytes)");
         var buffer = new OpenCLBuffer(this, mem, bytes);
-        if (zero && bytes > 0)
-        {
-            byte pattern = 0;
-            ClApi.Check(ClApi.EnqueueFillBuffer(_queue, mem, &pattern, 1, 0, (nuint)bytes, 0, null, null), "clEnqueueFillBuffer");
-        }
+        if (zero) Memset(buffer, 0);
         return buffer;
+    }
+
+    /// <summary>Sets every byte of <paramref name="buffer"/> to <paramref name="value"/> (clEnqueueFillBuffer, queued in order).</summary>
+    public void Memset(OpenCLBuffer buffer, byte value)
+    {
+        CheckRange(buffer, 0, buffer.Length, "Memset");
+        if (buffer.Length == 0) return;
+        // The pattern is copied at enqueue time, so a stack variable is fine.
+        ClApi.Check(ClApi.EnqueueFillBuffer(_queue, buffer.Handle, &value, 1, 0, (nuint)buffer.Length, 0, null, null), "clEnqueueFillBuffer");
     }
 
     /// <summary>Allocates a buffer holding a copy of <paramref name="data"/>.</summary>

@@ -135,6 +135,26 @@ public sealed class NvrtcTests(ITestOutputHelper output) : IDisposable
     }
 
     [BackendFact("nvrtc")]
+    public void LineDirectivesPointErrorsAtTheCSharpSource()
+    {
+        // What the kernel compiler emits: #line maps the generated CUDA C back to the C# kernel.
+        const string generated = "#line 42 \"kernels/Elementwise/Add.cs\"\nextern \"C\" __global__ void k(float* y) { y[0] = missing_name; }\n";
+        var e = Assert.Throws<NvrtcException>(() => Nvrtc.Compile(generated, "sm_70"));
+        output.WriteLine(e.Log);
+        Assert.Contains("kernels/Elementwise/Add.cs(42)", e.Log);
+        Assert.Contains("missing_name", e.Log);
+    }
+
+    [BackendFact("nvrtc")]
+    public void ReportCoversEveryRequiredArchitecture()
+    {
+        var report = Nvrtc.Report(VectorAdd, cache: new KernelCache(_cacheDir));
+        foreach (var k in report) output.WriteLine(k.ToString());
+        Assert.Equal(["sm_70", "sm_70", "sm_80", "sm_80", "sm_90", "sm_90"], report.Select(k => k.Architecture));
+        Assert.All(report, k => Assert.Equal(0, k.SpillBytes));
+    }
+
+    [BackendFact("nvrtc")]
     public void CompilesToPtxForAVirtualArchitecture()
     {
         string ptx = Nvrtc.CompileToPtx(VectorAdd, "compute_70");

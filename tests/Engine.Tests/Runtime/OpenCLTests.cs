@@ -145,6 +145,25 @@ public class OpenCLTests(ITestOutputHelper output)
     }
 
     [BackendFact("opencl")]
+    public void LineDirectivesPointBuildErrorsAtTheCSharpSource()
+    {
+        const string generated = "#line 17 \"kernels/Reduce/Sum.cs\"\n__kernel void k(__global float* y) { y[0] = missing_name; }\n";
+        using var cl = new OpenCLAccelerator();
+        var e = Assert.Throws<OpenCLException>(() => cl.Build(generated));
+        output.WriteLine(e.BuildLog);
+        Assert.Contains("kernels/Reduce/Sum.cs:17", e.BuildLog);
+    }
+
+    [BackendFact("opencl")]
+    public void MemsetFillsEveryByte()
+    {
+        using var cl = new OpenCLAccelerator();
+        using var buffer = cl.Allocate(13);
+        cl.Memset(buffer, 0xAB);
+        Assert.All(cl.ToArray<byte>(buffer), b => Assert.Equal(0xAB, b));
+    }
+
+    [BackendFact("opencl")]
     public void BadArgumentsSurfaceTheClErrorName()
     {
         using var cl = new OpenCLAccelerator();
