@@ -41,10 +41,12 @@ public static class Backends
     {
         "opencl" => TryLoad(["libOpenCL.so.1", "libOpenCL.so"], "no OpenCL ICD loader (Debian: apt-get install ocl-icd-libopencl1 pocl-opencl-icd)")
                     ?? (Directory.Exists("/etc/OpenCL/vendors") && Directory.EnumerateFiles("/etc/OpenCL/vendors", "*.icd").Any()
-                        ? null : "no OpenCL platform registered in /etc/OpenCL/vendors (Debian: apt-get install pocl-opencl-icd)"),
+                        ? Engine.Runtime.OpenCLDevices.MissingReason // a registered platform may still have no device
+                        : "no OpenCL platform registered in /etc/OpenCL/vendors (Debian: apt-get install pocl-opencl-icd)"),
         "nvrtc" => TryLoad(["libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"],
                     "no libnvrtc.so.* (Debian non-free: apt-get install libnvrtc11.2)"),
-        "cuda" => TryLoad(["libcuda.so.1"], "no CUDA driver (libcuda.so.1); this machine has no NVIDIA GPU"),
+        "cuda" => TryLoad(["libcuda.so.1"], "no CUDA driver (libcuda.so.1); this machine has no NVIDIA GPU")
+                  ?? Engine.Runtime.CudaDevices.MissingReason, // a driver without a usable device (cuInit: CUDA_ERROR_NO_DEVICE)
         _ => $"unknown backend '{backend}'",
     };
 
