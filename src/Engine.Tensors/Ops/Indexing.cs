@@ -429,11 +429,6 @@ public sealed partial class Tensor
                     $"{op}: index {v} is out of range for dim {dim} of size {size} (self shape {ShapeUtil.Format(selfShape)}, index shape {ShapeUtil.Format(indexShape)}).");
     }
 
-    private void RequireNumeric(string op)
-    {
-        if (DType == DType.Bool) throw new ArgumentException($"{op}: bool tensors cannot be added; convert with To(DType) (shape {ShapeUtil.Format(Shape)}).");
-    }
-
     /// <summary>Shape and strides, with a 0-d tensor read as shape [1].</summary>
     private static (long[] Shape, long[] Strides) AtLeast1D(Tensor t)
         => t.Rank == 0 ? ([1], [0]) : (t._shape, t._strides);

@@ -223,7 +223,7 @@ public sealed partial class Tensor
             throw new ArgumentException($"{op}: needs a float32 or float64 tensor, got {DType.Name()} of shape {ShapeUtil.Format(Shape)} (convert with To(DType.Float32)).");
     }
 
-    private void RequireNumeric(string op)
+    internal void RequireNumeric(string op)
     {
         if (DType == DType.Bool)
             throw new ArgumentException($"{op}: not defined for bool tensors (shape {ShapeUtil.Format(Shape)}); convert with To(DType.Int32).");
