@@ -37,8 +37,10 @@ internal static class Graph
     {
         if (!GradMode.IsEnabled || !inputs.Any(i => i.RequiresGrad)) return result;
         var handles = new Tensor[saved.Length];
-        for (int i = 0; i < saved.Length; i++) handles[i] = saved[i].Alias().DetachFromDisposeScope();
         Record(result, name, inputs, g => backward(g, handles));
+        // Handles are taken after the node is set, so a saved result (exp, tanh, sigmoid save y) carries
+        // its grad_fn: a createGraph backward then differentiates through y as well.
+        for (int i = 0; i < saved.Length; i++) handles[i] = saved[i].Alias().DetachFromDisposeScope();
         ((FunctionNode)result.GradFn!).Saved = handles;
         return result;
     }
