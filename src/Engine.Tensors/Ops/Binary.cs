@@ -17,7 +17,7 @@ public sealed partial class Tensor
     /// thisᵉˣᵖᵒⁿᵉⁿᵗ elementwise (broadcast). Floats follow IEEE pow (e.g. (−8)^(1/3) = NaN, 0^−1 = +∞).
     /// Integers use exact repeated squaring (wrapping on overflow); a negative integer exponent gives
     /// 0 except for bases 1 and −1 (PyTorch's rule).
-    /// <para>Gradients: d/dbase = g·b·a^(b−1); d/dexponent = g·y·log(a), taken as 0 where a = 0 and
+    /// <para>Gradients: d/dbase = g·b·a^(b−1), taken as 0 where b = 0; d/dexponent = g·y·log(a), taken as 0 where a = 0 and
     /// b ≥ 0 (the limit, as PyTorch; log(0) = −∞ would otherwise give NaN). Saves a, b and y.</para>
     /// </summary>
     public Tensor Pow(Tensor exponent)
@@ -33,7 +33,10 @@ public sealed partial class Tensor
                 using var bMinus1 = s[1].Sub(1.0);
                 using var p = s[0].Pow(bMinus1);
                 using var bp = s[1].Mul(p);
-                using var full = g.Mul(bp);
+                using var bZero = s[1].Eq(0.0);
+                using var zero = ScalarLike(0, bp.DType);
+                using var safe = Where(bZero, zero, bp); // b = 0: d/da a⁰ = 0, not 0·0⁻¹ = NaN
+                using var full = g.Mul(safe);
                 da = full.SumToShape(sa);
                 if (ReferenceEquals(da, full)) da = full.Alias();
             }
