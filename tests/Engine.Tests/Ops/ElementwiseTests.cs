@@ -267,6 +267,25 @@ public class ElementwiseTests
     }
 
     [Fact]
+    public void Neg_InTheForwardPass_IsDifferentiable()
+    {
+        // Regression: neg used to record its node inside a NoGrad scope, which cut the graph.
+        using var x = Tensor.FromArray([0.3, -1.2]).RequiresGrad_();
+        GradCheck.Check(i => i[0].Neg().Exp(), [x]);
+        GradCheck.CheckSecondOrder(i => i[0].Neg().Exp(), [x]);
+    }
+
+    [Fact]
+    public void Sign_OfNaNAndSignedZero()
+    {
+        using var x = Tensor.FromArray([double.NaN, -0.0, 0.0, -7, 7]);
+        using var y = x.Sign();
+        var v = y.ToArray<double>();
+        Assert.True(double.IsNaN(v[0]));
+        Assert.Equal([0.0, 0.0, -1, 1], v.Skip(1));
+    }
+
+    [Fact]
     public void Relu_GradientAtZero_IsZero()
     {
         using var x = Tensor.FromArray([0.0, -1, 1]).RequiresGrad_();
