@@ -160,7 +160,10 @@ public sealed partial class Tensor
     /// <paramref name="approximate"/> = "tanh": ½·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³).
     /// Derivative: ½·(1 + t) + ½·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²), t = tanh(u).
     /// </para>
-    /// Both are computed in double for float32 inputs. Gradient g times the derivative (saves x).
+    /// The exact form evaluates erfc in double (a series or a continued fraction of up to ~60 terms,
+    /// see <c>Cpu/SpecialFunctions.cs</c>), so it costs far more than the tanh form, which runs on
+    /// <c>TensorPrimitives</c> in the input's own precision for contiguous rows (in double for strided ones).
+    /// Gradient g times the derivative (saves x).
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="approximate"/> is neither "none" nor "tanh".</exception>
     public Tensor Gelu(string approximate = "none")
@@ -360,6 +363,21 @@ public sealed partial class Tensor
             double v = double.CreateTruncating(x);
             return T.CreateTruncating(0.5 * v * (1 + Math.Tanh(GeluTanhK * (v + GeluTanhC * v * v * v))));
         }
+
+        // Contiguous rows: the same formula in T with TensorPrimitives, in place in y (exact overlap is allowed).
+        public static void Invoke<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
+        {
+            TensorPrimitives.Multiply(x, x, y);                                  // x²
+            TensorPrimitives.Multiply(y, T.CreateTruncating(GeluTanhC), y);     // c·x²
+            TensorPrimitives.Add(y, T.One, y);                                   // 1 + c·x²
+            TensorPrimitives.Multiply(y, x, y);                                  // x + c·x³
+            TensorPrimitives.Multiply(y, T.CreateTruncating(GeluTanhK), y);     // u
+            TensorPrimitives.Tanh(y, y);                                         // t
+            TensorPrimitives.Add(y, T.One, y);                                   // 1 + t
+            TensorPrimitives.Multiply(y, x, y);
+            TensorPrimitives.Multiply(y, T.CreateTruncating(0.5), y);           // ½·x·(1 + t)
+        }
+        public static bool HasVectorForm => true;
     }
 
     private readonly struct ErfOp : IFloatUnary
