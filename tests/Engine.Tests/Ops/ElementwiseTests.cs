@@ -138,12 +138,18 @@ public class ElementwiseTests
     public void OutOfDomain_GivesNaNOrInfinity_NotExceptions(DType dtype)
     {
         using var scope = Tensor.NewDisposeScope();
-        var x = TestUtil.FromDoubles([-1, 0, -0.0, double.PositiveInfinity, double.NaN], [5], dtype);
-        TestUtil.AssertClose([double.NaN, double.NegativeInfinity, double.NegativeInfinity, double.PositiveInfinity, double.NaN], x.Log(), what: "log");
-        TestUtil.AssertClose([double.NaN, 0, 0, double.PositiveInfinity, double.NaN], x.Sqrt(), what: "sqrt");
-        TestUtil.AssertClose([double.NaN, double.PositiveInfinity, double.NegativeInfinity, 0, double.NaN], x.Rsqrt(), what: "rsqrt");
-        var y = TestUtil.FromDoubles([-2, -1, double.PositiveInfinity, double.NaN], [4], dtype);
-        TestUtil.AssertClose([double.NaN, double.NegativeInfinity, double.PositiveInfinity, double.NaN], y.Log1p(), what: "log1p");
+        foreach (bool strided in new[] { false, true }) // vector path and scalar path
+        {
+            var x = TestUtil.FromDoubles([-1, 0, -0.0, double.PositiveInfinity, double.NaN], [5], dtype);
+            var y = TestUtil.FromDoubles([-2, -1, double.PositiveInfinity, double.NaN], [4], dtype);
+            if (strided) { x = TestUtil.NonContiguous(x); y = TestUtil.NonContiguous(y); }
+            TestUtil.AssertClose([double.NaN, double.NegativeInfinity, double.NegativeInfinity, double.PositiveInfinity, double.NaN], x.Log(), what: "log");
+            TestUtil.AssertClose([double.NaN, 0, 0, double.PositiveInfinity, double.NaN], x.Sqrt(), what: "sqrt");
+            TestUtil.AssertClose([double.NaN, double.PositiveInfinity, double.NegativeInfinity, 0, double.NaN], x.Rsqrt(), what: "rsqrt");
+            TestUtil.AssertClose([double.NaN, double.NegativeInfinity, double.PositiveInfinity, double.NaN], y.Log1p(), what: "log1p");
+            TestUtil.AssertClose([Math.Exp(-1), 1, 1, double.PositiveInfinity, double.NaN], x.Exp(), what: "exp");
+            TestUtil.AssertClose([0, 0, double.PositiveInfinity, double.NaN], TestUtil.FromDoubles([double.NegativeInfinity, -1000, 1000, double.NaN], [4], dtype).Exp(), 0, 0, "exp overflow");
+        }
     }
 
     [Theory]
