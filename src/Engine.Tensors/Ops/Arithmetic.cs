@@ -51,11 +51,10 @@ public sealed partial class Tensor
     public Tensor Neg()
     {
         using var minusOne = ScalarLike(-1, DType == DType.Bool ? DType.Int32 : DType);
+        Tensor y;
         using (NoGrad())
-        {
-            var y = Dispatch.NumericBinary<MulOp>("neg", this, minusOne);
-            return Graph.Record(y, "neg", this, g => g.Neg());
-        }
+            y = Dispatch.NumericBinary<MulOp>("neg", this, minusOne);
+        return Graph.Record(y, "neg", this, g => g.Neg()); // recorded outside NoGrad, or neg would cut the graph
     }
 
     /// <summary>this + <paramref name="value"/>.</summary>
