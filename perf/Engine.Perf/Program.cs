@@ -18,6 +18,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Engine.Tensors;
 using Engine.Tensors.Cpu;
@@ -122,7 +123,7 @@ internal static unsafe class BandwidthBenchmark
                 date = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
                 results = results.Select(r => new { name = r.Name, what = r.What, bytes_per_element = r.BytesPerElement, median_ms = r.MedianMs, min_ms = r.MinMs, gb_per_s = r.GBps, copy_gb_per_s = r.CopyGBps, percent_of_copy = r.PercentOfCopy }),
             };
-            Console.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
+            Console.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
         }
         else
         {
