@@ -30,7 +30,7 @@ public static class Parallelism
     /// numEl / <see cref="MaxTiles"/> (rounded up to a multiple of 1024) when that is larger. Large tiles matter for
     /// memory-bound ops on big tensors: TensorPrimitives switches to non-temporal stores only for spans
     /// over 256 KB, which skips the read-for-ownership of the output (add of 64M float32 on 2 cores:
-    /// ~41 GB/s with 128 KB tiles, ~50 GB/s with 4 MB tiles; perf/RESULTS.md). 64 tiles still balance
+    /// ~75 % of a streaming copy's bandwidth with 128 KB tiles, ~100 % with 4 MB tiles; perf/RESULTS.md). 64 tiles still balance
     /// load across 16 threads. The size depends on the element count only, never on
     /// <see cref="MaxThreads"/>, so an op's results do not depend on the thread count.
     /// </summary>
