@@ -4,8 +4,8 @@ namespace Engine.Tensors.Cpu;
 /// An iteration plan for an elementwise op over operands that share one (broadcast) shape but have
 /// their own strides. Dims of size 1 are dropped and adjacent dims that every operand walks as one
 /// are merged, so a contiguous tensor of any rank becomes a single row and a transposed one a few.
-/// The work is then cut into tiles of about <see cref="Parallelism.Grain"/> elements: segments of a
-/// long inner row, or runs of short rows.
+/// The work is then cut into tiles of about <see cref="Parallelism.TileElements"/> elements: segments
+/// of a long inner row, or runs of short rows.
 /// </summary>
 internal sealed class LoopPlan
 {
@@ -54,9 +54,10 @@ internal sealed class LoopPlan
         }
         Rows = ShapeUtil.NumEl(_outer);
         if (NumEl == 0) { Rows = 0; }
-        if (Inner >= Parallelism.Grain)
+        long grain = Parallelism.TileElements(NumEl);
+        if (Inner >= grain)
         {
-            _chunk = Parallelism.Grain;
+            _chunk = grain;
             _chunksPerRow = (Inner + _chunk - 1) / _chunk;
             _rowsPerTile = 1;
             Tiles = Rows * _chunksPerRow;
@@ -65,7 +66,7 @@ internal sealed class LoopPlan
         {
             _chunk = Inner;
             _chunksPerRow = 1;
-            _rowsPerTile = Math.Max(1, Parallelism.Grain / Math.Max(Inner, 1));
+            _rowsPerTile = Math.Max(1, grain / Math.Max(Inner, 1));
             Tiles = (Rows + _rowsPerTile - 1) / _rowsPerTile;
         }
     }
