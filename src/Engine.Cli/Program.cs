@@ -11,12 +11,10 @@ public static class Program
     {
         var root = new RootCommand("Engine: tensors, autograd, C# kernels and fused distillation losses.");
 
-        var devices = new Command("devices", "List the devices Engine can run on.");
+        var devices = new Command("devices", "List every accelerator found and, for each missing backend, why it is missing.");
         devices.SetAction(_ =>
         {
-            Console.WriteLine($"{Device.Cpu}\t{Environment.ProcessorCount} logical processors, {(System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "AVX-512" : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "AVX2" : "scalar")}");
-            Console.WriteLine("cuda\tnot available in this build (the accelerator backends arrive with the kernel compiler)");
-            Console.WriteLine("opencl\tnot available in this build (the accelerator backends arrive with the kernel compiler)");
+            Console.Write(Accelerators.Discover().Format());
             return 0;
         });
         root.Subcommands.Add(devices);

@@ -37,12 +37,17 @@ public sealed record AcceleratorReport(IReadOnlyList<AcceleratorEntry> Devices, 
 /// </summary>
 public static class Accelerators
 {
+    private static string SimdWidth() =>
+        System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "512-bit (AVX-512)"
+        : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "256-bit (AVX2)"
+        : System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated ? "128-bit" : "none";
+
     /// <summary>Probes every backend.</summary>
     public static AcceleratorReport Discover()
     {
         var devices = new List<AcceleratorEntry>
         {
-            new(Device.Cpu, "host CPU", $"{Environment.ProcessorCount} logical cores, SIMD {(System.Numerics.Vector.IsHardwareAccelerated ? System.Numerics.Vector<byte>.Count * 8 + "-bit" : "off")}"),
+            new(Device.Cpu, "host CPU", $"{Environment.ProcessorCount} logical cores, SIMD {SimdWidth()}"),
             new(new Device(DeviceType.Emulator), "kernel emulator", $"one OS thread per GPU thread, groups <= {EmulatorAccelerator.MaxGroupSize}"),
         };
         var backends = new List<BackendStatus>
