@@ -20,6 +20,14 @@ public static class TestUtil
     public static Tensor Random(Random rng, long[] shape, DType dtype = DType.Float32, double lo = -1, double hi = 1)
         => FromDoubles(RandomValues(rng, ShapeNumEl(shape), lo, hi), shape, dtype);
 
+    /// <summary>A seed from a name that is the same in every run (string.GetHashCode is randomized per process).</summary>
+    public static int StableSeed(string name)
+    {
+        uint h = 2166136261; // FNV-1a
+        foreach (char c in name) h = (h ^ c) * 16777619;
+        return (int)(h & 0x7fffffff);
+    }
+
     public static long ShapeNumEl(long[] shape) => shape.Aggregate(1L, (a, b) => a * b);
 
     /// <summary>

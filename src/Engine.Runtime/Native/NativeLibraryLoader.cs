@@ -43,3 +43,31 @@ internal sealed class NativeLibraryLoader
     /// <summary>The address of export <paramref name="symbol"/>, or zero when absent (optional entry points).</summary>
     public nint GetOptional(string symbol) => NativeLibrary.TryGetExport(Handle, symbol, out var address) ? address : 0;
 }
+
+/// <summary>
+/// A native library loaded and bound on first use, once per process. Each backend's API class holds
+/// one; a missing library or export becomes <see cref="MissingReason"/> instead of an exception.
+/// </summary>
+internal sealed class LazyNativeLibrary(string[] names, Action<NativeLibraryLoader> bind)
+{
+    private readonly Lazy<(string? Name, string? Missing)> _state = new(() =>
+    {
+        var lib = NativeLibraryLoader.TryLoad(names, out var missing);
+        if (lib is null) return (null, missing);
+        try
+        {
+            bind(lib);
+            return (lib.Name, null);
+        }
+        catch (EntryPointNotFoundException e)
+        {
+            return (null, e.Message);
+        }
+    }, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>Null when the library loaded and bound, otherwise why not.</summary>
+    public string? MissingReason => _state.Value.Missing;
+
+    /// <summary>The candidate name that loaded (null when none did).</summary>
+    public string? LoadedName => _state.Value.Name;
+}

@@ -36,6 +36,13 @@ public static class Parallelism
     /// </summary>
     internal static long TileElements(long numEl) => Math.Max(Grain, ((numEl + MaxTiles - 1) / MaxTiles + 1023) / 1024 * 1024);
 
+    /// <summary>
+    /// How many parallel pieces a reduction aims for when its natural work items are too few (a
+    /// constant, not <see cref="MaxThreads"/>: where float sums are split decides their rounding, and
+    /// results must not change with the thread count).
+    /// </summary>
+    internal const long ReductionSplits = 8;
+
     /// <summary>Runs <paramref name="body"/> for 0..count-1, in parallel when <paramref name="parallel"/> and there is more than one item.</summary>
     internal static void For(long count, bool parallel, Action<long> body)
     {

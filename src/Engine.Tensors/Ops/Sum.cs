@@ -168,7 +168,7 @@ internal static unsafe class Reduction
         long outer = output.NumEl;
         nint src = (nint)rows.Ptr<T>(), dst = (nint)output.Ptr<T>();
         const long chunk = Parallelism.Grain * 8;
-        if (rowLength >= 2 * chunk && outer < 4L * Parallelism.MaxThreads)
+        if (rowLength >= 2 * chunk && outer < Parallelism.ReductionSplits)
         {
             // Few long rows: partial sums per chunk of each row (in parallel), then the sum of the partials.
             long chunks = (rowLength + chunk - 1) / chunk;
@@ -231,8 +231,8 @@ internal static unsafe class Reduction
         long items = outer * colBlocks;
         bool parallel = outer * rows * cols >= Parallelism.ElementwiseThreshold;
         long rowBlocks = 1;
-        if (parallel && items < 2L * Parallelism.MaxThreads)
-            rowBlocks = Math.Clamp(2L * Parallelism.MaxThreads / items, 1, Math.Max(1, rows / (2 * Group)));
+        if (parallel && items < Parallelism.ReductionSplits)
+            rowBlocks = Math.Clamp(Parallelism.ReductionSplits / items, 1, Math.Max(1, rows / (2 * Group)));
         long rowsPerBlock = (rows + rowBlocks - 1) / rowBlocks;
         rowBlocks = (rows + rowsPerBlock - 1) / rowsPerBlock;
         nint src = (nint)x.Ptr<T>(), dst = (nint)output.Ptr<T>();

@@ -12,12 +12,11 @@ namespace Engine.Runtime.Native.Cuda;
 /// </summary>
 internal static unsafe class CuApi
 {
-    private static readonly object Gate = new();
-    private static bool _loaded;
-    private static string? _missing;
-
     /// <summary>The driver library (installed by the NVIDIA driver, not by the toolkit).</summary>
     public static readonly string[] LibraryNames = ["libcuda.so.1"];
+
+    // Declared after LibraryNames: static fields initialize in text order.
+    private static readonly LazyNativeLibrary Library = new(LibraryNames, Bind);
 
     public static delegate* unmanaged<uint, int> Init;
     public static delegate* unmanaged<int*, int> DriverGetVersion;
@@ -63,33 +62,13 @@ internal static unsafe class CuApi
     public const int ErrorNoDevice = 100;
 
     /// <summary>Null when the driver library loaded, otherwise why not ("libcuda.so.1 not found").</summary>
-    public static string? MissingReason
-    {
-        get
-        {
-            EnsureLoaded(throwIfMissing: false);
-            return _missing;
-        }
-    }
+    public static string? MissingReason => Library.MissingReason;
 
     /// <summary>Loads the library once; throws <see cref="CudaException"/> with the reason when it is missing.</summary>
     public static void EnsureLoaded(bool throwIfMissing = true)
     {
-        lock (Gate)
-        {
-            if (!_loaded)
-            {
-                _loaded = true;
-                var lib = NativeLibraryLoader.TryLoad(LibraryNames, out _missing);
-                if (lib is not null)
-                {
-                    try { Bind(lib); }
-                    catch (EntryPointNotFoundException e) { _missing = e.Message; }
-                }
-            }
-        }
-        if (throwIfMissing && _missing is not null)
-            throw new CudaException($"CUDA is not available: {_missing} (no NVIDIA driver on this machine)");
+        if (throwIfMissing && Library.MissingReason is { } missing)
+            throw new CudaException($"CUDA is not available: {missing} (no NVIDIA driver on this machine)");
     }
 
     private static void Bind(NativeLibraryLoader lib)

@@ -11,12 +11,11 @@ namespace Engine.Runtime.Native.Nvrtc;
 /// </summary>
 internal static unsafe class NvrtcApi
 {
-    private static readonly object Gate = new();
-    private static bool _loaded;
-    private static string? _missing;
-
     /// <summary>Candidate names, in order: the unversioned dev link, then CUDA 13, 12 and 11.2+ (Debian's libnvrtc11.2 ships CUDA 11.8 under .so.11.2).</summary>
     public static readonly string[] LibraryNames = ["libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"];
+
+    // Declared after LibraryNames: static fields initialize in text order.
+    private static readonly LazyNativeLibrary Library = new(LibraryNames, Bind);
 
     public static delegate* unmanaged<int, byte*> GetErrorString;
     public static delegate* unmanaged<int*, int*, int> Version;
@@ -33,40 +32,16 @@ internal static unsafe class NvrtcApi
     public static delegate* unmanaged<nint, byte*, int> GetProgramLog;
 
     /// <summary>The library file that loaded (null when none).</summary>
-    public static string? LibraryName { get; private set; }
+    public static string? LibraryName => Library.LoadedName;
 
     /// <summary>Null when NVRTC is usable, otherwise why not.</summary>
-    public static string? MissingReason
-    {
-        get
-        {
-            EnsureLoaded(throwIfMissing: false);
-            return _missing;
-        }
-    }
+    public static string? MissingReason => Library.MissingReason;
 
     /// <summary>Loads the library once; throws <see cref="NvrtcException"/> with the reason when it is missing.</summary>
     public static void EnsureLoaded(bool throwIfMissing = true)
     {
-        lock (Gate)
-        {
-            if (!_loaded)
-            {
-                _loaded = true;
-                var lib = NativeLibraryLoader.TryLoad(LibraryNames, out _missing);
-                if (lib is not null)
-                {
-                    try
-                    {
-                        Bind(lib);
-                        LibraryName = lib.Name;
-                    }
-                    catch (EntryPointNotFoundException e) { _missing = e.Message; }
-                }
-            }
-        }
-        if (throwIfMissing && _missing is not null)
-            throw new NvrtcException($"NVRTC is not available: {_missing} (Debian non-free: apt-get install libnvrtc11.2)");
+        if (throwIfMissing && Library.MissingReason is { } missing)
+            throw new NvrtcException($"NVRTC is not available: {missing} (Debian non-free: apt-get install libnvrtc11.2)");
     }
 
     private static void Bind(NativeLibraryLoader lib)

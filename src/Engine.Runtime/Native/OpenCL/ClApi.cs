@@ -9,10 +9,6 @@ namespace Engine.Runtime.Native.OpenCL;
 /// </summary>
 internal static unsafe class ClApi
 {
-    private static readonly object Gate = new();
-    private static bool _loaded;
-    private static string? _missing;
-
     public static delegate* unmanaged<uint, nint*, uint*, int> GetPlatformIDs;
     public static delegate* unmanaged<nint, uint, nuint, void*, nuint*, int> GetPlatformInfo;
     public static delegate* unmanaged<nint, ulong, uint, nint*, uint*, int> GetDeviceIDs;
@@ -39,34 +35,17 @@ internal static unsafe class ClApi
     /// <summary>The library names tried, in order.</summary>
     public static readonly string[] LibraryNames = ["libOpenCL.so.1", "libOpenCL.so"];
 
+    // Declared after LibraryNames: static fields initialize in text order.
+    private static readonly LazyNativeLibrary Library = new(LibraryNames, Bind);
+
     /// <summary>Null when the OpenCL loader is usable, otherwise why not (e.g. "libOpenCL.so.1 not found").</summary>
-    public static string? MissingReason
-    {
-        get
-        {
-            EnsureLoaded(throwIfMissing: false);
-            return _missing;
-        }
-    }
+    public static string? MissingReason => Library.MissingReason;
 
     /// <summary>Loads the library once; throws <see cref="OpenCLException"/> with the reason when it is missing.</summary>
     public static void EnsureLoaded(bool throwIfMissing = true)
     {
-        lock (Gate)
-        {
-            if (!_loaded)
-            {
-                _loaded = true;
-                var lib = NativeLibraryLoader.TryLoad(LibraryNames, out _missing);
-                if (lib is not null)
-                {
-                    try { Bind(lib); }
-                    catch (EntryPointNotFoundException e) { _missing = e.Message; }
-                }
-            }
-        }
-        if (throwIfMissing && _missing is not null)
-            throw new OpenCLException($"OpenCL is not available: {_missing} (Debian: apt-get install ocl-icd-libopencl1 pocl-opencl-icd)");
+        if (throwIfMissing && Library.MissingReason is { } missing)
+            throw new OpenCLException($"OpenCL is not available: {missing} (Debian: apt-get install ocl-icd-libopencl1 pocl-opencl-icd)");
     }
 
     private static void Bind(NativeLibraryLoader lib)
