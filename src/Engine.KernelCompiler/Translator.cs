@@ -105,13 +105,14 @@ internal sealed partial class Translator(Compilation compilation, Target target)
             {
                 var pSyntax = syntax.ParameterList.Parameters[p.Ordinal];
                 if (p.RefKind != RefKind.None) { Report(Krn.RefParameter, pSyntax, p.Name, method.Name); continue; }
-                string cName = Declare(p, p.Name);
+                // The semantic model names the generic definition's parameters, so key by those.
+                string cName = Declare(p.OriginalDefinition, p.Name);
                 var type = Subst(p.Type);
                 if (Types.IsArrayView(type))
                 {
                     var element = Types.ElementType(type);
                     string space = target == Target.OpenCL ? "__global " : "";
-                    _f.Views[p] = new ViewInfo(cName, cName + "_len", space, element);
+                    _f.Views[p.OriginalDefinition] = new ViewInfo(cName, cName + "_len", space, element);
                     parameters.Add($"{space}{CType(element, pSyntax.Type!)}* {cName}");
                     parameters.Add($"{Long} {cName}_len");
                 }

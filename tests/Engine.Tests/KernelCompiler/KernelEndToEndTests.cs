@@ -1,0 +1,201 @@
+using Engine.Runtime;
+using Engine.Runtime.Kernels;
+using Engine.Tests.KernelCompiler.TestShims;
+
+namespace Engine.Tests.KernelCompiler;
+
+/// <summary>
+/// The translator's output, run: each sample kernel (SampleKernels.cs) runs on the emulator (the C#
+/// itself) and as generated OpenCL C on PoCL, and both are compared with a plain C# reference
+/// (float64 where it accumulates); every generated CUDA source compiles with NVRTC for sm_70/80/90
+/// with zero spill bytes.
+/// </summary>
+public unsafe class KernelEndToEndTests
+{
+    private static readonly EmulatorAccelerator Emulator = new();
+
+    private sealed class EmuArray : IDisposable
+    {
+        private readonly CpuBuffer _buffer;
+
+        public EmuArray(float[] values)
+        {
+            _buffer = Emulator.Allocate(Math.Max(1, values.Length) * sizeof(float));
+            View = new ArrayView<float>((float*)_buffer.Pointer, values.Length);
+            values.AsSpan().CopyTo(new Span<float>(_buffer.Pointer, values.Length));
+        }
+
+        public ArrayView<float> View { get; }
+        public float[] ToArray() => new Span<float>((void*)View.Pointer, (int)View.Length).ToArray();
+        public void Dispose() => _buffer.Dispose();
+    }
+
+    private static float[] Random(int n, int seed, float scale = 4f)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => (float)((rng.NextDouble() * 2 - 1) * scale)).ToArray();
+    }
+
+    private static void Close(double expected, float actual, double tolerance, string what)
+        => Assert.True(Math.Abs(expected - actual) <= tolerance * (1 + Math.Abs(expected)), $"{what}: expected {expected}, got {actual}");
+
+    [BackendFact("opencl")]
+    public void VectorAdd_EmulatorAndPoCL_MatchReference()
+    {
+        const int n = 77, group = 32, grid = (n + group - 1) / group;
+        float[] a = Random(n, 1), b = Random(n, 2);
+        using var ea = new EmuArray(a);
+        using var eb = new EmuArray(b);
+        using var ey = new EmuArray(new float[n]);
+        SampleKernels.Launch.VectorAdd(Emulator, grid, group, ea.View, eb.View, ey.View);
+        var cl = new float[n];
+        using var ocl = new OpenClShim();
+        ocl.Run(SampleKernels.Launch.VectorAddSource.OpenCLSource, "VectorAdd", (grid, 1), (group, 1), a, b, cl);
+        var emu = ey.ToArray();
+        for (int i = 0; i < n; i++)
+        {
+            Assert.Equal(a[i] + b[i], emu[i]);
+            Assert.Equal(a[i] + b[i], cl[i]);
+        }
+    }
+
+    [BackendFact("opencl")]
+    public void BlockSum_SharedMemoryAndBarriers_MatchReference()
+    {
+        const int n = 200, group = SampleKernels.ReduceGroup, grid = (n + group - 1) / group;
+        var x = Random(n, 3);
+        using var ex = new EmuArray(x);
+        using var es = new EmuArray(new float[grid]);
+        SampleKernels.Launch.BlockSum(Emulator, grid, group, ex.View, es.View);
+        var cl = new float[grid];
+        using var ocl = new OpenClShim();
+        ocl.Run(SampleKernels.Launch.BlockSumSource.OpenCLSource, "BlockSum", (grid, 1), (group, 1), x, cl);
+        var emu = es.ToArray();
+        for (int g = 0; g < grid; g++)
+        {
+            double reference = 0;
+            for (int i = g * group; i < Math.Min(n, (g + 1) * group); i++) reference += x[i];
+            Close(reference, emu[g], 1e-5, $"emulator group {g}");
+            Close(reference, cl[g], 1e-5, $"OpenCL group {g}");
+            Assert.Equal(emu[g], cl[g]); // same tree order, same float result
+        }
+    }
+
+    [BackendFact("opencl")]
+    public void KernelFunction_Softplus_MatchesReference()
+    {
+        const int n = 100, group = 32, grid = (n + group - 1) / group;
+        var x = Random(n, 4, 30f);
+        using var ex = new EmuArray(x);
+        using var ey = new EmuArray(new float[n]);
+        SampleKernels.Launch.SoftplusScaled(Emulator, grid, group, ex.View, ey.View, 0.5f);
+        var cl = new float[n];
+        using var ocl = new OpenClShim();
+        ocl.Run(SampleKernels.Launch.SoftplusScaledSource.OpenCLSource, "SoftplusScaled", (grid, 1), (group, 1), x, cl, 0.5f);
+        var emu = ey.ToArray();
+        for (int i = 0; i < n; i++)
+        {
+            double reference = 0.5 * (x[i] > 20 ? x[i] : Math.Log(1 + Math.Exp(x[i])));
+            Close(reference, emu[i], 1e-5, $"emulator [{i}]");
+            Close(reference, cl[i], 1e-5, $"OpenCL [{i}]");
+        }
+    }
+
+    [BackendFact("opencl")]
+    public void LoopWithXMath_RowLogSumExp_MatchesReference()
+    {
+        const int rows = 37, cols = 19, group = 16, grid = (rows + group - 1) / group;
+        var x = Random(rows * cols, 5, 10f);
+        using var ex = new EmuArray(x);
+        using var ey = new EmuArray(new float[rows]);
+        SampleKernels.Launch.RowLogSumExp(Emulator, grid, group, ex.View, ey.View, cols);
+        var cl = new float[rows];
+        using var ocl = new OpenClShim();
+        ocl.Run(SampleKernels.Launch.RowLogSumExpSource.OpenCLSource, "RowLogSumExp", (grid, 1), (group, 1), x, cl, cols);
+        var emu = ey.ToArray();
+        for (int r = 0; r < rows; r++)
+        {
+            double max = x.Skip(r * cols).Take(cols).Max(), sum = x.Skip(r * cols).Take(cols).Sum(v => Math.Exp(v - max));
+            double reference = Math.Log(sum) + max;
+            Close(reference, emu[r], 1e-5, $"emulator row {r}");
+            Close(reference, cl[r], 1e-5, $"OpenCL row {r}");
+        }
+    }
+
+    [BackendFact("opencl")]
+    public void WarpShuffleAndAtomics_MatchReference()
+    {
+        const int n = 150, group = 64, grid = (n + group - 1) / group;
+        var x = Random(n, 6);
+        double reference = x.Sum(v => (double)v);
+        using var ex = new EmuArray(x);
+        using var et = new EmuArray(new float[1]);
+        var countBuffer = Emulator.Allocate(sizeof(int));
+        var countView = new ArrayView<int>((int*)countBuffer.Pointer, 1);
+        SampleKernels.Launch.WarpAtomicSum(Emulator, grid, group, ex.View, et.View, countView);
+        Close(reference, et.ToArray()[0], 1e-5, "emulator total");
+        Assert.Equal(grid * group / 32, countView[0]);
+        countBuffer.Dispose();
+
+        var total = new float[1];
+        var count = new int[1];
+        using var ocl = new OpenClShim();
+        ocl.Run(SampleKernels.Launch.WarpAtomicSumSource.OpenCLSource, "WarpAtomicSum", (grid, 1), (group, 1), x, total, count);
+        Close(reference, total[0], 1e-5, "OpenCL total");
+        Assert.Equal(grid * group / 32, count[0]);
+    }
+
+    [BackendFact("opencl")]
+    public void GenericKernel_OneInstancePerOperator_MatchesReference()
+    {
+        const int n = 90, group = 32, grid = (n + group - 1) / group;
+        var x = Random(n, 7);
+        using var ocl = new OpenClShim();
+        foreach (var (source, op) in new (KernelSource, Func<double, double>)[]
+                 {
+                     (SampleKernels.Launch.Unary__ExpOpSource, Math.Exp),
+                     (SampleKernels.Launch.Unary__HalfReluOpSource, v => v > 0 ? 0.5 * v : 0),
+                 })
+        {
+            using var ex = new EmuArray(x);
+            using var ey = new EmuArray(new float[n]);
+            if (source.EntryPoint == "Unary__ExpOp") SampleKernels.Launch.Unary__ExpOp(Emulator, grid, group, ex.View, ey.View);
+            else SampleKernels.Launch.Unary__HalfReluOp(Emulator, grid, group, ex.View, ey.View);
+            var cl = new float[n];
+            ocl.Run(source.OpenCLSource, source.EntryPoint, (grid, 1), (group, 1), x, cl);
+            var emu = ey.ToArray();
+            for (int i = 0; i < n; i++)
+            {
+                Close(op(x[i]), emu[i], 1e-6, $"{source.Name} emulator [{i}]");
+                Close(op(x[i]), cl[i], 1e-6, $"{source.Name} OpenCL [{i}]");
+            }
+        }
+    }
+
+    /// <summary>Every kernel of this assembly (the samples and the emulator tests' kernels).</summary>
+    public static TheoryData<int> Architectures => new() { 70, 80, 90 };
+
+    [BackendTheory("nvrtc")]
+    [MemberData(nameof(Architectures))]
+    public void EveryKernel_CompilesWithNvrtc_WithoutSpills(int arch)
+    {
+        var kernels = KernelRegistry.All.Where(k => k.DeclaringType.StartsWith("Engine.Tests")).ToList();
+        Assert.True(kernels.Count >= 8, $"expected the sample kernels to be registered, found {kernels.Count}");
+        foreach (var kernel in kernels)
+        {
+            var (ok, log, cubin) = NvrtcShim.Compile(kernel.CudaSource, kernel.EntryPoint, arch);
+            Assert.True(ok, $"{kernel.Name} failed for sm_{arch}:\n{log}\n--- source ---\n{kernel.CudaSource}");
+            Assert.True(cubin > 0, $"{kernel.Name}: empty cubin for sm_{arch}");
+            Assert.Contains("bytes spill", log); // the ptxas report is there...
+            Assert.DoesNotMatch(@"[1-9]\d* bytes spill", log); // ...and says zero spills
+        }
+    }
+
+    [BackendFact("opencl")]
+    public void EveryKernel_BuildsWithPoCL()
+    {
+        using var ocl = new OpenClShim();
+        foreach (var kernel in KernelRegistry.All.Where(k => k.DeclaringType.StartsWith("Engine.Tests")))
+            ocl.Build(kernel.OpenCLSource);
+    }
+}

@@ -1,0 +1,113 @@
+using Engine.Runtime.Kernels;
+
+namespace Engine.Tests.KernelCompiler;
+
+/// <summary>An operator struct: one place for an op's math, called by generic kernels.</summary>
+public interface IUnaryOp
+{
+    /// <summary>The op on one value.</summary>
+    static abstract float Apply(float x);
+}
+
+/// <summary>e^x.</summary>
+public readonly struct ExpOp : IUnaryOp
+{
+    /// <inheritdoc />
+    public static float Apply(float x) => XMath.Exp(x);
+}
+
+/// <summary>max(x, 0) · 0.5 (a leaky-free half relu, to have a second instance).</summary>
+public readonly struct HalfReluOp : IUnaryOp
+{
+    /// <inheritdoc />
+    public static float Apply(float x) => x > 0f ? 0.5f * x : 0f;
+}
+
+/// <summary>
+/// Kernels written in C# that the end-to-end tests translate and run: on the emulator (as C#), on
+/// PoCL (the generated OpenCL C) and through NVRTC (the generated CUDA C).
+/// </summary>
+public static partial class SampleKernels
+{
+    /// <summary>Size of the shared-memory reduction group.</summary>
+    public const int ReduceGroup = 64;
+
+    /// <summary>y = a + b.</summary>
+    [Kernel]
+    public static void VectorAdd(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
+    {
+        int i = Grid.GlobalIndexX;
+        if (i < y.Length) y[i] = a[i] + b[i];
+    }
+
+    /// <summary>One partial sum per group: shared-memory tree reduction with barriers.</summary>
+    [Kernel]
+    public static void BlockSum(ArrayView<float> x, ArrayView<float> sums)
+    {
+        var shared = SharedMemory.Allocate<float>(ReduceGroup);
+        int t = Group.IdxX;
+        int i = Grid.GlobalIndexX;
+        shared[t] = i < x.Length ? x[i] : 0f;
+        Group.Barrier();
+        for (int stride = Group.DimX / 2; stride > 0; stride /= 2)
+        {
+            if (t < stride) shared[t] += shared[t + stride];
+            Group.Barrier();
+        }
+        if (t == 0) sums[Grid.IdxX] = shared[0];
+    }
+
+    /// <summary>log(1 + e^x), computed stably.</summary>
+    [KernelFunction]
+    public static float Softplus(float x) => x > 20f ? x : XMath.Log(1f + XMath.Exp(x));
+
+    /// <summary>y = scale · softplus(x) through a kernel function.</summary>
+    [Kernel]
+    public static void SoftplusScaled(ArrayView<float> x, ArrayView<float> y, float scale)
+    {
+        int i = Grid.GlobalIndexX;
+        if (i >= x.Length) return;
+        y[i] = scale * Softplus(x[i]);
+    }
+
+    /// <summary>Per row of a rows×cols matrix: log Σ exp(x − max) + max (a loop with XMath).</summary>
+    [Kernel]
+    public static void RowLogSumExp(ArrayView<float> x, ArrayView<float> y, int cols)
+    {
+        int row = Grid.GlobalIndexX;
+        if (row >= y.IntLength) return;
+        long start = (long)row * cols;
+        float max = float.NegativeInfinity;
+        for (int j = 0; j < cols; j++) max = XMath.Max(max, x[start + j]);
+        float sum = 0f;
+        int k = 0;
+        while (k < cols)
+        {
+            sum += XMath.Exp(x[start + k] - max);
+            k++;
+        }
+        y[row] = XMath.Log(sum) + max;
+    }
+
+    /// <summary>Sum of a group's 32-lane warps by xor shuffles, then one float atomic per warp.</summary>
+    [Kernel]
+    public static void WarpAtomicSum(ArrayView<float> x, ArrayView<float> total, ArrayView<int> count)
+    {
+        int i = Grid.GlobalIndexX;
+        float v = i < x.Length ? x[i] : 0f;
+        for (int mask = Warp.WarpSize / 2; mask > 0; mask /= 2) v += Warp.ShuffleXor(v, mask);
+        if (Warp.LaneIdx == 0)
+        {
+            Atomic.Add(ref total[0], v);
+            Atomic.Add(ref count[0], 1);
+        }
+    }
+
+    /// <summary>y = TOp(x), one generic kernel compiled per declared operator.</summary>
+    [Kernel, KernelInstance(typeof(ExpOp)), KernelInstance(typeof(HalfReluOp))]
+    public static void Unary<TOp>(ArrayView<float> x, ArrayView<float> y) where TOp : struct, IUnaryOp
+    {
+        int i = Grid.GlobalIndexX;
+        if (i < x.Length) y[i] = TOp.Apply(x[i]);
+    }
+}
