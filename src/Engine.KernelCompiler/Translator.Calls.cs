@@ -18,6 +18,11 @@ internal sealed partial class Translator
             return "0";
         }
         var args = inv.ArgumentList.Arguments;
+        if (method.ContainingType.SpecialType == SpecialType.System_String)
+        {
+            Report(Krn.Strings, inv, inv.ToString());
+            return "0";
+        }
         string typeName = method.ContainingType.OriginalDefinition.ToDisplayString();
         string ns = method.ContainingNamespace?.ToDisplayString() ?? "";
 

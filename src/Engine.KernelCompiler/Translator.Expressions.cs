@@ -192,6 +192,11 @@ internal sealed partial class Translator
     private string Name(ExpressionSyntax e)
     {
         var symbol = _f.Model.GetSymbolInfo(e).Symbol;
+        if (symbol?.ContainingType?.SpecialType == SpecialType.System_String)
+        {
+            Report(Krn.Strings, e, e.ToString());
+            return "0";
+        }
         switch (symbol)
         {
             case ILocalSymbol or IParameterSymbol:

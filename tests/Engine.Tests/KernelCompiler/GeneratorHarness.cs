@@ -20,7 +20,7 @@ internal static class GeneratorHarness
     });
 
     /// <summary>The outcome: generator + compiler diagnostics and each kernel's CUDA/OpenCL text by entry point.</summary>
-    public sealed record Result(ImmutableArray<Diagnostic> Diagnostics, IReadOnlyDictionary<string, (string Cuda, string OpenCL)> Kernels, string GeneratedCSharp)
+    public sealed record Result(string Source, ImmutableArray<Diagnostic> Diagnostics, IReadOnlyDictionary<string, (string Cuda, string OpenCL)> Kernels, string GeneratedCSharp)
     {
         public string Cuda(string entry) => Kernels[entry].Cuda;
         public string OpenCL(string entry) => Kernels[entry].OpenCL;
@@ -49,7 +49,7 @@ internal static class GeneratorHarness
                     kernels[Text(1)] = (Text(2), Text(3));
                 }
         var all = generatorDiagnostics.AddRange(output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error));
-        return new Result(all, kernels, generated);
+        return new Result(source, all, kernels, generated);
     }
 
     /// <summary>The 1-based line of a diagnostic.</summary>
