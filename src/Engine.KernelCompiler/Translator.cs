@@ -58,7 +58,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
     public string TranslateKernel(IMethodSymbol kernel, MethodDeclarationSyntax syntax, string entryPoint)
     {
         var model = compilation.GetSemanticModel(syntax.SyntaxTree);
-        if (!kernel.IsStatic) Report(Krn.NotStatic, syntax.Identifier.Parent is null ? syntax : (SyntaxNode)syntax, kernel.Name);
+        if (!kernel.IsStatic) Report(Krn.NotStatic, syntax, kernel.Name);
         if (!kernel.ReturnsVoid) Report(Krn.NotVoid, syntax.ReturnType, kernel.Name);
         _globalNames.Add(entryPoint);
         _callStack.Add(kernel);
@@ -126,7 +126,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
                 ? (target == Target.Cuda ? "extern \"C\" __global__ void " : "__kernel void ") + name
                 : (target == Target.Cuda ? "static __device__ " : "") + returnType + " " + name;
             var header = new CodeWriter(syntax.SyntaxTree.FilePath) { Indent = 0 };
-            header.Line(LineOf(syntax.Identifier.Parent!), signature + "(" + string.Join(", ", parameters) + ")");
+            header.Line(syntax.Identifier.GetLocation().GetLineSpan().StartLinePosition.Line + 1, signature + "(" + string.Join(", ", parameters) + ")");
             header.Line("{");
 
             if (syntax.Body is not null)

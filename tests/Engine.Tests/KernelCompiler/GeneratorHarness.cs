@@ -29,14 +29,15 @@ internal static class GeneratorHarness
 
     /// <summary>Compiles <paramref name="body"/> (members of a partial static class K in namespace T) with the generator.</summary>
     public static Result RunClass(string body, string extraTypes = "")
-        => Run($"using Engine.Runtime.Kernels;\nnamespace T;\n{extraTypes}\npublic static partial class K\n{{\n{body}\n}}\n");
+        => Run($"using System;\nusing Engine.Runtime.Kernels;\nnamespace T;\n{extraTypes}\npublic static partial class K\n{{\n{body}\n}}\n");
 
     public static Result Run(string source)
     {
-        var tree = CSharpSyntaxTree.ParseText(source, new CSharpParseOptions(LanguageVersion.Preview), FilePath);
+        var parseOptions = new CSharpParseOptions(LanguageVersion.Preview);
+        var tree = CSharpSyntaxTree.ParseText(source, parseOptions, FilePath);
         var compilation = CSharpCompilation.Create("KernelTest", [tree], References.Value,
             new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, allowUnsafe: true));
-        GeneratorDriver driver = CSharpGeneratorDriver.Create(new KernelGenerator());
+        GeneratorDriver driver = CSharpGeneratorDriver.Create([new KernelGenerator().AsSourceGenerator()], parseOptions: parseOptions);
         driver = driver.RunGeneratorsAndUpdateCompilation(compilation, out var output, out var generatorDiagnostics);
         var run = driver.GetRunResult();
         var kernels = new Dictionary<string, (string, string)>();

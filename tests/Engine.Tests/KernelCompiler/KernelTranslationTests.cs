@@ -1,0 +1,277 @@
+using Engine.Tests.KernelCompiler.TestShims;
+using Microsoft.CodeAnalysis;
+
+namespace Engine.Tests.KernelCompiler;
+
+/// <summary>
+/// What the translator emits for each construct of the kernel language, in CUDA C and OpenCL C
+/// (the generator run in-process on source strings); the kitchen-sink kernel is also built by
+/// PoCL and NVRTC.
+/// </summary>
+public class KernelTranslationTests
+{
+    private const string Extra = """
+        public struct Affine { public float Scale; public float Shift; public long Count; }
+        public interface IOp { static abstract float Apply(float x); }
+        public struct Square : IOp { public static float Apply(float x) => x * x; }
+        public struct Negate : IOp { public static float Apply(float x) => -x; }
+        """;
+
+    private const string KitchenSink = """
+        [KernelFunction] static float Clamp01(float v) => XMath.Min(XMath.Max(v, 0f), 1f);
+        [KernelFunction] static float Twice(float v) => Clamp01(v) * 2f;
+
+        [Kernel]
+        static void Sink(ArrayView<float> x, ArrayView<float> y, ArrayView<int> counts, ArrayView<double> d, Affine affine, bool flag, uint u, long big)
+        {
+            const int Tile = 128;
+            int i = Grid.GlobalIndexX;
+            long total = x.Length + big;
+            long mixed = u + i;
+            float max = 0.5f * XMath.Rsqrt(2f) + XMath.Fma(1f, 2f, 3f) + MathF.Sqrt(4f) + 1e-5f;
+            if (i >= x.IntLength) return;
+            {
+                var tile = SharedMemory.Allocate<float>(Tile);
+                tile[Group.IdxX] = x[i];
+                Group.Barrier();
+                max = tile[(Group.IdxX + 1) % Group.DimX];
+            }
+            float r = x[i] % 3f;
+            int k = 0;
+            do { k++; if (k == 2) continue; if (k > 5) break; } while (k < 10);
+            float inf = float.PositiveInfinity;
+            float v = flag ? affine.Scale * x[i] + affine.Shift : Twice(x[i]);
+            v += Warp.ShuffleDown(v, 1) + Warp.ShuffleXor(v, 2);
+            Atomic.Add(ref counts[0], 1);
+            Atomic.Max(ref y[1], v);
+            Atomic.CompareExchange(ref counts[1], 0, 7);
+            Atomic.Add(ref y[0], r);
+            d[i] = Math.Exp((double)v) + total + mixed + k + (inf > 0f ? 1 : 0) + max;
+            var tail = x.SubView(1, 2);
+            y[i] = tail[0] + (int)(u >> 1) + Group.LinearIndex + Grid.IdxY + Group.DimY + Warp.LaneIdx;
+        }
+
+        [Kernel, KernelInstance(typeof(Square)), KernelInstance(typeof(Negate))]
+        static void Map<TOp>(ArrayView<float> x) where TOp : struct, IOp
+        {
+            int i = Grid.GlobalIndexX;
+            if (i < x.Length) x[i] = TOp.Apply(x[i]);
+        }
+        """;
+
+    private static GeneratorHarness.Result Sink()
+    {
+        var result = GeneratorHarness.RunClass(KitchenSink, Extra);
+        Assert.Empty(result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error));
+        return result;
+    }
+
+    [Fact]
+    public void Signatures_ViewsBecomePointerPlusLength()
+    {
+        var r = Sink();
+        Assert.Contains("extern \"C\" __global__ void Sink(float* x, long long x_len, float* y, long long y_len, int* counts, long long counts_len, double* d, long long d_len, Affine affine, bool flag, unsigned int u, long long big)", r.Cuda("Sink"));
+        Assert.Contains("__kernel void Sink(__global float* x, long x_len, __global float* y, long y_len, __global int* counts, long counts_len, __global double* d, long d_len, Affine affine, int flag, uint u, long big)", r.OpenCL("Sink"));
+        Assert.Contains("typedef struct Affine\n{\n    float Scale;\n    float Shift;\n    long long Count;\n} Affine;", r.Cuda("Sink"));
+        Assert.Contains("    long Count;", r.OpenCL("Sink"));
+        Assert.Contains("#pragma OPENCL EXTENSION cl_khr_fp64 : enable", r.OpenCL("Sink"));
+        Assert.Contains("long long total = (x_len + big);", r.Cuda("Sink"));
+        Assert.Contains("((int)x_len)", r.Cuda("Sink"));
+    }
+
+    [Fact]
+    public void Conversions_FollowCSharp_NotC()
+    {
+        var r = Sink();
+        // uint + int is long in C# (unsigned int in C): both operands are widened explicitly.
+        Assert.Contains("long long mixed = (((long long)u) + ((long long)i));", r.Cuda("Sink"));
+        Assert.Contains("float r = fmodf(x[i], 3.0f);", r.Cuda("Sink"));
+        Assert.Contains("float r = fmod(x[i], 3.0f);", r.OpenCL("Sink"));
+        Assert.Contains("__int_as_float(0x7f800000)", r.Cuda("Sink"));
+        Assert.Contains("as_float(0x7f800000u)", r.OpenCL("Sink"));
+        Assert.Contains("(0.5f * rsqrtf(2.0f))", r.Cuda("Sink"));
+        Assert.Contains("1E-05f", r.Cuda("Sink"));
+    }
+
+    [Fact]
+    public void MathGoesThroughOneTable()
+    {
+        var r = Sink();
+        string cuda = r.Cuda("Sink"), ocl = r.OpenCL("Sink");
+        Assert.Contains("rsqrtf(2.0f)", cuda);
+        Assert.Contains("rsqrt(2.0f)", ocl);
+        Assert.Contains("fmaf(1.0f, 2.0f, 3.0f)", cuda);
+        Assert.Contains("fma(1.0f, 2.0f, 3.0f)", ocl);
+        Assert.Contains("sqrtf(4.0f)", cuda);
+        Assert.Contains("exp(((double)(v)))", cuda);
+        Assert.Contains("fminf(fmaxf(v, 0.0f), 1.0f)", cuda);
+        Assert.Contains("fmin(fmax(v, 0.0f), 1.0f)", ocl);
+    }
+
+    [Fact]
+    public void IndicesAndBarriers()
+    {
+        var r = Sink();
+        Assert.Contains("((int)(blockIdx.x * blockDim.x + threadIdx.x))", r.Cuda("Sink"));
+        Assert.Contains("((int)get_global_id(0))", r.OpenCL("Sink"));
+        Assert.Contains("((int)blockIdx.y)", r.Cuda("Sink"));
+        Assert.Contains("((int)get_group_id(1))", r.OpenCL("Sink"));
+        Assert.Contains("((int)get_local_size(1))", r.OpenCL("Sink"));
+        Assert.Contains("__syncthreads();", r.Cuda("Sink"));
+        Assert.Contains("barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);", r.OpenCL("Sink"));
+    }
+
+    [Fact]
+    public void SharedMemory_InPlaceOnCuda_HoistedToKernelScopeOnOpenCL()
+    {
+        var r = Sink();
+        Assert.Contains("        __shared__ float tile[128];", r.Cuda("Sink"));
+        string ocl = r.OpenCL("Sink");
+        int header = ocl.IndexOf("__kernel void Sink", StringComparison.Ordinal);
+        int local = ocl.IndexOf("__local float tile[128];", StringComparison.Ordinal);
+        int firstStatement = ocl.IndexOf("int i = ", StringComparison.Ordinal);
+        Assert.True(header < local && local < firstStatement, "the __local array must be declared at kernel scope, before the body");
+    }
+
+    [Fact]
+    public void AtomicsAndShuffles()
+    {
+        var r = Sink();
+        string cuda = r.Cuda("Sink"), ocl = r.OpenCL("Sink");
+        Assert.Contains("atomicAdd(&counts[0], 1)", cuda);
+        Assert.Contains("atomic_add(&counts[0], 1)", ocl);
+        Assert.Contains("atomicAdd(&y[0], r)", cuda);
+        Assert.Contains("__engine_atomic_add_f_g(&y[0], r)", ocl);
+        Assert.Contains("atomic_cmpxchg(bits, old, as_int(as_float(old) + value))", ocl);
+        Assert.Contains("__engine_atomic_max_f(&y[1], v)", cuda);
+        Assert.Contains("atomicCAS(&counts[1], 0, 7)", cuda);
+        Assert.Contains("atomic_cmpxchg(&counts[1], 0, 7)", ocl);
+        Assert.Contains("__shfl_down_sync(0xffffffffu, v, 1)", cuda);
+        Assert.Contains("__shfl_xor_sync(0xffffffffu, v, 2)", cuda);
+        Assert.Contains("__engine_shfl_down(__engine_shfl_buf, v, 1)", ocl);
+        Assert.Contains("__local float __engine_shfl_buf[1024];", ocl);
+    }
+
+    [Fact]
+    public void KernelFunctions_DeclaredBeforeUse_CalleesFirst()
+    {
+        var r = Sink();
+        string cuda = r.Cuda("Sink");
+        int clamp = cuda.IndexOf("static __device__ float K_Clamp01(float v)", StringComparison.Ordinal);
+        int twice = cuda.IndexOf("static __device__ float K_Twice(float v)", StringComparison.Ordinal);
+        int kernel = cuda.IndexOf("__global__ void Sink", StringComparison.Ordinal);
+        Assert.True(clamp >= 0 && clamp < twice && twice < kernel, cuda);
+        Assert.Contains("K_Twice(x[i])", cuda);
+        Assert.Contains("float K_Twice(float v)", r.OpenCL("Sink"));
+    }
+
+    [Fact]
+    public void LineDirectives_PointAtTheCSharpLines()
+    {
+        var r = Sink();
+        var source = r.Source.Split('\n');
+        int expected = Array.FindIndex(source, l => l.Contains("float r = x[i] % 3f;")) + 1;
+        Assert.Equal(expected, MappedLine(r.Cuda("Sink"), "float r = fmodf"));
+        Assert.Equal(expected, MappedLine(r.OpenCL("Sink"), "float r = fmod"));
+        int kernelLine = Array.FindIndex(source, l => l.Contains("static void Sink(")) + 1;
+        Assert.Equal(kernelLine, MappedLine(r.Cuda("Sink"), "__global__ void Sink("));
+        Assert.Contains($"#line {kernelLine} \"{GeneratorHarness.FilePath}\"", r.Cuda("Sink"));
+    }
+
+    /// <summary>The C# line a C line maps to, following #line semantics (the line after "#line N" is N).</summary>
+    private static int MappedLine(string c, string text)
+    {
+        int? mapped = null;
+        foreach (var line in c.Split('\n'))
+        {
+            if (line.StartsWith("#line ")) { mapped = int.Parse(line.Split(' ')[1]); continue; }
+            if (line.Contains(text)) return mapped ?? -1;
+            if (mapped is not null) mapped++;
+        }
+        return -2;
+    }
+
+    [Fact]
+    public void ControlFlow()
+    {
+        var r = Sink();
+        string cuda = r.Cuda("Sink");
+        Assert.Contains("    do\n", cuda);
+        Assert.Contains("while ((k < 10));", cuda);
+        Assert.Contains("continue;", cuda);
+        Assert.Contains("break;", cuda);
+        Assert.Contains("(flag ? ((affine.Scale * x[i]) + affine.Shift) : K_Twice(x[i]))", cuda);
+        Assert.Contains("float* tail = (x + 1LL);", cuda);
+        Assert.Contains("long long tail_len = ((long long)2LL);", cuda);
+        Assert.Contains("__global float* tail = (x + 1L);", r.OpenCL("Sink"));
+    }
+
+    [Fact]
+    public void GenericKernel_OneMangledEntryPointPerInstance()
+    {
+        var r = Sink();
+        Assert.Contains("extern \"C\" __global__ void Map__Square(float* x, long long x_len)", r.Cuda("Map__Square"));
+        Assert.Contains("(x[i] = Square_Apply(x[i]))", r.Cuda("Map__Square"));
+        Assert.Contains("return (x * x);", r.Cuda("Map__Square"));
+        Assert.Contains("__kernel void Map__Negate(__global float* x, long x_len)", r.OpenCL("Map__Negate"));
+        Assert.Contains("return -(x);", r.OpenCL("Map__Negate"));
+    }
+
+    [Fact]
+    public void GeneratedLaunchers_ForEmulatorAndDevices()
+    {
+        var r = Sink();
+        Assert.Contains("internal static class Launch", r.GeneratedCSharp);
+        Assert.Contains("public static void Sink(global::Engine.Runtime.EmulatorAccelerator accelerator, global::Engine.Runtime.Kernels.Dim3 grid, global::Engine.Runtime.Kernels.Dim3 group, global::Engine.Runtime.Kernels.ArrayView<float> x", r.GeneratedCSharp);
+        Assert.Contains("() => global::T.K.Map<global::T.Square>(x)", r.GeneratedCSharp);
+        Assert.Contains("public static void Map__Negate(global::Engine.Runtime.Kernels.IKernelLauncher launcher", r.GeneratedCSharp);
+        Assert.Contains("KernelRegistry.Register(Sink, Map__Square, Map__Negate)", r.GeneratedCSharp);
+    }
+
+    [Fact]
+    public void NonPartialClass_GetsSourcesButNoLauncher_AndAnInfo()
+    {
+        var r = GeneratorHarness.Run("using Engine.Runtime.Kernels;\nstatic class Plain { [Kernel] static void A(ArrayView<float> y) { y[0] = 1f; } }");
+        Assert.Contains(r.Diagnostics, d => d.Id == "KRN100" && d.Severity == DiagnosticSeverity.Info);
+        Assert.True(r.Kernels.ContainsKey("A"));
+        Assert.DoesNotContain("class Launch", r.GeneratedCSharp);
+    }
+
+    [Fact]
+    public void ReservedCNames_AreRenamed()
+    {
+        var r = GeneratorHarness.RunClass("[Kernel] static void A(ArrayView<float> y, float max, int signed) { float exp = max; y[0] = exp + signed; }");
+        Assert.Contains("float max_, int signed_", r.Cuda("A"));
+        Assert.Contains("float exp_ = max_;", r.Cuda("A"));
+    }
+
+    [BackendFact("opencl")]
+    public void KitchenSink_BuildsWithPoCL()
+    {
+        var r = Sink();
+        using var ocl = new OpenClShim();
+        foreach (var (_, (_, source)) in r.Kernels) ocl.Build(source);
+    }
+
+    [BackendFact("nvrtc")]
+    public void KitchenSink_CompilesWithNvrtc()
+    {
+        var r = Sink();
+        foreach (var (entry, (source, _)) in r.Kernels)
+        {
+            var (ok, log, _) = NvrtcShim.Compile(source, entry, 80);
+            Assert.True(ok, log + "\n" + source);
+        }
+    }
+
+    [BackendFact("nvrtc")]
+    public void NvrtcErrors_PointAtTheCSharpFile()
+    {
+        // A source with a deliberate C error after a #line directive: NVRTC reports the C# file and line.
+        var r = Sink();
+        string broken = r.Cuda("Map__Square").Replace("return (x * x);", "return (x * undefined_name);");
+        var (ok, log, _) = NvrtcShim.Compile(broken, "broken", 80);
+        Assert.False(ok);
+        Assert.Contains(GeneratorHarness.FilePath, log);
+    }
+}
