@@ -13,7 +13,7 @@ namespace Engine.KernelCompiler;
 internal sealed record ParameterModel(string Name, bool IsView, string CsType, string ClrType);
 
 /// <summary>One translated kernel (one instance of a generic kernel).</summary>
-internal sealed record KernelModel(string Name, string EntryPoint, string Call, string Cuda, string OpenCL, EquatableArray<ParameterModel> Parameters);
+internal sealed record KernelModel(string Name, string EntryPoint, string Call, string Cuda, string OpenCL, EquatableArray<ParameterModel> Parameters, bool DynamicShared);
 
 /// <summary>The type declaring kernels: where generated code goes.</summary>
 internal sealed record ClassModel(string Namespace, string FullName, string Mangled, EquatableArray<string> Declarations, bool AllPartial);
@@ -81,7 +81,7 @@ internal static class Discovery
                 : "";
             string display = instance.Name + (instance.IsGenericMethod ? "<" + string.Join(", ", instance.TypeArguments.Select(a => a.Name)) + ">" : "");
             kernels.Add(new KernelModel(display, entry, instance.Name + typeArguments, cudaSource, openclSource,
-                new EquatableArray<ParameterModel>(parameters)));
+                new EquatableArray<ParameterModel>(parameters), cuda.UsesDynamicSharedMemory));
         }
         return new KernelResult(ClassOf(method.ContainingType), new EquatableArray<KernelModel>(kernels.ToImmutableArray()),
             new EquatableArray<DiagnosticInfo>(diagnostics.ToImmutableArray()));

@@ -31,7 +31,7 @@ internal static class Emit
             sb.Append("            new " + K + "KernelParameter[]\n            {\n");
             foreach (var p in k.Parameters)
                 sb.Append($"                new({Str(p.Name)}, {K}KernelParameterKind.{(p.IsView ? "View" : "Value")}, typeof({p.ClrType}), global::System.Runtime.CompilerServices.Unsafe.SizeOf<{p.ClrType}>()),\n");
-            sb.Append($"            }}) {{ DeclaringType = {Str(cls.FullName.Replace("global::", ""))} }};\n\n");
+            sb.Append($"            }}) {{ DeclaringType = {Str(cls.FullName.Replace("global::", ""))}, UsesDynamicSharedMemory = {(k.DynamicShared ? "true" : "false")} }};\n\n");
         }
         sb.Append("        [global::System.Runtime.CompilerServices.ModuleInitializer]\n");
         sb.Append($"        internal static void Register() => {K}KernelRegistry.Register({string.Join(", ", kernels.Select(k => k.EntryPoint))});\n");

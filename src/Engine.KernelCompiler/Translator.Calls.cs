@@ -36,9 +36,7 @@ internal sealed partial class Translator
         if (typeName == KernelsNamespace + ".Atomic") return Atomic(inv, method);
         if (typeName == KernelsNamespace + ".SharedMemory")
         {
-            Report(method.Name == "Allocate" ? Krn.SharedMemory : Krn.Unsupported, inv,
-                method.Name == "Allocate" ? "must initialize a local: var shared = SharedMemory.Allocate<T>(N);" : "SharedMemory." + method.Name,
-                "dynamic shared memory is not translated yet; use SharedMemory.Allocate<T>(N)");
+            Report(Krn.SharedMemory, inv, $"and GetDynamic must initialize a local: var shared = SharedMemory.{method.Name}<T>(...);");
             return "0";
         }
         if (Types.IsArrayView(method.ContainingType))

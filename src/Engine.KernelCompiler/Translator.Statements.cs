@@ -146,6 +146,23 @@ internal sealed partial class Translator
                 _f.Views[symbol] = new ViewInfo(name, name + "_len", target == Target.OpenCL ? "__local " : "", element);
                 return;
             }
+            if (DynamicAllocation(v.Initializer.Value) is { } dynamic)
+            {
+                if (!_f.IsKernel) { Report(Krn.SharedMemory, dynamic, "GetDynamic may only be called in a [Kernel] body"); return; }
+                UsesDynamicSharedMemory = true;
+                string name = Declare(symbol, symbol.Name);
+                string ctype = CType(element, v);
+                if (target == Target.Cuda)
+                {
+                    string decl = $"extern __shared__ __align__(16) unsigned char {DynamicShared}[];";
+                    if (!_f.Hoisted.Contains(decl)) _f.Hoisted.Add(decl);
+                }
+                string space = target == Target.OpenCL ? "__local " : "";
+                _f.W.Line(line, $"{space}{ctype}* {name} = ({space}{ctype}*){DynamicShared};");
+                _f.W.Line(line, $"const {Long} {name}_len = {DynamicSharedBytes} / ({Long})sizeof({ctype});");
+                _f.Views[symbol] = new ViewInfo(name, name + "_len", space, element);
+                return;
+            }
             var view = View(v.Initializer.Value);
             if (view is null) return;
             string cName = Declare(symbol, symbol.Name);
@@ -159,6 +176,11 @@ internal sealed partial class Translator
         string init = v.Initializer is null ? "" : " = " + Expr(v.Initializer.Value);
         _f.W.Line(line, $"{(isConst ? "const " : "")}{c} {n2}{init};");
     }
+
+    /// <summary>The SharedMemory.GetDynamic call, when <paramref name="e"/> is one.</summary>
+    private InvocationExpressionSyntax? DynamicAllocation(ExpressionSyntax e)
+        => e is InvocationExpressionSyntax inv && _f.Model.GetSymbolInfo(inv).Symbol is IMethodSymbol m
+           && m.ContainingType.ToDisplayString() == "Engine.Runtime.Kernels.SharedMemory" && m.Name == "GetDynamic" ? inv : null;
 
     /// <summary>The SharedMemory.Allocate call, when <paramref name="e"/> is one.</summary>
     private InvocationExpressionSyntax? SharedAllocation(ExpressionSyntax e)

@@ -29,6 +29,12 @@ internal sealed partial class Translator(Compilation compilation, Target target)
     private readonly List<string> _helpers = new();
     private readonly List<IMethodSymbol> _callStack = new();
     private bool _usesDouble;
+
+    /// <summary>The kernel reads SharedMemory.GetDynamic: its entry point takes hidden trailing arguments.</summary>
+    public bool UsesDynamicSharedMemory { get; private set; }
+
+    public const string DynamicShared = "__engine_dyn_smem";
+    public const string DynamicSharedBytes = "__engine_dyn_bytes";
     private FunctionState _f = null!;
 
     public List<DiagnosticInfo> Diagnostics { get; } = new();
@@ -121,14 +127,6 @@ internal sealed partial class Translator(Compilation compilation, Target target)
                 else
                     parameters.Add($"{CType(type, pSyntax.Type!)} {cName}");
             }
-            string returnType = isKernel ? "void" : CType(Subst(method.ReturnType), syntax.ReturnType);
-            string signature = isKernel
-                ? (target == Target.Cuda ? "extern \"C\" __global__ void " : "__kernel void ") + name
-                : (target == Target.Cuda ? "static __device__ " : "") + returnType + " " + name;
-            var header = new CodeWriter(syntax.SyntaxTree.FilePath) { Indent = 0 };
-            header.Line(syntax.Identifier.GetLocation().GetLineSpan().StartLinePosition.Line + 1, signature + "(" + string.Join(", ", parameters) + ")");
-            header.Line("{");
-
             if (syntax.Body is not null)
                 foreach (var statement in syntax.Body.Statements) Statement(statement);
             else if (syntax.ExpressionBody is not null)
@@ -137,6 +135,21 @@ internal sealed partial class Translator(Compilation compilation, Target target)
                 string text = Expr(expression);
                 writer.Line(LineOf(expression), method.ReturnsVoid ? text + ";" : "return " + text + ";");
             }
+
+            string returnType = isKernel ? "void" : CType(Subst(method.ReturnType), syntax.ReturnType);
+            string signature = isKernel
+                ? (target == Target.Cuda ? "extern \"C\" __global__ void " : "__kernel void ") + name
+                : (target == Target.Cuda ? "static __device__ " : "") + returnType + " " + name;
+            if (isKernel && UsesDynamicSharedMemory)
+            {
+                // Hidden trailing arguments (KernelSource.UsesDynamicSharedMemory): the byte count, and
+                // on OpenCL the __local buffer itself (set with clSetKernelArg(size, NULL)).
+                if (target == Target.OpenCL) parameters.Add($"__local uchar* {DynamicShared}");
+                parameters.Add($"int {DynamicSharedBytes}");
+            }
+            var header = new CodeWriter(syntax.SyntaxTree.FilePath) { Indent = 0 };
+            header.Line(syntax.Identifier.GetLocation().GetLineSpan().StartLinePosition.Line + 1, signature + "(" + string.Join(", ", parameters) + ")");
+            header.Line("{");
 
             var sb = new StringBuilder(header.ToString());
             foreach (var h in _f.Hoisted) sb.Append("    ").Append(h).Append('\n');

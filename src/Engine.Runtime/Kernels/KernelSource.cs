@@ -32,6 +32,13 @@ public sealed record KernelSource(string Name, string EntryPoint, string CudaSou
 {
     /// <summary>The declaring type's full name.</summary>
     public string DeclaringType { get; init; } = "";
+
+    /// <summary>
+    /// The kernel uses <see cref="SharedMemory.GetDynamic{T}"/>: after the parameters, the CUDA entry
+    /// point takes the launch's dynamic shared bytes as an <c>int</c>; the OpenCL one takes a
+    /// <c>__local</c> buffer of that size (clSetKernelArg(size, NULL)) and then the <c>int</c>.
+    /// </summary>
+    public bool UsesDynamicSharedMemory { get; init; }
 }
 
 /// <summary>

@@ -172,6 +172,29 @@ public unsafe class KernelEndToEndTests
         }
     }
 
+    [BackendFact("opencl")]
+    public void DynamicSharedMemory_SizedAtLaunch_MatchesReference()
+    {
+        const int group = 48, grid = 3, n = group * grid;
+        var x = Random(n, 8);
+        using var ex = new EmuArray(x);
+        using var ey = new EmuArray(new float[n]);
+        SampleKernels.Launch.GroupReverse(Emulator, grid, group, ex.View, ey.View, dynamicSharedBytes: group * sizeof(float));
+        var source = SampleKernels.Launch.GroupReverseSource;
+        Assert.True(source.UsesDynamicSharedMemory);
+        var cl = new float[n];
+        using var ocl = new OpenClShim();
+        ocl.Run(source.OpenCLSource, "GroupReverse", (grid, 1), (group, 1), x, cl, new LocalMemory(group * sizeof(float)), group * sizeof(float));
+        var emu = ey.ToArray();
+        for (int i = 0; i < n; i++)
+        {
+            int g = i / group, t = i % group;
+            float expected = x[g * group + group - 1 - t];
+            Assert.Equal(expected, emu[i]);
+            Assert.Equal(expected, cl[i]);
+        }
+    }
+
     /// <summary>Every kernel of this assembly (the samples and the emulator tests' kernels).</summary>
     public static TheoryData<int> Architectures => new() { 70, 80, 90 };
 
@@ -180,7 +203,7 @@ public unsafe class KernelEndToEndTests
     public void EveryKernel_CompilesWithNvrtc_WithoutSpills(int arch)
     {
         var kernels = KernelRegistry.All.Where(k => k.DeclaringType.StartsWith("Engine.Tests")).ToList();
-        Assert.True(kernels.Count >= 8, $"expected the sample kernels to be registered, found {kernels.Count}");
+        Assert.True(kernels.Count >= 9, $"expected the sample kernels to be registered, found {kernels.Count}");
         foreach (var kernel in kernels)
         {
             var (ok, log, cubin) = NvrtcShim.Compile(kernel.CudaSource, kernel.EntryPoint, arch);

@@ -110,4 +110,15 @@ public static partial class SampleKernels
         int i = Grid.GlobalIndexX;
         if (i < x.Length) y[i] = TOp.Apply(x[i]);
     }
+
+    /// <summary>Reverses each group's slice through dynamic shared memory (sized at launch).</summary>
+    [Kernel]
+    public static void GroupReverse(ArrayView<float> x, ArrayView<float> y)
+    {
+        var buffer = SharedMemory.GetDynamic<float>();
+        int t = Group.IdxX, i = Grid.GlobalIndexX;
+        buffer[t] = x[i];
+        Group.Barrier();
+        y[i] = buffer[Group.DimX - 1 - t];
+    }
 }

@@ -8,6 +8,9 @@ namespace Engine.Tests.KernelCompiler.TestShims;
 /// translated kernels on PoCL. To be replaced by Engine.Runtime's OpenCL bindings (Native/OpenCL)
 /// when those are merged. Views are passed as float[]/int[] (copied in and back) plus their length.
 /// </summary>
+internal sealed record LocalMemory(int Bytes);
+
+/// <summary>TEMPORARY test shim (see the file header).</summary>
 internal sealed unsafe class OpenClShim : IDisposable
 {
     private const string Lib = "libOpenCL.so.1";
@@ -109,6 +112,7 @@ internal sealed unsafe class OpenClShim : IDisposable
                         Check(clSetKernelArg(kernel, index++, 8, &length), "clSetKernelArg");
                         break;
                     }
+                    case LocalMemory shared: Check(clSetKernelArg(kernel, index++, (nuint)shared.Bytes, null), "clSetKernelArg(local)"); break;
                     case int i: Check(clSetKernelArg(kernel, index++, 4, &i), "clSetKernelArg"); break;
                     case float f: Check(clSetKernelArg(kernel, index++, 4, &f), "clSetKernelArg"); break;
                     case long l: Check(clSetKernelArg(kernel, index++, 8, &l), "clSetKernelArg"); break;
