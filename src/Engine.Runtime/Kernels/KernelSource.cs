@@ -30,6 +30,13 @@ public sealed record KernelParameter(string Name, KernelParameterKind Kind, Type
 /// <param name="Parameters">The C# parameters in order.</param>
 public sealed record KernelSource(string Name, string EntryPoint, string CudaSource, string OpenCLSource, IReadOnlyList<KernelParameter> Parameters)
 {
+    /// <summary>
+    /// OpenCL build options that keep C#'s float semantics: division and sqrt correctly rounded
+    /// (OpenCL otherwise allows 2.5-3 ulp). NVRTC's defaults (prec-div, prec-sqrt) already do;
+    /// do not add --use_fast_math. Both compilers may still contract a*b+c into an FMA.
+    /// </summary>
+    public const string OpenCLBuildOptions = "-cl-fp32-correctly-rounded-divide-sqrt";
+
     /// <summary>The declaring type's full name.</summary>
     public string DeclaringType { get; init; } = "";
 

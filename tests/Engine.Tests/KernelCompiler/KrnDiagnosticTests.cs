@@ -109,6 +109,20 @@ public class KrnDiagnosticTests
         }
         """);
 
+    [Theory]
+    [InlineData("object")]
+    [InlineData("int[]")]
+    [InlineData("char")]
+    [InlineData("System.Collections.Generic.List<int>")]
+    [InlineData("ArrayView<decimal>")]
+    public void KRN008_UnsupportedParameterTypes(string type) => AssertKrn("KRN008", $$"""
+        [Kernel] static void K1(ArrayView<float> y,
+            /*!*/ {{type}} bad)
+        {
+            y[0] = 1f;
+        }
+        """);
+
     [Fact]
     public void KRN009_NonStaticKernel() => AssertKrn("KRN009", """
         }

@@ -55,7 +55,7 @@ internal sealed unsafe class OpenClShim : IDisposable
     }
 
     /// <summary>Builds <paramref name="source"/>; throws with the build log on failure.</summary>
-    public nint Build(string source, string options = "-cl-fp32-correctly-rounded-divide-sqrt")
+    public nint Build(string source, string options = Engine.Runtime.Kernels.KernelSource.OpenCLBuildOptions)
     {
         var bytes = Encoding.UTF8.GetBytes(source);
         var opts = Encoding.UTF8.GetBytes(options + "\0");
