@@ -49,6 +49,9 @@ internal static class Krn
     public static readonly DiagnosticDescriptor ShuffleScope = Error("KRN017", "Warp shuffle outside a kernel body",
         "Warp.{0} may only be called in a [Kernel] method body: on OpenCL it is lowered through a group-local exchange buffer declared at kernel scope");
 
+    public static readonly DiagnosticDescriptor Internal = Error("KRN099", "Kernel compiler internal error",
+        "The kernel compiler failed on '{0}' ({1}); this is a compiler bug, please report it with the kernel");
+
     public static readonly DiagnosticDescriptor NoLauncher = new("KRN100", "No typed launcher",
         "'{0}' is not partial (or is nested in a type that is not), so no typed launcher class is generated for its kernels; their sources are still registered",
         Category, DiagnosticSeverity.Info, isEnabledByDefault: true);

@@ -31,6 +31,23 @@ internal static class Discovery
 
     public static KernelResult Translate(GeneratorAttributeSyntaxContext context, CancellationToken cancel)
     {
+        try
+        {
+            return TranslateCore(context, cancel);
+        }
+        catch (System.Exception e) when (e is not System.OperationCanceledException)
+        {
+            // A translator bug must not surface as an opaque "generator failed" warning: report it
+            // at the kernel, with the exception, so it can be worked around and fixed.
+            var method = (IMethodSymbol)context.TargetSymbol;
+            var syntax = (MethodDeclarationSyntax)context.TargetNode;
+            return new KernelResult(ClassOf(method.ContainingType), new EquatableArray<KernelModel>(ImmutableArray<KernelModel>.Empty),
+                new EquatableArray<DiagnosticInfo>(ImmutableArray.Create(new DiagnosticInfo(Krn.Internal, syntax.Identifier.GetLocation(), method.Name, e.GetType().Name + ": " + e.Message))));
+        }
+    }
+
+    private static KernelResult TranslateCore(GeneratorAttributeSyntaxContext context, CancellationToken cancel)
+    {
         var method = (IMethodSymbol)context.TargetSymbol;
         var syntax = (MethodDeclarationSyntax)context.TargetNode;
         var diagnostics = new List<DiagnosticInfo>();

@@ -195,6 +195,37 @@ public unsafe class KernelEndToEndTests
         }
     }
 
+    [BackendFact("opencl")]
+    public void MathTable_EveryFloatIntrinsic_MatchesReference()
+    {
+        const int n = 40, group = 16, grid = (n + group - 1) / group, f = SampleKernels.MathFunctions;
+        var x = Random(n, 9, 3f);
+        x[0] = 0f; // 0/0 is NaN: IsNaN true, IsInfinity false
+        using var ex = new EmuArray(x);
+        using var ey = new EmuArray(new float[n * f]);
+        SampleKernels.Launch.MathTable(Emulator, grid, group, ex.View, ey.View);
+        var cl = new float[n * f];
+        using var ocl = new OpenClShim();
+        ocl.Run(SampleKernels.Launch.MathTableSource.OpenCLSource, "MathTable", (grid, 1), (group, 1), x, cl);
+        var emu = ey.ToArray();
+        for (int i = 0; i < n; i++)
+        {
+            double v = x[i], a = Math.Abs(v) + 0.5;
+            double[] reference =
+            [
+                Math.Exp(v), Math.Pow(2, v), Math.Log(a), Math.Log2(a), Math.Sqrt(a), 1 / Math.Sqrt(a), Math.Tanh(v),
+                v * a + 1, Math.Max(v, 0.25) + Math.Min(v, -0.25), Math.Floor(v) + 3 + 5 + 2,
+                v == 0 ? 1 : 0, v == 0 ? 0 : 1,
+                Math.Sin(v) + Math.Cos(v) + Math.Pow(a, 1.5) + Math.Ceiling(v), Math.Exp(v) + Math.Sqrt(a) + (double)(x[i] % 0.75f),
+            ];
+            for (int k = 0; k < f; k++)
+            {
+                Close(reference[k], emu[i * f + k], 2e-6, $"emulator f{k}({x[i]})");
+                Close(reference[k], cl[i * f + k], 1e-5, $"OpenCL f{k}({x[i]})");
+            }
+        }
+    }
+
     /// <summary>Every kernel of this assembly (the samples and the emulator tests' kernels).</summary>
     public static TheoryData<int> Architectures => new() { 70, 80, 90 };
 
@@ -203,7 +234,7 @@ public unsafe class KernelEndToEndTests
     public void EveryKernel_CompilesWithNvrtc_WithoutSpills(int arch)
     {
         var kernels = KernelRegistry.All.Where(k => k.DeclaringType.StartsWith("Engine.Tests")).ToList();
-        Assert.True(kernels.Count >= 9, $"expected the sample kernels to be registered, found {kernels.Count}");
+        Assert.True(kernels.Count >= 10, $"expected the sample kernels to be registered, found {kernels.Count}");
         foreach (var kernel in kernels)
         {
             var (ok, log, cubin) = NvrtcShim.Compile(kernel.CudaSource, kernel.EntryPoint, arch);

@@ -121,4 +121,31 @@ public static partial class SampleKernels
         Group.Barrier();
         y[i] = buffer[Group.DimX - 1 - t];
     }
+
+    /// <summary>Number of functions <see cref="MathTable"/> evaluates per input.</summary>
+    public const int MathFunctions = 14;
+
+    /// <summary>Every float entry of the intrinsics table on one input: y[i*MathFunctions + f].</summary>
+    [Kernel]
+    public static void MathTable(ArrayView<float> x, ArrayView<float> y)
+    {
+        int i = Grid.GlobalIndexX;
+        if (i >= x.Length) return;
+        float v = x[i], a = XMath.Abs(v) + 0.5f;
+        int o = i * MathFunctions;
+        y[o + 0] = XMath.Exp(v);
+        y[o + 1] = XMath.Exp2(v);
+        y[o + 2] = XMath.Log(a);
+        y[o + 3] = XMath.Log2(a);
+        y[o + 4] = XMath.Sqrt(a);
+        y[o + 5] = XMath.Rsqrt(a);
+        y[o + 6] = XMath.Tanh(v);
+        y[o + 7] = XMath.Fma(v, a, 1f);
+        y[o + 8] = XMath.Max(v, 0.25f) + XMath.Min(v, -0.25f);
+        y[o + 9] = XMath.Floor(v) + XMath.Abs(-3) + XMath.Max(2, 5) + XMath.Min(2, 5);
+        y[o + 10] = XMath.IsNaN(v / 0f) ? 1f : 0f;
+        y[o + 11] = XMath.IsInfinity(v / 0f) ? 1f : 0f;
+        y[o + 12] = MathF.Sin(v) + MathF.Cos(v) + MathF.Pow(a, 1.5f) + MathF.Ceiling(v);
+        y[o + 13] = (float)(Math.Exp((double)v) + Math.Sqrt((double)a)) + v % 0.75f;
+    }
 }
