@@ -85,6 +85,14 @@ internal static class Intrinsics
     /// <summary>Helper C functions, emitted once per source when used. {AS} is the OpenCL address space.</summary>
     public static string Helper(string name, Target target)
     {
+        if (name.StartsWith("max_nan_") || name.StartsWith("min_nan_"))
+        {
+            bool isFloat = name.EndsWith("_f");
+            string t = isFloat ? "float" : "double";
+            string fn = (name.StartsWith("max") ? "fmax" : "fmin") + (isFloat && target == Target.Cuda ? "f" : "");
+            return $"{(target == Target.Cuda ? "static __device__ " : "static ")}{t} __engine_{name}({t} a, {t} b)\n{{\n" +
+                   $"    return (a != a || b != b) ? a + b : {fn}(a, b);\n}}\n";
+        }
         if (target == Target.Cuda)
             return name switch
             {

@@ -53,11 +53,16 @@ internal sealed partial class Translator
                 Report(Krn.Call, inv, typeName + "." + method.Name + "(" + operand + ")", "it has no GPU mapping in the intrinsics table");
                 return "0";
             }
-            return fn + "(" + string.Join(", ", args.Select(a => Expr(a.Expression))) + ")";
+            var operands = args.Select(a => Expr(a.Expression)).ToArray();
+            if (method.Name is "Max" or "Min" && typeName is "System.MathF" or "System.Math" or "float" or "double" && Types.IsFloating(Subst(method.Parameters[0].Type)))
+                return MinMaxPropagatingNaN(method.Name, operand, operands);
+            return fn + "(" + string.Join(", ", operands) + ")";
         }
         // TOp.Apply(x): a static abstract interface member called through a type parameter.
-        if (method.IsStatic && method.IsAbstract && method.ContainingType.TypeKind == TypeKind.Interface)
+        if (method.IsStatic && (method.IsAbstract || method.IsVirtual) && method.ContainingType.TypeKind == TypeKind.Interface)
         {
+            if (PrimitiveReceiver((inv.Expression as MemberAccessExpressionSyntax)?.Expression) is { } primitive)
+                return GenericMathCall(inv, method, primitive);
             var implementation = ResolveStaticAbstract(inv, method);
             return implementation is null ? "0" : Call(inv, implementation);
         }

@@ -214,6 +214,8 @@ internal sealed partial class Translator
             case IPropertySymbol prop when prop.IsStatic && prop.ContainingNamespace?.ToDisplayString() == "Engine.Runtime.Kernels"
                                            && Intrinsics.Index(prop.ContainingType.Name + "." + prop.Name, target) is { } index:
                 return index;
+            case IPropertySymbol prop when prop.IsStatic && e is MemberAccessExpressionSyntax ma && GenericMathConstant(ma, prop) is { } constant:
+                return constant;
             case IPropertySymbol prop when Types.IsArrayView(prop.ContainingType) && e is MemberAccessExpressionSyntax ma:
             {
                 var view = View(ma.Expression);

@@ -226,6 +226,45 @@ public unsafe class KernelEndToEndTests
         }
     }
 
+    [BackendFact("opencl")]
+    public void GenericMathOps_SharedWithTheCpuPath_MatchReference()
+    {
+        const int n = 70, group = 32, grid = (n + group - 1) / group;
+        using var ocl = new OpenClShim();
+
+        var x = Random(n, 10, 8f);
+        x[0] = float.NaN;
+        using var ex = new EmuArray(x);
+        using var ey = new EmuArray(new float[n]);
+        SampleKernels.Launch.FloatUnary__SigmoidOp(Emulator, grid, group, ex.View, ey.View);
+        var cl = new float[n];
+        ocl.Run(SampleKernels.Launch.FloatUnary__SigmoidOpSource.OpenCLSource, "FloatUnary__SigmoidOp", (grid, 1), (group, 1), x, cl);
+        var emu = ey.ToArray();
+        Assert.True(float.IsNaN(emu[0]) && float.IsNaN(cl[0]));
+        for (int i = 1; i < n; i++)
+        {
+            Assert.Equal(SigmoidOp.Invoke(x[i]), emu[i]); // the emulator runs the same C#
+            Close(1 / (1 + Math.Exp(-x[i])), cl[i], 1e-6, $"OpenCL sigmoid({x[i]})");
+        }
+
+        var b = Random(n, 11, 8f);
+        b[1] = float.NaN; // T.Max propagates NaN in .NET; the kernel must too
+        var y = new float[n];
+        ocl.Run(SampleKernels.Launch.Binary__Single__MaxTwiceMinusOpSource.OpenCLSource, "Binary__Single__MaxTwiceMinusOp", (grid, 1), (group, 1), x, b, y);
+        for (int i = 0; i < n; i++)
+        {
+            float expected = MaxTwiceMinusOp.Invoke(x[i], b[i]);
+            if (float.IsNaN(expected)) Assert.True(float.IsNaN(y[i]), $"NaN expected at {i}, got {y[i]}");
+            else Assert.Equal(expected, y[i]);
+        }
+
+        var ia = Enumerable.Range(0, n).Select(i => (i * 37) % 23 - 11).ToArray();
+        var ib = Enumerable.Range(0, n).Select(i => (i * 11) % 19 - 9).ToArray();
+        var iy = new int[n];
+        ocl.Run(SampleKernels.Launch.Binary__Int32__MaxTwiceMinusOpSource.OpenCLSource, "Binary__Int32__MaxTwiceMinusOp", (grid, 1), (group, 1), ia, ib, iy);
+        for (int i = 0; i < n; i++) Assert.Equal(Math.Max(ia[i], ib[i]) * 2 - ib[i], iy[i]);
+    }
+
     /// <summary>Every kernel of this assembly (the samples and the emulator tests' kernels).</summary>
     public static TheoryData<int> Architectures => new() { 70, 80, 90 };
 
@@ -234,7 +273,7 @@ public unsafe class KernelEndToEndTests
     public void EveryKernel_CompilesWithNvrtc_WithoutSpills(int arch)
     {
         var kernels = KernelRegistry.All.Where(k => k.DeclaringType.StartsWith("Engine.Tests")).ToList();
-        Assert.True(kernels.Count >= 10, $"expected the sample kernels to be registered, found {kernels.Count}");
+        Assert.True(kernels.Count >= 13, $"expected the sample kernels to be registered, found {kernels.Count}");
         foreach (var kernel in kernels)
         {
             var (ok, log, cubin) = NvrtcShim.Compile(kernel.CudaSource, kernel.EntryPoint, arch);

@@ -1,3 +1,4 @@
+using System.Numerics;
 using Engine.Runtime.Kernels;
 
 namespace Engine.Tests.KernelCompiler;
@@ -21,6 +22,34 @@ public readonly struct HalfReluOp : IUnaryOp
 {
     /// <inheritdoc />
     public static float Apply(float x) => x > 0f ? 0.5f * x : 0f;
+}
+
+/// <summary>A float function in .NET generic math, the shape of Engine.Tensors' op families (IFloatUnary).</summary>
+public interface IFloatUnaryOp
+{
+    /// <summary>The op for any IEEE float type.</summary>
+    static abstract T Invoke<T>(T x) where T : IFloatingPointIeee754<T>;
+}
+
+/// <summary>A numeric binary op in .NET generic math (as INumericBinary).</summary>
+public interface INumericBinaryOp
+{
+    /// <summary>The op for any number type.</summary>
+    static abstract T Invoke<T>(T a, T b) where T : INumber<T>;
+}
+
+/// <summary>1 / (1 + e^-x), written once for the CPU path and the kernels.</summary>
+public readonly struct SigmoidOp : IFloatUnaryOp
+{
+    /// <inheritdoc />
+    public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => T.One / (T.One + T.Exp(-x));
+}
+
+/// <summary>max(a, b) · 2 − b (generic Max, arithmetic and a converted literal).</summary>
+public readonly struct MaxTwiceMinusOp : INumericBinaryOp
+{
+    /// <inheritdoc />
+    public static T Invoke<T>(T a, T b) where T : INumber<T> => T.Max(a, b) * T.CreateTruncating(2) - b;
 }
 
 /// <summary>
@@ -147,5 +176,21 @@ public static partial class SampleKernels
         y[o + 11] = XMath.IsInfinity(v / 0f) ? 1f : 0f;
         y[o + 12] = MathF.Sin(v) + MathF.Cos(v) + MathF.Pow(a, 1.5f) + MathF.Ceiling(v);
         y[o + 13] = (float)(Math.Exp((double)v) + Math.Sqrt((double)a)) + v % 0.75f;
+    }
+
+    /// <summary>y = TOp(x) for a generic-math float op.</summary>
+    [Kernel, KernelInstance(typeof(SigmoidOp))]
+    public static void FloatUnary<TOp>(ArrayView<float> x, ArrayView<float> y) where TOp : IFloatUnaryOp
+    {
+        int i = Grid.GlobalIndexX;
+        if (i < x.Length) y[i] = TOp.Invoke(x[i]);
+    }
+
+    /// <summary>y = TOp(a, b) over a generic element type.</summary>
+    [Kernel, KernelInstance(typeof(int), typeof(MaxTwiceMinusOp)), KernelInstance(typeof(float), typeof(MaxTwiceMinusOp))]
+    public static void Binary<T, TOp>(ArrayView<T> a, ArrayView<T> b, ArrayView<T> y) where T : unmanaged, INumber<T> where TOp : INumericBinaryOp
+    {
+        int i = Grid.GlobalIndexX;
+        if (i < y.Length) y[i] = TOp.Invoke(a[i], b[i]);
     }
 }
