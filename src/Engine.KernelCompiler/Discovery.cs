@@ -96,7 +96,9 @@ internal static class Discovery
             string typeArguments = instance.IsGenericMethod
                 ? "<" + string.Join(", ", instance.TypeArguments.Select(a => a.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat))) + ">"
                 : "";
-            string display = instance.Name + (instance.IsGenericMethod ? "<" + string.Join(", ", instance.TypeArguments.Select(a => a.Name)) + ">" : "");
+            string display = instance.Name + (instance.IsGenericMethod
+                ? "<" + string.Join(", ", instance.TypeArguments.Select(a => a.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat))) + ">"
+                : "");
             kernels.Add(new KernelModel(display, entry, instance.Name + typeArguments, cudaSource, openclSource,
                 new EquatableArray<ParameterModel>(parameters), cuda.UsesDynamicSharedMemory));
         }

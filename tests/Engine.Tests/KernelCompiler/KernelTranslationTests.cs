@@ -20,6 +20,7 @@ public class KernelTranslationTests
     private const string KitchenSink = """
         [KernelFunction] static float Clamp01(float v) => XMath.Min(XMath.Max(v, 0f), 1f);
         [KernelFunction] static float Twice(float v) => Clamp01(v) * 2f;
+        [KernelFunction] static float Head(ArrayView<float> v) => v.Length > 0 ? v[0] : 0f;
 
         [Kernel]
         static void Sink(ArrayView<float> x, ArrayView<float> y, ArrayView<int> counts, ArrayView<double> d, Affine affine, bool flag, uint u, long big)
@@ -48,6 +49,7 @@ public class KernelTranslationTests
             Atomic.Add(ref y[0], r);
             d[i] = Math.Exp((double)v) + total + mixed + k + (inf > 0f ? 1 : 0) + max;
             var tail = x.SubView(1, 2);
+            y[0] = Head(x) + Head(x.SubView(2, 1)) + Head(tail);
             y[i] = tail[0] + (int)(u >> 1) + Group.LinearIndex + Grid.IdxY + Group.DimY + Warp.LaneIdx;
         }
 
@@ -189,6 +191,17 @@ public class KernelTranslationTests
             if (mapped is not null) mapped++;
         }
         return -2;
+    }
+
+    [Fact]
+    public void ViewsPassToKernelFunctions_AsPointerAndLength()
+    {
+        var r = Sink();
+        Assert.Contains("static __device__ float K_Head(float* v, long long v_len)", r.Cuda("Sink"));
+        Assert.Contains("float K_Head(__global float* v, long v_len)", r.OpenCL("Sink"));
+        Assert.Contains("K_Head(x, x_len)", r.Cuda("Sink"));
+        Assert.Contains("K_Head((x + 2LL), ((long long)1LL))", r.Cuda("Sink"));
+        Assert.Contains("K_Head(tail, tail_len)", r.Cuda("Sink"));
     }
 
     [Fact]
