@@ -12,13 +12,16 @@ namespace Engine.KernelCompiler;
 [Generator(LanguageNames.CSharp)]
 public sealed class KernelGenerator : IIncrementalGenerator
 {
+    /// <summary>Name of the translation step, for incremental-caching tests.</summary>
+    public const string TrackingName = "TranslateKernels";
+
     /// <inheritdoc />
     public void Initialize(IncrementalGeneratorInitializationContext context)
     {
         var kernels = context.SyntaxProvider.ForAttributeWithMetadataName(
             Translator.KernelAttribute,
             static (node, _) => node is Microsoft.CodeAnalysis.CSharp.Syntax.MethodDeclarationSyntax,
-            static (ctx, cancel) => Discovery.Translate(ctx, cancel));
+            static (ctx, cancel) => Discovery.Translate(ctx, cancel)).WithTrackingName(TrackingName);
 
         context.RegisterSourceOutput(kernels.Collect(), static (spc, results) =>
         {

@@ -12,7 +12,7 @@ internal static class GeneratorHarness
 {
     public const string FilePath = "Kernels/Test.cs";
 
-    private static readonly Lazy<MetadataReference[]> References = new(() =>
+    public static readonly Lazy<MetadataReference[]> References = new(() =>
     {
         var paths = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator).ToList();
         paths.Add(typeof(KernelAttribute).Assembly.Location);

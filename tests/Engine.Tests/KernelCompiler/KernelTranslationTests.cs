@@ -258,6 +258,23 @@ public class KernelTranslationTests
         Assert.Contains("float exp_ = max_;", r.Cuda("A"));
     }
 
+    [Fact]
+    public void Incremental_AnUnrelatedEdit_ReusesTheTranslation()
+    {
+        var source = "using Engine.Runtime.Kernels;\nnamespace T;\npublic static partial class K { [Kernel] static void A(ArrayView<float> y) { y[0] = 1f; } }";
+        var parse = new Microsoft.CodeAnalysis.CSharp.CSharpParseOptions(Microsoft.CodeAnalysis.CSharp.LanguageVersion.Preview);
+        var compilation = Microsoft.CodeAnalysis.CSharp.CSharpCompilation.Create("Inc",
+            [Microsoft.CodeAnalysis.CSharp.CSharpSyntaxTree.ParseText(source, parse, "A.cs")], GeneratorHarness.References.Value,
+            new Microsoft.CodeAnalysis.CSharp.CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, allowUnsafe: true));
+        GeneratorDriver driver = Microsoft.CodeAnalysis.CSharp.CSharpGeneratorDriver.Create(
+            [new Engine.KernelCompiler.KernelGenerator().AsSourceGenerator()], parseOptions: parse,
+            driverOptions: new GeneratorDriverOptions(IncrementalGeneratorOutputKind.None, trackIncrementalGeneratorSteps: true));
+        driver = driver.RunGenerators(compilation);
+        driver = driver.RunGenerators(compilation.AddSyntaxTrees(Microsoft.CodeAnalysis.CSharp.CSharpSyntaxTree.ParseText("class Unrelated { }", parse, "B.cs")));
+        var steps = driver.GetRunResult().Results[0].TrackedSteps[Engine.KernelCompiler.KernelGenerator.TrackingName];
+        Assert.All(steps.SelectMany(s => s.Outputs), o => Assert.True(o.Reason is IncrementalStepRunReason.Cached or IncrementalStepRunReason.Unchanged, o.Reason.ToString()));
+    }
+
     [BackendFact("opencl")]
     public void KitchenSink_BuildsWithPoCL()
     {
