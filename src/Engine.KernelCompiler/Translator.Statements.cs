@@ -68,8 +68,8 @@ internal sealed partial class Translator
             case ForEachStatementSyntax:
                 Report(Krn.Unsupported, statement, "foreach", "enumerators are objects; use a for loop over the index");
                 break;
-            case SwitchStatementSyntax:
-                Report(Krn.Unsupported, statement, "switch", "not supported yet; use if/else");
+            case SwitchStatementSyntax sw:
+                Switch(sw);
                 break;
             default:
                 Report(Krn.Unsupported, statement, statement.Kind().ToString(), "this statement has no GPU translation");
@@ -96,6 +96,35 @@ internal sealed partial class Translator
         }
         _f.W.Line("{");
         Body([statement]);
+        _f.W.Line("}");
+    }
+
+    /// <summary>A switch on an integer or enum with constant case labels (C# forbids fall-through, so C's switch means the same).</summary>
+    private void Switch(SwitchStatementSyntax s)
+    {
+        var type = _f.Model.GetTypeInfo(s.Expression).Type;
+        if (type is null || !(type.TypeKind == TypeKind.Enum || (Types.IsNumeric(type) && !Types.IsFloating(type))))
+        {
+            Report(Krn.Unsupported, s.Expression, "switch on " + (type?.ToDisplayString() ?? "?"), "only integer and enum switches are translated");
+            return;
+        }
+        _f.W.Line(LineOf(s), $"switch ({Expr(s.Expression)})");
+        _f.W.Line("{");
+        foreach (var section in s.Sections)
+        {
+            foreach (var label in section.Labels)
+            {
+                switch (label)
+                {
+                    case CaseSwitchLabelSyntax c: _f.W.Line(LineOf(c), $"case {Expr(c.Value)}:"); break;
+                    case DefaultSwitchLabelSyntax d: _f.W.Line(LineOf(d), "default:"); break;
+                    default: Report(Krn.Unsupported, label, label.ToString(), "pattern case labels are not translated; use constants"); break;
+                }
+            }
+            _f.W.Line("{");
+            Body(section.Statements);
+            _f.W.Line("}");
+        }
         _f.W.Line("}");
     }
 

@@ -217,6 +217,9 @@ public unsafe class KernelEndToEndTests
                 v * a + 1, Math.Max(v, 0.25) + Math.Min(v, -0.25), Math.Floor(v) + 3 + 5 + 2,
                 v == 0 ? 1 : 0, v == 0 ? 0 : 1,
                 Math.Sin(v) + Math.Cos(v) + Math.Pow(a, 1.5) + Math.Ceiling(v), Math.Exp(v) + Math.Sqrt(a) + (double)(x[i] % 0.75f),
+                Math.Exp(v / 4) - 1 + Math.Log(1 + a), Math.Tan(v / 4) + Math.Sinh(v / 2) + Math.Cosh(v / 2),
+                Math.Asin(v / 4) + Math.Acos(v / 4) + Math.Atan(v) + Math.Atan2(v, a), Math.Cbrt(v) + Math.CopySign(a, v),
+                Math.Round(x[i] * 2f) + Math.Truncate(v), Math.Max(v, 0) + Math.Min(v, 0) + Math.Sqrt(v * v + a * a),
             ];
             for (int k = 0; k < f; k++)
             {

@@ -41,6 +41,13 @@ public class KernelTranslationTests
             int k = 0;
             do { k++; if (k == 2) continue; if (k > 5) break; } while (k < 10);
             float inf = float.PositiveInfinity;
+            switch (k % 3)
+            {
+                case 0: inf += 1f; break;
+                case 1:
+                case 2: { float t = 2f; inf -= t; break; }
+                default: return;
+            }
             float v = flag ? affine.Scale * x[i] + affine.Shift : Twice(x[i]);
             v += Warp.ShuffleDown(v, 1) + Warp.ShuffleXor(v, 2);
             Atomic.Add(ref counts[0], 1);
@@ -212,6 +219,9 @@ public class KernelTranslationTests
         Assert.Contains("    do\n", cuda);
         Assert.Contains("while ((k < 10));", cuda);
         Assert.Contains("continue;", cuda);
+        Assert.Contains("switch ((k % 3))", cuda);
+        Assert.Contains("case 1:", cuda);
+        Assert.Contains("default:", cuda);
         Assert.Contains("break;", cuda);
         Assert.Contains("(flag ? ((affine.Scale * x[i]) + affine.Shift) : K_Twice(x[i]))", cuda);
         Assert.Contains("float* tail = (x + 1LL);", cuda);

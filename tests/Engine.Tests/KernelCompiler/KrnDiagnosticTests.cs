@@ -153,7 +153,7 @@ public class KrnDiagnosticTests
     public void KRN012_UnsupportedStatement() => AssertKrn("KRN012", """
         [Kernel] static void K1(ArrayView<float> y)
         {
-            /*!*/ foreach (var v in new[] { 1f }) y[0] = v;
+            /*!*/ foreach (var v in y.ToString()) y[0] = v;
         }
         """);
 

@@ -152,7 +152,7 @@ public static partial class SampleKernels
     }
 
     /// <summary>Number of functions <see cref="MathTable"/> evaluates per input.</summary>
-    public const int MathFunctions = 14;
+    public const int MathFunctions = 20;
 
     /// <summary>Every float entry of the intrinsics table on one input: y[i*MathFunctions + f].</summary>
     [Kernel]
@@ -176,6 +176,12 @@ public static partial class SampleKernels
         y[o + 11] = XMath.IsInfinity(v / 0f) ? 1f : 0f;
         y[o + 12] = MathF.Sin(v) + MathF.Cos(v) + MathF.Pow(a, 1.5f) + MathF.Ceiling(v);
         y[o + 13] = (float)(Math.Exp((double)v) + Math.Sqrt((double)a)) + v % 0.75f;
+        y[o + 14] = float.ExpM1(v / 4f) + float.LogP1(a);
+        y[o + 15] = MathF.Tan(v / 4f) + MathF.Sinh(v / 2f) + MathF.Cosh(v / 2f);
+        y[o + 16] = MathF.Asin(v / 4f) + MathF.Acos(v / 4f) + MathF.Atan(v) + MathF.Atan2(v, a);
+        y[o + 17] = MathF.Cbrt(v) + MathF.CopySign(a, v);
+        y[o + 18] = MathF.Round(v * 2f) + MathF.Truncate(v);
+        y[o + 19] = MathF.Max(v, 0f) + MathF.Min(v, 0f) + float.Hypot(v, a);
     }
 
     /// <summary>y = TOp(x) for a generic-math float op.</summary>
