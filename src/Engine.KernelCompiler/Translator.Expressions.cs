@@ -112,14 +112,12 @@ internal sealed partial class Translator
                 return to is null ? Expr(c.Expression) : $"(({CType(to, c.Type)})({Expr(c.Expression)}))";
             }
             case CheckedExpressionSyntax c: return Expr(c.Expression);
+            case DefaultExpressionSyntax or LiteralExpressionSyntax when DefaultValue(e) is { } zero: return zero;
             case ObjectCreationExpressionSyntax or ImplicitObjectCreationExpressionSyntax:
             {
                 var t = _f.Model.GetTypeInfo(e).Type;
-                if (t is not null && t.IsValueType)
-                {
-                    Report(Krn.Unsupported, e, e.ToString(), "struct construction is not supported yet; declare a local and assign its fields");
-                    return "0";
-                }
+                if (t is INamedTypeSymbol { TypeKind: TypeKind.Struct } st && !Types.IsArrayView(st))
+                    return StructCreation((BaseObjectCreationExpressionSyntax)e, (INamedTypeSymbol)Subst(st));
                 Report(Krn.Allocation, e, "'new " + (t?.ToDisplayString() ?? "object") + "'");
                 return "0";
             }

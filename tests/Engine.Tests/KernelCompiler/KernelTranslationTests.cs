@@ -21,6 +21,7 @@ public class KernelTranslationTests
         [KernelFunction] static float Clamp01(float v) => XMath.Min(XMath.Max(v, 0f), 1f);
         [KernelFunction] static float Twice(float v) => Clamp01(v) * 2f;
         [KernelFunction] static float Head(ArrayView<float> v) => v.Length > 0 ? v[0] : 0f;
+        [KernelFunction] static Affine Make(float s) => new Affine { Scale = s, Count = 3 };
 
         [Kernel]
         static void Sink(ArrayView<float> x, ArrayView<float> y, ArrayView<int> counts, ArrayView<double> d, Affine affine, bool flag, uint u, long big)
@@ -55,6 +56,10 @@ public class KernelTranslationTests
             Atomic.CompareExchange(ref counts[1], 0, 7);
             Atomic.Add(ref y[0], r);
             d[i] = Math.Exp((double)v) + total + mixed + k + (inf > 0f ? 1 : 0) + max;
+            Affine made = Make(v);
+            Affine zero = default;
+            var zero2 = new Affine();
+            made.Shift += zero.Scale + zero2.Shift;
             var tail = x.SubView(1, 2);
             y[0] = Head(x) + Head(x.SubView(2, 1)) + Head(tail);
             y[i] = tail[0] + (int)(u >> 1) + Group.LinearIndex + Grid.IdxY + Group.DimY + Warp.LaneIdx;
@@ -209,6 +214,17 @@ public class KernelTranslationTests
         Assert.Contains("K_Head(x, x_len)", r.Cuda("Sink"));
         Assert.Contains("K_Head((x + 2LL), ((long long)1LL))", r.Cuda("Sink"));
         Assert.Contains("K_Head(tail, tail_len)", r.Cuda("Sink"));
+    }
+
+    [Fact]
+    public void StructValues_ThroughAMakerFunction()
+    {
+        var r = Sink();
+        string cuda = r.Cuda("Sink");
+        Assert.Contains("static __device__ Affine __engine_make_Affine(float f0, float f1, long long f2)", cuda);
+        Assert.Contains("return __engine_make_Affine(s, 0.0f, 3LL);", cuda);
+        Assert.Contains("Affine zero = __engine_make_Affine(0.0f, 0.0f, 0LL);", cuda);
+        Assert.Contains("static Affine __engine_make_Affine(float f0, float f1, long f2)", r.OpenCL("Sink"));
     }
 
     [Fact]

@@ -52,6 +52,26 @@ public readonly struct MaxTwiceMinusOp : INumericBinaryOp
     public static T Invoke<T>(T a, T b) where T : INumber<T> => T.Max(a, b) * T.CreateTruncating(2) - b;
 }
 
+/// <summary>Running max and rescaled sum of exponentials (online softmax statistics).</summary>
+public struct MaxSum
+{
+    /// <summary>Largest value seen.</summary>
+    public float Max;
+    /// <summary>Σ exp(x − Max) over the values seen.</summary>
+    public float Sum;
+}
+
+/// <summary>An affine map passed to a kernel by value.</summary>
+public struct AffineMap
+{
+    /// <summary>Multiplier.</summary>
+    public float Scale;
+    /// <summary>Offset.</summary>
+    public float Shift;
+    /// <summary>Rows to process (a long after two floats: checks the C struct layout).</summary>
+    public long Rows;
+}
+
 /// <summary>
 /// Kernels written in C# that the end-to-end tests translate and run: on the emulator (as C#), on
 /// PoCL (the generated OpenCL C) and through NVRTC (the generated CUDA C).
@@ -198,5 +218,25 @@ public static partial class SampleKernels
     {
         int i = Grid.GlobalIndexX;
         if (i < y.Length) y[i] = TOp.Invoke(a[i], b[i]);
+    }
+
+    /// <summary>Folds one value into online softmax statistics.</summary>
+    [KernelFunction]
+    public static MaxSum Push(MaxSum s, float v)
+    {
+        if (v <= s.Max) return new MaxSum { Max = s.Max, Sum = s.Sum + XMath.Exp(v - s.Max) };
+        return new MaxSum { Max = v, Sum = s.Sum * XMath.Exp(s.Max - v) + 1f };
+    }
+
+    /// <summary>Per row: log Σ exp(scale·x + shift) by one online pass, with the map passed by value.</summary>
+    [Kernel]
+    public static void RowLogSumExpOnline(ArrayView<float> x, ArrayView<float> y, int cols, AffineMap map)
+    {
+        int row = Grid.GlobalIndexX;
+        if (row >= map.Rows) return;
+        MaxSum s = default;
+        s.Max = float.NegativeInfinity;
+        for (int j = 0; j < cols; j++) s = Push(s, map.Scale * x[(long)row * cols + j] + map.Shift);
+        y[row] = s.Max + XMath.Log(s.Sum);
     }
 }

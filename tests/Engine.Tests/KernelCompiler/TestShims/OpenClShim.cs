@@ -117,6 +117,14 @@ internal sealed unsafe class OpenClShim : IDisposable
                     case float f: Check(clSetKernelArg(kernel, index++, 4, &f), "clSetKernelArg"); break;
                     case long l: Check(clSetKernelArg(kernel, index++, 8, &l), "clSetKernelArg"); break;
                     case bool b: { int v = b ? 1 : 0; Check(clSetKernelArg(kernel, index++, 4, &v), "clSetKernelArg"); break; }
+                    case ValueType value when !value.GetType().IsPrimitive:
+                    {
+                        // a blittable struct, passed by value with its C# layout
+                        var handle = GCHandle.Alloc(value, GCHandleType.Pinned);
+                        try { Check(clSetKernelArg(kernel, index++, (nuint)Marshal.SizeOf(value.GetType()), (void*)handle.AddrOfPinnedObject()), "clSetKernelArg(struct)"); }
+                        finally { handle.Free(); }
+                        break;
+                    }
                     default: throw new ArgumentException($"unsupported argument {arg}");
                 }
             }
