@@ -95,23 +95,30 @@ internal sealed partial class Translator
             Report(Krn.Recursion, inv, method.Name, string.Join(" -> ", chain));
             return "0";
         }
-        string name = Function(method, inv);
-        var parts = new List<string>();
-        foreach (var arg in inv.ArgumentList.Arguments)
+        // Arguments by parameter (named arguments may reorder them; omitted optionals take their default).
+        var perParameter = new string?[method.Parameters.Length];
+        var spaces = new string[method.Parameters.Length];
+        var args = inv.ArgumentList.Arguments;
+        for (int a = 0; a < args.Count; a++)
         {
+            var arg = args[a];
+            int ordinal = arg.NameColon is { } nc ? method.Parameters.IndexOf(method.Parameters.FirstOrDefault(p => p.Name == nc.Name.Identifier.ValueText)!) : a;
+            if (ordinal < 0 || ordinal >= perParameter.Length) { Report(Krn.Unsupported, arg, arg.ToString(), "params arrays are not translated"); continue; }
             if (arg.RefKindKeyword != default) { Report(Krn.RefParameter, arg, arg.ToString(), method.Name); continue; }
             if (Types.IsArrayView(_f.Model.GetTypeInfo(arg.Expression).Type))
             {
                 var view = View(arg.Expression);
                 if (view is null) continue;
-                if (target == Target.OpenCL && view.Space.Contains("__local"))
-                    Report(Krn.Unsupported, arg, arg.ToString(), "shared-memory views cannot be passed to kernel functions yet (OpenCL function parameters are __global)");
-                parts.Add(view.Pointer);
-                parts.Add(view.Length);
+                spaces[ordinal] = view.Space;
+                perParameter[ordinal] = view.Pointer + ", " + view.Length;
             }
-            else parts.Add(Expr(arg.Expression));
+            else perParameter[ordinal] = Expr(arg.Expression);
         }
-        return name + "(" + string.Join(", ", parts) + ")";
+        for (int i = 0; i < perParameter.Length; i++)
+            if (perParameter[i] is null && method.Parameters[i].HasExplicitDefaultValue)
+                perParameter[i] = Literal(method.Parameters[i].ExplicitDefaultValue, Subst(method.Parameters[i].Type), inv);
+        string name = Function(method, inv, spaces);
+        return name + "(" + string.Join(", ", perParameter.Where(p => p is not null)) + ")";
     }
 
     /// <summary>The concrete struct method a static abstract call resolves to in this instance.</summary>

@@ -68,7 +68,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         if (!kernel.ReturnsVoid) Report(Krn.NotVoid, syntax.ReturnType, kernel.Name);
         _globalNames.Add(entryPoint);
         _callStack.Add(kernel);
-        var body = TranslateFunction(kernel, syntax, model, isKernel: true, entryPoint);
+        var body = TranslateFunction(kernel, syntax, model, isKernel: true, entryPoint, []);
         _callStack.RemoveAt(_callStack.Count - 1);
         return Assemble(body);
     }
@@ -93,7 +93,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         return "__engine_" + name;
     }
 
-    private string TranslateFunction(IMethodSymbol method, MethodDeclarationSyntax syntax, SemanticModel model, bool isKernel, string name)
+    private string TranslateFunction(IMethodSymbol method, MethodDeclarationSyntax syntax, SemanticModel model, bool isKernel, string name, string[] viewSpaces)
     {
         var saved = _f;
         var writer = new CodeWriter(syntax.SyntaxTree.FilePath);
@@ -117,7 +117,8 @@ internal sealed partial class Translator(Compilation compilation, Target target)
                 if (Types.IsArrayView(type))
                 {
                     var element = Types.ElementType(type);
-                    string space = target == Target.OpenCL ? "__global " : "";
+                    string space = target == Target.Cuda ? ""
+                        : p.Ordinal < viewSpaces.Length && viewSpaces[p.Ordinal]?.Contains("__local") == true ? "__local " : "__global ";
                     _f.Views[p.OriginalDefinition] = new ViewInfo(cName, cName + "_len", space, element);
                     parameters.Add($"{space}{CType(element, pSyntax.Type!)}* {cName}");
                     parameters.Add($"{Long} {cName}_len");
@@ -208,9 +209,14 @@ internal sealed partial class Translator(Compilation compilation, Target target)
     }
 
     /// <summary>The C name of a kernel function, translating it (callees first) the first time.</summary>
-    private string Function(IMethodSymbol method, SyntaxNode at)
+    /// <param name="method">The (constructed) method.</param>
+    /// <param name="at">The call, for diagnostics.</param>
+    /// <param name="viewSpaces">Per parameter, the OpenCL address space of the view passed (a function
+    /// called with a shared-memory view is emitted once more with that parameter __local).</param>
+    private string Function(IMethodSymbol method, SyntaxNode at, string[] viewSpaces)
     {
-        string key = method.ToDisplayString();
+        bool anyLocal = target == Target.OpenCL && viewSpaces.Any(s => s?.Contains("__local") == true);
+        string key = method.ToDisplayString() + (anyLocal ? "|" + string.Join(",", viewSpaces) : "");
         if (_functionNames.TryGetValue(key, out var existing)) return existing;
         var syntax = method.OriginalDefinition.DeclaringSyntaxReferences.Select(r => r.GetSyntax()).OfType<MethodDeclarationSyntax>().FirstOrDefault();
         if (syntax is null || (syntax.Body is null && syntax.ExpressionBody is null))
@@ -220,12 +226,15 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         }
         var sb = new StringBuilder(Types.Mangle(method.ContainingType)).Append('_').Append(method.Name);
         foreach (var a in method.TypeArguments) sb.Append("__").Append(Types.Mangle(a));
+        if (anyLocal)
+            for (int i = 0; i < viewSpaces.Length; i++)
+                if (viewSpaces[i]?.Contains("__local") == true) sb.Append("_local").Append(i);
         string name = sb.ToString();
         for (int i = 2; _globalNames.Contains(name); i++) name = sb + "_" + i;
         _globalNames.Add(name);
         _functionNames[key] = name;
         _callStack.Add(method);
-        var text = TranslateFunction(method, syntax, compilation.GetSemanticModel(syntax.SyntaxTree), isKernel: false, name);
+        var text = TranslateFunction(method, syntax, compilation.GetSemanticModel(syntax.SyntaxTree), isKernel: false, name, viewSpaces);
         _callStack.RemoveAt(_callStack.Count - 1);
         _functions.Add(text);
         return name;

@@ -292,6 +292,31 @@ public unsafe class KernelEndToEndTests
         Assert.Equal(0f, cl[rows - 1]);
     }
 
+    [BackendFact("opencl")]
+    public void SharedViewPassedToKernelFunction_MatchesReference()
+    {
+        const int group = SampleKernels.ReduceGroup, grid = 3, n = group * grid;
+        var x = Random(n, 13);
+        using var ex = new EmuArray(x);
+        using var ey = new EmuArray(new float[n]);
+        SampleKernels.Launch.CenterPerGroup(Emulator, grid, group, ex.View, ey.View);
+        var source = SampleKernels.Launch.CenterPerGroupSource.OpenCLSource;
+        Assert.Contains("float SampleKernels_ReduceShared_local0(__local float* shared, long shared_len, float value)", source);
+        var cl = new float[n];
+        using var ocl = new OpenClShim();
+        ocl.Run(source, "CenterPerGroup", (grid, 1), (group, 1), x, cl);
+        var emu = ey.ToArray();
+        for (int g = 0; g < grid; g++)
+        {
+            double mean = x.Skip(g * group).Take(group).Sum(v => (double)v) / group;
+            for (int i = g * group; i < (g + 1) * group; i++)
+            {
+                Close(x[i] - mean, emu[i], 1e-5, $"emulator [{i}]");
+                Close(x[i] - mean, cl[i], 1e-5, $"OpenCL [{i}]");
+            }
+        }
+    }
+
     /// <summary>Every kernel of this assembly (the samples and the emulator tests' kernels).</summary>
     public static TheoryData<int> Architectures => new() { 70, 80, 90 };
 
@@ -300,7 +325,7 @@ public unsafe class KernelEndToEndTests
     public void EveryKernel_CompilesWithNvrtc_WithoutSpills(int arch)
     {
         var kernels = KernelRegistry.All.Where(k => k.DeclaringType.StartsWith("Engine.Tests")).ToList();
-        Assert.True(kernels.Count >= 14, $"expected the sample kernels to be registered, found {kernels.Count}");
+        Assert.True(kernels.Count >= 15, $"expected the sample kernels to be registered, found {kernels.Count}");
         foreach (var kernel in kernels)
         {
             var (ok, log, cubin) = NvrtcShim.Compile(kernel.CudaSource, kernel.EntryPoint, arch);

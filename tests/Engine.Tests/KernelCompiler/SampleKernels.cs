@@ -239,4 +239,32 @@ public static partial class SampleKernels
         for (int j = 0; j < cols; j++) s = Push(s, map.Scale * x[(long)row * cols + j] + map.Shift);
         y[row] = s.Max + XMath.Log(s.Sum);
     }
+
+    /// <summary>Tree-sums a group's shared buffer (every thread calls it); returns the total.</summary>
+    [KernelFunction]
+    public static float ReduceShared(ArrayView<float> shared, float value)
+    {
+        int t = Group.IdxX;
+        shared[t] = value;
+        Group.Barrier();
+        for (int stride = Group.DimX / 2; stride > 0; stride /= 2)
+        {
+            if (t < stride) shared[t] += shared[t + stride];
+            Group.Barrier();
+        }
+        float total = shared[0];
+        Group.Barrier(); // the buffer may be reused right after
+        return total;
+    }
+
+    /// <summary>Each element minus its group's mean, through a kernel function on a shared view.</summary>
+    [Kernel]
+    public static void CenterPerGroup(ArrayView<float> x, ArrayView<float> y)
+    {
+        var shared = SharedMemory.Allocate<float>(ReduceGroup);
+        int i = Grid.GlobalIndexX;
+        float v = i < x.Length ? x[i] : 0f;
+        float mean = ReduceShared(shared, v) / Group.DimX;
+        if (i < x.Length) y[i] = v - mean;
+    }
 }
