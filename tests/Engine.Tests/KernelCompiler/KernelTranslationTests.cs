@@ -277,6 +277,28 @@ public class KernelTranslationTests
     }
 
     [Fact]
+    public void GeneratedCSharp_CompilesForNestedTypesAndTheGlobalNamespace()
+    {
+        var r = GeneratorHarness.Run("""
+            using Engine.Runtime.Kernels;
+            public static partial class Outer
+            {
+                internal static partial class Inner
+                {
+                    [Kernel] private static void Scale(ArrayView<float> y, float s) { int i = Grid.GlobalIndexX; if (i < y.Length) y[i] *= s; }
+                }
+            }
+            public static class Use
+            {
+                public static void Run(Engine.Runtime.EmulatorAccelerator acc, ArrayView<float> y)
+                    => Outer.Inner.Launch.Scale(acc, 1, 32, y, 2f);
+            }
+            """);
+        Assert.Empty(r.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error));
+        Assert.Contains("y[i] *= s", r.Cuda("Scale").Replace("(", "").Replace(")", ""));
+    }
+
+    [Fact]
     public void ReservedCNames_AreRenamed()
     {
         var r = GeneratorHarness.RunClass("[Kernel] static void A(ArrayView<float> y, float max, int signed) { float exp = max; y[0] = exp + signed; }");
