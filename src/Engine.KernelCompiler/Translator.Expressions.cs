@@ -92,6 +92,8 @@ internal sealed partial class Translator
         {
             case ParenthesizedExpressionSyntax p: return "(" + Expr(p.Expression) + ")";
             case IdentifierNameSyntax or MemberAccessExpressionSyntax: return Name(e);
+            case ElementAccessExpressionSyntax ea when _f.Model.GetTypeInfo(ea.Expression).Type is { } receiver && Types.InlineArrayLength(Subst(receiver)) is not null:
+                return $"{Expr(ea.Expression)}.e[{Expr(ea.ArgumentList.Arguments[0].Expression)}]";
             case ElementAccessExpressionSyntax ea:
             {
                 var view = View(ea.Expression);

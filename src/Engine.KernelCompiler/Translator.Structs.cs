@@ -43,6 +43,7 @@ internal sealed partial class Translator
     private string StructValue(INamedTypeSymbol type, Dictionary<string, string> values, SyntaxNode at)
     {
         string cName = CType(type, at);
+        if (Types.InlineArrayLength(type) is { } length) return InlineArrayZero(type, cName, length, at);
         string maker = StructMaker(type, cName, at);
         var args = Types.Fields(type).Select(f => values.TryGetValue(f.Name, out var v) ? v : Zero(Subst(f.Type), at));
         return $"{maker}({string.Join(", ", args)})";
@@ -66,6 +67,16 @@ internal sealed partial class Translator
         sb.Append("    return s;\n}\n");
         _structs.Add(sb.ToString());
         return name;
+    }
+
+    private string InlineArrayZero(INamedTypeSymbol type, string cName, int length, SyntaxNode at)
+    {
+        string name = "__engine_zero_" + cName;
+        if (!_makers.Add(name)) return name + "()";
+        var element = Subst(Types.Fields(type).First().Type);
+        _structs.Add($"{(target == Target.Cuda ? "static __device__ " : "static ")}{cName} {name}()\n{{\n    {cName} s;\n" +
+                     $"    for (int i = 0; i < {length}; i++) s.e[i] = {Zero(element, at)};\n    return s;\n}}\n");
+        return name + "()";
     }
 
     /// <summary><c>default</c> / <c>default(S)</c> of a struct (numeric defaults are constants and folded before).</summary>

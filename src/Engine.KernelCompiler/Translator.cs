@@ -201,7 +201,9 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         string cName = Types.Mangle(named);
         _structNames[key] = cName;
         var sb = new StringBuilder($"typedef struct {cName}\n{{\n");
-        foreach (var field in Types.Fields(named))
+        if (Types.InlineArrayLength(named) is { } length)
+            sb.Append("    ").Append(CType(Types.Fields(named).First().Type, at)).Append(" e[").Append(length).Append("];\n");
+        else foreach (var field in Types.Fields(named))
             sb.Append("    ").Append(CType(field.Type, at)).Append(' ').Append(field.Name).Append(";\n");
         sb.Append("} ").Append(cName).Append(";\n");
         _structs.Add(sb.ToString());

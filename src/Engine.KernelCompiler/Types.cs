@@ -80,6 +80,11 @@ internal static class Types
         return "not a primitive, blittable struct or ArrayView<T>";
     }
 
+    /// <summary>N for an <c>[InlineArray(N)]</c> struct (a fixed-size array by value, e.g. shape/strides), else null.</summary>
+    public static int? InlineArrayLength(ITypeSymbol type)
+        => type.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == "System.Runtime.CompilerServices.InlineArrayAttribute")
+            ?.ConstructorArguments.FirstOrDefault().Value as int?;
+
     public static IEnumerable<IFieldSymbol> Fields(INamedTypeSymbol s)
         => s.GetMembers().OfType<IFieldSymbol>().Where(f => !f.IsStatic && !f.IsConst);
 

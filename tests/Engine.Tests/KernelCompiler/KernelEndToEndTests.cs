@@ -317,6 +317,36 @@ public unsafe class KernelEndToEndTests
         }
     }
 
+    [BackendFact("opencl")]
+    public void InlineArrayStrides_BroadcastAdd_MatchesReference()
+    {
+        // a: [3, 1, 5], b: [4, 1] -> y: [3, 4, 5]
+        int[] shape = [3, 4, 5];
+        var layout = new BroadcastLayout { Rank = 3 };
+        int[] strideA = [5, 0, 1], strideB = [0, 1, 0];
+        for (int d = 0; d < 3; d++) { layout.Shape[d] = shape[d]; layout.StrideA[d] = strideA[d]; layout.StrideB[d] = strideB[d]; }
+        var a = Random(15, 14);
+        var b = Random(4, 15);
+        const int n = 60, group = 16, grid = (n + group - 1) / group;
+        using var ea = new EmuArray(a);
+        using var eb = new EmuArray(b);
+        using var ey = new EmuArray(new float[n]);
+        SampleKernels.Launch.BroadcastAdd(Emulator, grid, group, ea.View, eb.View, ey.View, layout);
+        var cl = new float[n];
+        using var ocl = new OpenClShim();
+        ocl.Run(SampleKernels.Launch.BroadcastAddSource.OpenCLSource, "BroadcastAdd", (grid, 1), (group, 1), a, b, cl, layout);
+        var emu = ey.ToArray();
+        for (int i0 = 0; i0 < 3; i0++)
+        for (int i1 = 0; i1 < 4; i1++)
+        for (int i2 = 0; i2 < 5; i2++)
+        {
+            int flat = (i0 * 4 + i1) * 5 + i2;
+            float expected = a[i0 * 5 + i2] + b[i1];
+            Assert.Equal(expected, emu[flat]);
+            Assert.Equal(expected, cl[flat]);
+        }
+    }
+
     /// <summary>Every kernel of this assembly (the samples and the emulator tests' kernels).</summary>
     public static TheoryData<int> Architectures => new() { 70, 80, 90 };
 
@@ -325,7 +355,7 @@ public unsafe class KernelEndToEndTests
     public void EveryKernel_CompilesWithNvrtc_WithoutSpills(int arch)
     {
         var kernels = KernelRegistry.All.Where(k => k.DeclaringType.StartsWith("Engine.Tests")).ToList();
-        Assert.True(kernels.Count >= 15, $"expected the sample kernels to be registered, found {kernels.Count}");
+        Assert.True(kernels.Count >= 16, $"expected the sample kernels to be registered, found {kernels.Count}");
         foreach (var kernel in kernels)
         {
             var (ok, log, cubin) = NvrtcShim.Compile(kernel.CudaSource, kernel.EntryPoint, arch);

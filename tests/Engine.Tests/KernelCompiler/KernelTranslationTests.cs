@@ -299,6 +299,25 @@ public class KernelTranslationTests
     }
 
     [Fact]
+    public void InlineArrays_BecomeCArraysInAStruct()
+    {
+        var r = GeneratorHarness.RunClass("""
+            [Kernel] static void A(ArrayView<long> y, Long3 dims)
+            {
+                Long3 copy = default;
+                for (int d = 0; d < 3; d++) copy[d] = dims[d] * 2;
+                y[0] = copy[0] + copy[2];
+            }
+            """, "[System.Runtime.CompilerServices.InlineArray(3)] public struct Long3 { private long _e; }");
+        Assert.Empty(r.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error));
+        string cuda = r.Cuda("A");
+        Assert.Contains("typedef struct Long3\n{\n    long long e[3];\n} Long3;", cuda);
+        Assert.Contains("Long3 copy = __engine_zero_Long3();", cuda);
+        Assert.Contains("(copy.e[d] = (dims.e[d] * 2LL));", cuda);
+        Assert.Contains("    long e[3];", r.OpenCL("A"));
+    }
+
+    [Fact]
     public void ReservedCNames_AreRenamed()
     {
         var r = GeneratorHarness.RunClass("[Kernel] static void A(ArrayView<float> y, float max, int signed) { float exp = max; y[0] = exp + signed; }");

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using Engine.Runtime.Kernels;
 
 namespace Engine.Tests.KernelCompiler;
@@ -70,6 +71,26 @@ public struct AffineMap
     public float Shift;
     /// <summary>Rows to process (a long after two floats: checks the C struct layout).</summary>
     public long Rows;
+}
+
+/// <summary>Four ints by value (an inline array: shapes and strides travel in the launch arguments).</summary>
+[InlineArray(4)]
+public struct Int4
+{
+    private int _element;
+}
+
+/// <summary>Shape of the output and element strides of two broadcast inputs, rank ≤ 4.</summary>
+public struct BroadcastLayout
+{
+    /// <summary>Output shape.</summary>
+    public Int4 Shape;
+    /// <summary>Strides of a (0 on broadcast dims).</summary>
+    public Int4 StrideA;
+    /// <summary>Strides of b (0 on broadcast dims).</summary>
+    public Int4 StrideB;
+    /// <summary>Number of dims used.</summary>
+    public int Rank;
 }
 
 /// <summary>
@@ -266,5 +287,22 @@ public static partial class SampleKernels
         float v = i < x.Length ? x[i] : 0f;
         float mean = ReduceShared(shared, v) / Group.DimX;
         if (i < x.Length) y[i] = v - mean;
+    }
+
+    /// <summary>y = a + b with NumPy broadcasting through strides passed by value.</summary>
+    [Kernel]
+    public static void BroadcastAdd(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, BroadcastLayout layout)
+    {
+        int i = Grid.GlobalIndexX;
+        if (i >= y.Length) return;
+        int rest = i, ia = 0, ib = 0;
+        for (int d = layout.Rank - 1; d >= 0; d--)
+        {
+            int c = rest % layout.Shape[d];
+            rest /= layout.Shape[d];
+            ia += c * layout.StrideA[d];
+            ib += c * layout.StrideB[d];
+        }
+        y[i] = a[ia] + b[ib];
     }
 }

@@ -121,7 +121,7 @@ internal sealed unsafe class OpenClShim : IDisposable
                     {
                         // a blittable struct, passed by value with its C# layout
                         var handle = GCHandle.Alloc(value, GCHandleType.Pinned);
-                        try { Check(clSetKernelArg(kernel, index++, (nuint)Marshal.SizeOf(value.GetType()), (void*)handle.AddrOfPinnedObject()), "clSetKernelArg(struct)"); }
+                        try { Check(clSetKernelArg(kernel, index++, (nuint)System.Runtime.CompilerServices.RuntimeHelpers.SizeOf(value.GetType().TypeHandle), (void*)handle.AddrOfPinnedObject()), "clSetKernelArg(struct)"); }
                         finally { handle.Free(); }
                         break;
                     }
