@@ -216,6 +216,8 @@ internal sealed partial class Translator
                 return index;
             case IPropertySymbol prop when prop.IsStatic && e is MemberAccessExpressionSyntax ma && GenericMathConstant(ma, prop) is { } constant:
                 return constant;
+            case IPropertySymbol { IsStatic: false } prop when e is MemberAccessExpressionSyntax ma && Types.IsAutoProperty(prop):
+                return $"{Expr(ma.Expression)}.{prop.Name}";
             case IPropertySymbol prop when Types.IsArrayView(prop.ContainingType) && e is MemberAccessExpressionSyntax ma:
             {
                 var view = View(ma.Expression);

@@ -31,9 +31,10 @@ internal sealed partial class Translator
         var values = new Dictionary<string, string>();
         foreach (var expression in e.Initializer?.Expressions ?? default)
         {
-            if (expression is AssignmentExpressionSyntax { Left: IdentifierNameSyntax } a && a.IsKind(SyntaxKind.SimpleAssignmentExpression)
-                && _f.Model.GetSymbolInfo(a.Left).Symbol is IFieldSymbol field)
-                values[field.Name] = Expr(a.Right);
+            var member = expression is AssignmentExpressionSyntax { Left: IdentifierNameSyntax } a0 && a0.IsKind(SyntaxKind.SimpleAssignmentExpression)
+                ? _f.Model.GetSymbolInfo(a0.Left).Symbol : null;
+            if (member is IFieldSymbol or IPropertySymbol { IsStatic: false } && (member is not IPropertySymbol p || Types.IsAutoProperty(p)))
+                values[member.Name] = Expr(((AssignmentExpressionSyntax)expression).Right);
             else
                 Report(Krn.Unsupported, expression, expression.ToString(), "struct initializers may only assign fields");
         }
@@ -45,7 +46,7 @@ internal sealed partial class Translator
         string cName = CType(type, at);
         if (Types.InlineArrayLength(type) is { } length) return InlineArrayZero(type, cName, length, at);
         string maker = StructMaker(type, cName, at);
-        var args = Types.Fields(type).Select(f => values.TryGetValue(f.Name, out var v) ? v : Zero(Subst(f.Type), at));
+        var args = Types.Fields(type).Select(f => values.TryGetValue(Types.FieldName(f), out var v) ? v : Zero(Subst(f.Type), at));
         return $"{maker}({string.Join(", ", args)})";
     }
 
@@ -63,7 +64,7 @@ internal sealed partial class Translator
         sb.Append(cName).Append(' ').Append(name).Append('(')
           .Append(string.Join(", ", fields.Select((f, i) => $"{CType(f.Type, at)} f{i}"))).Append(")\n{\n")
           .Append("    ").Append(cName).Append(" s;\n");
-        for (int i = 0; i < fields.Count; i++) sb.Append($"    s.{fields[i].Name} = f{i};\n");
+        for (int i = 0; i < fields.Count; i++) sb.Append($"    s.{Types.FieldName(fields[i])} = f{i};\n");
         sb.Append("    return s;\n}\n");
         _structs.Add(sb.ToString());
         return name;

@@ -204,7 +204,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         if (Types.InlineArrayLength(named) is { } length)
             sb.Append("    ").Append(CType(Types.Fields(named).First().Type, at)).Append(" e[").Append(length).Append("];\n");
         else foreach (var field in Types.Fields(named))
-            sb.Append("    ").Append(CType(field.Type, at)).Append(' ').Append(field.Name).Append(";\n");
+            sb.Append("    ").Append(CType(field.Type, at)).Append(' ').Append(Types.FieldName(field)).Append(";\n");
         sb.Append("} ").Append(cName).Append(";\n");
         _structs.Add(sb.ToString());
         return cName;

@@ -85,6 +85,13 @@ internal static class Types
         => type.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == "System.Runtime.CompilerServices.InlineArrayAttribute")
             ?.ConstructorArguments.FirstOrDefault().Value as int?;
 
+    /// <summary>The C member name of a field: an auto-property's backing field takes the property's name.</summary>
+    public static string FieldName(IFieldSymbol f) => f.AssociatedSymbol is IPropertySymbol p ? p.Name : f.Name;
+
+    /// <summary>True for an auto-property (a field in C).</summary>
+    public static bool IsAutoProperty(IPropertySymbol p)
+        => p.ContainingType.GetMembers().OfType<IFieldSymbol>().Any(f => SymbolEqualityComparer.Default.Equals(f.AssociatedSymbol, p));
+
     public static IEnumerable<IFieldSymbol> Fields(INamedTypeSymbol s)
         => s.GetMembers().OfType<IFieldSymbol>().Where(f => !f.IsStatic && !f.IsConst);
 

@@ -318,6 +318,24 @@ public class KernelTranslationTests
     }
 
     [Fact]
+    public void AutoProperties_AreStructFields()
+    {
+        var r = GeneratorHarness.RunClass("""
+            [Kernel] static void A(ArrayView<float> y, Range1 range)
+            {
+                var shifted = new Range1 { Start = range.Start + 1, Count = range.Count };
+                shifted.Count -= 1;
+                y[0] = shifted.Start + shifted.Count;
+            }
+            """, "public struct Range1 { public int Start { get; set; } public int Count { get; set; } }");
+        Assert.Empty(r.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error));
+        string cuda = r.Cuda("A");
+        Assert.Contains("typedef struct Range1\n{\n    int Start;\n    int Count;\n} Range1;", cuda);
+        Assert.Contains("Range1 shifted = __engine_make_Range1((range.Start + 1), range.Count);", cuda);
+        Assert.Contains("(shifted.Count -= 1);", cuda);
+    }
+
+    [Fact]
     public void ReservedCNames_AreRenamed()
     {
         var r = GeneratorHarness.RunClass("[Kernel] static void A(ArrayView<float> y, float max, int signed) { float exp = max; y[0] = exp + signed; }");
