@@ -111,7 +111,15 @@ internal sealed partial class Translator
             case CastExpressionSyntax c:
             {
                 var to = _f.Model.GetTypeInfo(c.Type).Type ?? _f.Model.GetTypeInfo(c).Type;
-                return to is null ? Expr(c.Expression) : $"(({CType(to, c.Type)})({Expr(c.Expression)}))";
+                if (to is null) return Expr(c.Expression);
+                to = Subst(to);
+                var from = _f.Model.GetTypeInfo(c.Expression).Type;
+                string ctype = CType(to, c.Type);
+                // .NET converts float to integer saturating (NaN -> 0), as CUDA's cvt.rzi does; OpenCL's
+                // plain cast is undefined out of range, its convert_T_sat is .NET's behaviour.
+                if (target == Target.OpenCL && Types.IsFloating(from is null ? null : Subst(from)) && Types.IsNumeric(to) && !Types.IsFloating(to))
+                    return $"convert_{ctype}_sat({Expr(c.Expression)})";
+                return $"(({ctype})({Expr(c.Expression)}))";
             }
             case CheckedExpressionSyntax c: return Expr(c.Expression);
             case DefaultExpressionSyntax or LiteralExpressionSyntax when DefaultValue(e) is { } zero: return zero;
@@ -162,6 +170,13 @@ internal sealed partial class Translator
         {
             string unsigned = type.SpecialType == SpecialType.System_Int64 ? (target == Target.Cuda ? "unsigned long long" : "ulong") : (target == Target.Cuda ? "unsigned int" : "uint");
             return $"(({CType(type, b)})(({unsigned}){left} >> {right}))";
+        }
+        if (kind is SyntaxKind.LeftShiftExpression or SyntaxKind.RightShiftExpression && type is not null
+            && !_f.Model.GetConstantValue(b.Right).HasValue)
+        {
+            // C# masks the shift count (x << 33 is x << 1 for an int); in C it is undefined.
+            int mask = type.SpecialType is SpecialType.System_Int64 or SpecialType.System_UInt64 ? 63 : 31;
+            return $"({left} {b.OperatorToken.Text} ({right} & {mask}))";
         }
         return $"({left} {b.OperatorToken.Text} {right})";
     }

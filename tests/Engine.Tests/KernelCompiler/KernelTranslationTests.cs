@@ -38,7 +38,7 @@ public class KernelTranslationTests
                 Group.Barrier();
                 max = tile[(Group.IdxX + 1) % Group.DimX];
             }
-            float r = x[i] % 3f;
+            float r = x[i] % 3f + (int)(x[i] * 1e10f) + (i << i);
             int k = 0;
             do { k++; if (k == 2) continue; if (k > 5) break; } while (k < 10);
             float inf = float.PositiveInfinity;
@@ -99,12 +99,16 @@ public class KernelTranslationTests
         var r = Sink();
         // uint + int is long in C# (unsigned int in C): both operands are widened explicitly.
         Assert.Contains("long long mixed = (((long long)u) + ((long long)i));", r.Cuda("Sink"));
-        Assert.Contains("float r = fmodf(x[i], 3.0f);", r.Cuda("Sink"));
-        Assert.Contains("float r = fmod(x[i], 3.0f);", r.OpenCL("Sink"));
+        Assert.Contains("float r = ((fmodf(x[i], 3.0f) + ", r.Cuda("Sink"));
+        Assert.Contains("float r = ((fmod(x[i], 3.0f) + ", r.OpenCL("Sink"));
         Assert.Contains("__int_as_float(0x7f800000)", r.Cuda("Sink"));
         Assert.Contains("as_float(0x7f800000u)", r.OpenCL("Sink"));
         Assert.Contains("(0.5f * rsqrtf(2.0f))", r.Cuda("Sink"));
         Assert.Contains("1E-05f", r.Cuda("Sink"));
+        // float -> int saturates in .NET and CUDA; OpenCL needs convert_int_sat.
+        Assert.Contains("((int)(((u >> 1))))", r.Cuda("Sink"));
+        Assert.Contains("convert_int_sat(", r.OpenCL("Sink"));
+        Assert.Contains("(i << (i & 31))", r.Cuda("Sink"));
     }
 
     [Fact]
@@ -184,9 +188,9 @@ public class KernelTranslationTests
     {
         var r = Sink();
         var source = r.Source.Split('\n');
-        int expected = Array.FindIndex(source, l => l.Contains("float r = x[i] % 3f;")) + 1;
-        Assert.Equal(expected, MappedLine(r.Cuda("Sink"), "float r = fmodf"));
-        Assert.Equal(expected, MappedLine(r.OpenCL("Sink"), "float r = fmod"));
+        int expected = Array.FindIndex(source, l => l.Contains("float r = x[i] % 3f")) + 1;
+        Assert.Equal(expected, MappedLine(r.Cuda("Sink"), "float r = ((fmodf"));
+        Assert.Equal(expected, MappedLine(r.OpenCL("Sink"), "float r = ((fmod"));
         int kernelLine = Array.FindIndex(source, l => l.Contains("static void Sink(")) + 1;
         Assert.Equal(kernelLine, MappedLine(r.Cuda("Sink"), "__global__ void Sink("));
         Assert.Contains($"#line {kernelLine} \"{GeneratorHarness.FilePath}\"", r.Cuda("Sink"));
