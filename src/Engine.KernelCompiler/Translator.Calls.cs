@@ -89,9 +89,12 @@ internal sealed partial class Translator
     {
         if (method.IsGenericMethod)
             method = method.OriginalDefinition.Construct(method.TypeArguments.Select(Subst).ToArray());
-        if (_callStack.Any(m => m.ToDisplayString() == method.ToDisplayString()))
+        // Same definition on the stack is recursion, whatever the type arguments (a generic method
+        // calling itself with other type arguments would otherwise instantiate forever).
+        bool Same(IMethodSymbol m) => SymbolEqualityComparer.Default.Equals(m.OriginalDefinition, method.OriginalDefinition);
+        if (_callStack.Any(Same))
         {
-            var chain = _callStack.SkipWhile(m => m.ToDisplayString() != method.ToDisplayString()).Select(m => m.Name).Concat([method.Name]);
+            var chain = _callStack.SkipWhile(m => !Same(m)).Select(m => m.Name).Concat([method.Name]);
             Report(Krn.Recursion, inv, method.Name, string.Join(" -> ", chain));
             return "0";
         }

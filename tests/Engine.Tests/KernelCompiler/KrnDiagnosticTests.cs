@@ -101,6 +101,12 @@ public class KrnDiagnosticTests
         """);
 
     [Fact]
+    public void KRN007_GenericSelfCallWithOtherTypeArguments() => AssertKrn("KRN007", """
+        [KernelFunction] static float Grow<T>(float v) where T : struct => v > 1f ? /*!*/ Grow<Wrap<T>>(v / 2f) : v;
+        [Kernel] static void K1(ArrayView<float> y) { y[0] = Grow<int>(y[0]); }
+        """, "public struct Wrap<T> { }");
+
+    [Fact]
     public void KRN008_UnsupportedType() => AssertKrn("KRN008", """
         [Kernel] static void K1(ArrayView<float> y)
         {
