@@ -18,6 +18,7 @@ public static class Program
             return 0;
         });
         root.Subcommands.Add(devices);
+        root.Subcommands.Add(KernelsCommand.Create());
 
         return root.Parse(args).Invoke();
     }
