@@ -50,6 +50,15 @@ internal static class Emit
         string pad = Pad(depth);
         sb.Append($"{pad}/// <summary>Typed launchers for the kernels of this type (emulator, or a device through an IKernelLauncher).</summary>\n");
         sb.Append($"{pad}internal static class Launch\n{pad}{{\n");
+        // The C# bodies, for the emulator's IKernelLauncher path (an explicit static constructor runs
+        // before any launcher is called; KernelEmulation.Find runs it for a KernelSource found otherwise).
+        sb.Append($"{pad}    static Launch()\n{pad}    {{\n");
+        foreach (var k in kernels)
+        {
+            var unboxed = string.Join(", ", k.Parameters.Select((p, i) => $"({p.CsType})a[{i}]"));
+            sb.Append($"{pad}        {K}KernelEmulation.Bind({sources}.{k.EntryPoint}, static a => {cls.FullName}.{k.Call}({unboxed}));\n");
+        }
+        sb.Append($"{pad}    }}\n\n");
         foreach (var k in kernels)
         {
             var ps = string.Join("", k.Parameters.Select(p => $", {p.CsType} {p.Name}"));
@@ -58,7 +67,7 @@ internal static class Emit
             sb.Append($"{pad}    /// <summary>Runs {Xml(k.Name)} on the emulator (the C# method itself, one OS thread per GPU thread).</summary>\n");
             sb.Append($"{pad}    public static void {method}(global::Engine.Runtime.EmulatorAccelerator accelerator, {K}Dim3 grid, {K}Dim3 group{ps}, int dynamicSharedBytes = 0)\n");
             sb.Append($"{pad}        => accelerator.Launch(grid, group, () => {cls.FullName}.{k.Call}({names}), dynamicSharedBytes);\n\n");
-            sb.Append($"{pad}    /// <summary>Runs {Xml(k.Name)} through a device launcher (CUDA, OpenCL).</summary>\n");
+            sb.Append($"{pad}    /// <summary>Runs {Xml(k.Name)} through any accelerator or device launcher (emulator, OpenCL, CUDA).</summary>\n");
             sb.Append($"{pad}    public static void {method}({K}IKernelLauncher launcher, {K}Dim3 grid, {K}Dim3 group{ps}, int dynamicSharedBytes = 0)\n");
             sb.Append($"{pad}        => launcher.Launch({sources}.{k.EntryPoint}, grid, group, dynamicSharedBytes, new object[] {{ {names} }});\n\n");
             sb.Append($"{pad}    /// <summary>The translated source of {Xml(k.Name)}.</summary>\n");

@@ -107,6 +107,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
             if (method.ContainingType.IsGenericType)
                 Report(Krn.Unsupported, syntax.Identifier.Parent, method.ContainingType.ToDisplayString(), "kernels and kernel functions must be declared in non-generic types; make the method generic instead");
             var parameters = new List<string>();
+            var prologue = new List<string>();
             foreach (var p in method.Parameters)
             {
                 var pSyntax = syntax.ParameterList.Parameters[p.Ordinal];
@@ -120,7 +121,16 @@ internal sealed partial class Translator(Compilation compilation, Target target)
                     string space = target == Target.Cuda ? ""
                         : p.Ordinal < viewSpaces.Length && viewSpaces[p.Ordinal]?.Contains("__local") == true ? "__local " : "__global ";
                     _f.Views[p.OriginalDefinition] = new ViewInfo(cName, cName + "_len", space, element);
-                    parameters.Add($"{space}{CType(element, pSyntax.Type!)}* {cName}");
+                    string pointer = $"{space}{CType(element, pSyntax.Type!)}*";
+                    if (isKernel && target == Target.OpenCL)
+                    {
+                        // OpenCL has no device pointers: the launcher passes the cl_mem and the view's
+                        // element offset into it (KernelParameterKind.View).
+                        parameters.Add($"{pointer} {cName}_base");
+                        parameters.Add($"{Long} {cName}_offset");
+                        prologue.Add($"{pointer} {cName} = {cName}_base + {cName}_offset;");
+                    }
+                    else parameters.Add($"{pointer} {cName}");
                     parameters.Add($"{Long} {cName}_len");
                 }
                 else if (isKernel && target == Target.OpenCL && type.SpecialType == SpecialType.System_Boolean)
@@ -153,6 +163,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
             header.Line("{");
 
             var sb = new StringBuilder(header.ToString());
+            foreach (var line in prologue) sb.Append("    ").Append(line).Append('\n');
             foreach (var h in _f.Hoisted) sb.Append("    ").Append(h).Append('\n');
             sb.Append(writer).Append("}\n");
             return sb.ToString();
@@ -171,6 +182,8 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         for (int i = 1; _f.Used.Contains(c) || _globalNames.Contains(c); i++) c = baseName + "_" + i;
         _f.Used.Add(c);
         _f.Used.Add(c + "_len");
+        _f.Used.Add(c + "_base");
+        _f.Used.Add(c + "_offset");
         _f.Names[symbol] = c;
         return c;
     }

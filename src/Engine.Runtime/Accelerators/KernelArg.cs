@@ -46,6 +46,13 @@ public readonly struct KernelArg
         return new KernelArg(KernelArgKind.Value, bytes, null, 0);
     }
 
+    /// <summary>A value argument from its raw bytes (the C layout the kernel declares).</summary>
+    public static KernelArg Raw(byte[] bytes)
+    {
+        ArgumentNullException.ThrowIfNull(bytes);
+        return new KernelArg(KernelArgKind.Value, bytes, null, 0);
+    }
+
     /// <summary>A buffer argument.</summary>
     public static KernelArg Of(DeviceBuffer buffer)
     {

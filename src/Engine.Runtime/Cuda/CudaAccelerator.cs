@@ -12,9 +12,10 @@ namespace Engine.Runtime;
 /// device's architecture (a newer GPU than the toolkit), the module is loaded from PTX for the
 /// newest architecture NVRTC knows and the driver JIT-compiles it.
 /// </summary>
-public sealed unsafe class CudaAccelerator : IDisposable
+public sealed unsafe partial class CudaAccelerator : Accelerator
 {
     private readonly Dictionary<string, CudaModule> _modules = new();
+    private readonly CudaAllocator _memory;
     private readonly object _gate = new();
     private readonly int _device;
     private nint _context;
@@ -36,6 +37,7 @@ public sealed unsafe class CudaAccelerator : IDisposable
         nint context;
         CuApi.Check(CuApi.DevicePrimaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain");
         _context = context;
+        _memory = new CudaAllocator(this);
         MakeCurrent();
     }
 
@@ -49,7 +51,12 @@ public sealed unsafe class CudaAccelerator : IDisposable
     public CudaDeviceInfo Info { get; }
 
     /// <summary>The engine device (<c>cuda:N</c>).</summary>
-    public Device Device { get; }
+    public override Device Device { get; }
+
+    /// <summary>The caching allocator of this device's memory.</summary>
+    public override CachingAllocator Allocator => _memory;
+
+    internal CudaAllocator Memory => _memory;
 
     /// <summary>Where compiled cubins are cached.</summary>
     public KernelCache Cache { get; }
@@ -65,22 +72,26 @@ public sealed unsafe class CudaAccelerator : IDisposable
     }
 
     /// <summary>Allocates <paramref name="bytes"/> bytes of device memory, zero-filled when <paramref name="zero"/>.</summary>
-    public CudaBuffer Allocate(long bytes, bool zero = false)
+    public override CudaBuffer Allocate(long bytes, bool zero = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         MakeCurrent();
-        ulong pointer = 0;
-        if (bytes > 0) CuApi.Check(CuApi.MemAlloc(&pointer, (nuint)bytes), $"cuMemAlloc({bytes} bytes)");
+        ulong pointer = _memory.Rent(bytes, out long block);
         if (zero && bytes > 0) CuApi.Check(CuApi.MemsetD8(pointer, 0, (nuint)bytes), "cuMemsetD8");
-        return new CudaBuffer(this, pointer, bytes);
+        return new CudaBuffer(this, pointer, bytes, block);
     }
 
     /// <summary>Allocates a buffer holding a copy of <paramref name="data"/>.</summary>
-    public CudaBuffer Allocate<T>(ReadOnlySpan<T> data) where T : unmanaged
+    public override CudaBuffer Allocate<T>(ReadOnlySpan<T> data) => (CudaBuffer)base.Allocate(data);
+
+    /// <inheritdoc />
+    public override void CopyFromHost<T>(DeviceBuffer destination, ReadOnlySpan<T> source, long offsetBytes = 0)
+        => CopyToDevice(Mine(destination, "CopyFromHost"), source, offsetBytes);
+
+    private CudaBuffer Mine(DeviceBuffer buffer, string op)
     {
-        var buffer = Allocate((long)data.Length * sizeof(T));
-        CopyToDevice(buffer, data);
-        return buffer;
+        ArgumentNullException.ThrowIfNull(buffer);
+        return buffer as CudaBuffer ?? throw new ArgumentException($"{op}: the buffer is {buffer.Device} memory, not memory of {Device}.", nameof(buffer));
     }
 
     /// <summary>Copies <paramref name="source"/> into <paramref name="destination"/> at byte <paramref name="offsetBytes"/> (synchronous).</summary>
@@ -94,21 +105,14 @@ public sealed unsafe class CudaAccelerator : IDisposable
     }
 
     /// <summary>Copies from <paramref name="source"/> at byte <paramref name="offsetBytes"/> into <paramref name="destination"/> (waits for prior work).</summary>
-    public void CopyToHost<T>(CudaBuffer source, Span<T> destination, long offsetBytes = 0) where T : unmanaged
+    public override void CopyToHost<T>(DeviceBuffer source, Span<T> destination, long offsetBytes = 0)
     {
         long bytes = (long)destination.Length * sizeof(T);
-        CheckRange(source, offsetBytes, bytes, "CopyToHost");
+        var buffer = Mine(source, "CopyToHost");
+        CheckRange(buffer, offsetBytes, bytes, "CopyToHost");
         if (bytes == 0) return;
         MakeCurrent();
-        fixed (T* p = destination) CuApi.Check(CuApi.MemcpyDtoH(p, source.DevicePointer + (ulong)offsetBytes, (nuint)bytes), "cuMemcpyDtoH");
-    }
-
-    /// <summary>Reads the whole buffer as an array of <typeparamref name="T"/>.</summary>
-    public T[] ToArray<T>(CudaBuffer source) where T : unmanaged
-    {
-        var result = new T[source.Length / sizeof(T)];
-        CopyToHost<T>(source, result);
-        return result;
+        fixed (T* p = destination) CuApi.Check(CuApi.MemcpyDtoH(p, buffer.DevicePointer + (ulong)offsetBytes, (nuint)bytes), "cuMemcpyDtoH");
     }
 
     /// <summary>Sets every byte of <paramref name="buffer"/> to <paramref name="value"/> (cuMemsetD8).</summary>
@@ -127,7 +131,7 @@ public sealed unsafe class CudaAccelerator : IDisposable
     public CudaEvent CreateEvent() => new(this);
 
     /// <summary>Waits for all work on the device (cuCtxSynchronize).</summary>
-    public void Synchronize()
+    public override void Synchronize()
     {
         MakeCurrent();
         CuApi.Check(CuApi.CtxSynchronize(), "cuCtxSynchronize");
@@ -236,7 +240,7 @@ public sealed unsafe class CudaAccelerator : IDisposable
     }
 
     /// <summary>Waits for the device, unloads the modules and releases the primary context.</summary>
-    public void Dispose()
+    public override void Dispose()
     {
         lock (_gate)
         {
@@ -245,6 +249,8 @@ public sealed unsafe class CudaAccelerator : IDisposable
             CuApi.CtxSynchronize();
             foreach (var module in _modules.Values) CuApi.ModuleUnload(module.Handle);
             _modules.Clear();
+            _bySource.Clear();
+            _memory.Shutdown();
             CuApi.DevicePrimaryCtxRelease(_device);
             _context = 0;
         }

@@ -9,16 +9,55 @@ namespace Engine.Runtime;
 /// bounds-checked. Slow by design — it checks a kernel's logic, not its speed. Groups run one after
 /// another (a kernel may not rely on groups running concurrently, as on a GPU).
 /// </summary>
-public sealed class EmulatorAccelerator
+public sealed class EmulatorAccelerator : Accelerator
 {
     /// <summary>Largest group the emulator accepts (as CUDA's 1024 threads per block).</summary>
     public const int MaxGroupSize = 1024;
 
     /// <summary>The emulator device.</summary>
-    public Device Device { get; } = new(DeviceType.Emulator);
+    public override Device Device { get; } = new(DeviceType.Emulator);
 
-    /// <summary>Allocates device memory (host memory for the emulator).</summary>
-    public CpuBuffer Allocate(long bytes, bool zero = true) => CpuAllocator.Shared.Allocate(bytes, zero);
+    /// <summary>The host allocator (<see cref="CpuAllocator.Shared"/>): the emulator's memory is host memory.</summary>
+    public override CachingAllocator Allocator => CpuAllocator.Shared;
+
+    /// <summary>Allocates device memory (host memory for the emulator), zero-filled unless <paramref name="zero"/> is false.</summary>
+    public override CpuBuffer Allocate(long bytes, bool zero = true) => CpuAllocator.Shared.Allocate(bytes, zero);
+
+    /// <inheritdoc />
+    public override unsafe void CopyFromHost<T>(DeviceBuffer destination, ReadOnlySpan<T> source, long offsetBytes = 0)
+        => source.CopyTo(Host<T>(destination, offsetBytes, source.Length, "CopyFromHost"));
+
+    /// <inheritdoc />
+    public override void CopyToHost<T>(DeviceBuffer source, Span<T> destination, long offsetBytes = 0)
+        => Host<T>(source, offsetBytes, destination.Length, "CopyToHost").CopyTo(destination);
+
+    private static unsafe Span<T> Host<T>(DeviceBuffer buffer, long offsetBytes, int count, string op) where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        if (buffer is not CpuBuffer cpu) throw new ArgumentException($"{op}: the buffer is {buffer.Device} memory, not host memory the emulator can use.", nameof(buffer));
+        ObjectDisposedException.ThrowIf(cpu.IsDisposed, cpu);
+        long bytes = (long)count * sizeof(T);
+        if (offsetBytes < 0 || offsetBytes + bytes > cpu.Length)
+            throw new ArgumentOutOfRangeException(nameof(offsetBytes), $"{op}: bytes [{offsetBytes}, {offsetBytes + bytes}) exceed the buffer's {cpu.Length} bytes.");
+        return new Span<T>((byte*)cpu.Pointer + offsetBytes, count);
+    }
+
+    /// <summary>Nothing to wait for: emulator launches and copies are synchronous.</summary>
+    public override void Synchronize() { }
+
+    /// <summary>Nothing to release (memory belongs to <see cref="CpuAllocator.Shared"/>).</summary>
+    public override void Dispose() { }
+
+    /// <summary>
+    /// Runs the C# body of translated kernel <paramref name="kernel"/> (bound by its generated
+    /// <c>Launch</c> class) with <paramref name="arguments"/>, checked against its parameters.
+    /// </summary>
+    public override void Launch(KernelSource kernel, Dim3 grid, Dim3 group, int dynamicSharedBytes, object[] arguments)
+    {
+        KernelArguments.Check(kernel, grid, group, dynamicSharedBytes, arguments);
+        var run = KernelEmulation.Find(kernel);
+        Launch(grid, group, () => run(arguments), dynamicSharedBytes);
+    }
 
     /// <summary>
     /// Runs <paramref name="kernel"/> once per thread of a <paramref name="grid"/> of groups of

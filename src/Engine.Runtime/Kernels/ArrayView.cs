@@ -8,7 +8,7 @@ namespace Engine.Runtime.Kernels;
 /// it; translated to CUDA/OpenCL it becomes a plain pointer.
 /// </summary>
 /// <typeparam name="T">An unmanaged element type.</typeparam>
-public readonly unsafe struct ArrayView<T> where T : unmanaged
+public readonly unsafe struct ArrayView<T> : IArrayView where T : unmanaged
 {
     private readonly T* _pointer;
 
@@ -50,4 +50,27 @@ public readonly unsafe struct ArrayView<T> where T : unmanaged
 
     /// <summary>The start of the memory (host code only).</summary>
     public T* Pointer => _pointer;
+
+    ulong IArrayView.Address => (ulong)_pointer;
+    Type IArrayView.ElementType => typeof(T);
+    int IArrayView.ElementSize => sizeof(T);
+
+    /// <inheritdoc />
+    public override string ToString() => $"ArrayView<{typeof(T).Name}>(0x{(ulong)_pointer:x}, {Length})";
+}
+
+/// <summary>A boxed <see cref="ArrayView{T}"/> as launchers read it: address, length, element type.</summary>
+internal interface IArrayView
+{
+    /// <summary>The address of element 0.</summary>
+    ulong Address { get; }
+
+    /// <summary>Number of elements.</summary>
+    long Length { get; }
+
+    /// <summary>The element type.</summary>
+    Type ElementType { get; }
+
+    /// <summary>sizeof(T).</summary>
+    int ElementSize { get; }
 }

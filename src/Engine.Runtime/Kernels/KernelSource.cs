@@ -6,8 +6,11 @@ public enum KernelParameterKind
     /// <summary>A scalar or blittable struct, passed by value.</summary>
     Value,
     /// <summary>
-    /// An <see cref="ArrayView{T}"/>: passed as two arguments, the device pointer and the length
-    /// (CUDA <c>long long</c>, OpenCL <c>long</c>).
+    /// An <see cref="ArrayView{T}"/>. CUDA: two arguments, the device pointer and the length
+    /// (<c>T* v, long long v_len</c>). OpenCL, which has no pointers: three, the buffer, the view's
+    /// element offset into it and the length (<c>__global T* v_base, long v_offset, long v_len</c>;
+    /// the kernel starts with <c>v = v_base + v_offset</c>); the launcher decodes (buffer, offset)
+    /// from the view's fake address (see <see cref="Engine.Runtime.DeviceBuffer.Address"/>).
     /// </summary>
     View,
 }
@@ -16,7 +19,7 @@ public enum KernelParameterKind
 /// <param name="Name">The C# parameter name.</param>
 /// <param name="Kind">Value or view.</param>
 /// <param name="ClrType">The C# type (the element type for a view).</param>
-/// <param name="SizeInBytes">Bytes of the value (the element size for a view). OpenCL receives a C# <c>bool</c> as a 4-byte int.</param>
+/// <param name="SizeInBytes">Bytes of the value (the element size for a view). CUDA receives a C# <c>bool</c> as one byte, OpenCL as a 4-byte int.</param>
 public sealed record KernelParameter(string Name, KernelParameterKind Kind, Type ClrType, int SizeInBytes);
 
 /// <summary>
@@ -49,9 +52,10 @@ public sealed record KernelSource(string Name, string EntryPoint, string CudaSou
 }
 
 /// <summary>
-/// Launches translated kernels on a device (CUDA, OpenCL). Generated launchers call it with the
-/// kernel's <see cref="KernelSource"/> and the arguments boxed in declaration order
-/// (<see cref="ArrayView{T}"/> values as they are; the launcher expands them to pointer + length).
+/// Launches translated kernels: every <see cref="Engine.Runtime.Accelerator"/> (emulator, OpenCL,
+/// CUDA). Generated launchers call it with the kernel's <see cref="KernelSource"/> and the arguments
+/// boxed in declaration order (<see cref="ArrayView{T}"/> values as they are; the launcher expands
+/// them as <see cref="KernelParameterKind.View"/> says).
 /// </summary>
 public interface IKernelLauncher
 {

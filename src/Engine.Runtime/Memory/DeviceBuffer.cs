@@ -1,3 +1,5 @@
+using Engine.Runtime.Kernels;
+
 namespace Engine.Runtime;
 
 /// <summary>
@@ -11,6 +13,24 @@ public abstract class DeviceBuffer : IDisposable
 
     /// <summary>Usable size in bytes (what was requested, not the rounded block size).</summary>
     public abstract long Length { get; }
+
+    /// <summary>
+    /// Where a kernel sees the memory: a host pointer (CPU, emulator), the CUdeviceptr (CUDA), or
+    /// for OpenCL, which has no pointers, a fake address in a reserved range that the OpenCL
+    /// launcher decodes back to (cl_mem, byte offset). Only kernels may dereference it.
+    /// </summary>
+    public abstract ulong Address { get; }
+
+    /// <summary>
+    /// The whole buffer as a view of <typeparamref name="T"/> (<see cref="Length"/> / sizeof(T)
+    /// elements) at <see cref="Address"/>, to pass to a kernel launch; <see cref="ArrayView{T}.SubView"/>
+    /// of it works on every backend. On a device the view must not be indexed from host code.
+    /// </summary>
+    public unsafe ArrayView<T> View<T>() where T : unmanaged
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        return new ArrayView<T>((T*)Address, Length / sizeof(T));
+    }
 
     /// <summary>True once <see cref="Dispose()"/> has run.</summary>
     public bool IsDisposed { get; private set; }

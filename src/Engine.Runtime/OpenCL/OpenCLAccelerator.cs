@@ -12,9 +12,10 @@ namespace Engine.Runtime;
 /// (cached by a hash of source and options) and kernel launches. Copies block; launches are
 /// queued and ordered, so a later read sees them; <see cref="Synchronize"/> waits for everything.
 /// </summary>
-public sealed unsafe class OpenCLAccelerator : IDisposable
+public sealed unsafe partial class OpenCLAccelerator : Accelerator
 {
     private readonly Dictionary<string, OpenCLProgram> _programs = new();
+    private readonly OpenCLAllocator _memory;
     private readonly object _gate = new();
     private nint _context;
     private nint _queue;
@@ -40,6 +41,7 @@ public sealed unsafe class OpenCLAccelerator : IDisposable
             ClApi.ReleaseContext(_context);
             ClApi.Check(code, "clCreateCommandQueue");
         }
+        _memory = new OpenCLAllocator(this);
     }
 
     /// <summary>Null when an OpenCL device is usable here, otherwise why not.</summary>
@@ -49,18 +51,23 @@ public sealed unsafe class OpenCLAccelerator : IDisposable
     public OpenCLDeviceInfo Info { get; }
 
     /// <summary>The engine device this accelerator is (<c>opencl:N</c>).</summary>
-    public Device Device { get; }
+    public override Device Device { get; }
 
-    /// <summary>Allocates <paramref name="bytes"/> bytes of device memory, zero-filled when <paramref name="zero"/>.</summary>
-    public OpenCLBuffer Allocate(long bytes, bool zero = false)
+    /// <summary>The caching allocator of this device's cl_mem blocks.</summary>
+    public override CachingAllocator Allocator => _memory;
+
+    internal OpenCLAllocator Memory => _memory;
+
+    /// <summary>
+    /// Allocates <paramref name="bytes"/> bytes of device memory (a cached block of the same size
+    /// class when one is free; never zero-sized, which OpenCL rejects), zero-filled when <paramref name="zero"/>.
+    /// </summary>
+    public override OpenCLBuffer Allocate(long bytes, bool zero = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         ThrowIfDisposed();
-        int code;
-        // OpenCL rejects zero-sized buffers; back an empty buffer with one byte.
-        nint mem = ClApi.CreateBuffer(_context, ClErrors.MemReadWrite, (nuint)Math.Max(bytes, 1), null, &code);
-        ClApi.Check(code, $"clCreateBuffer({bytes} bytes)");
-        var buffer = new OpenCLBuffer(this, mem, bytes);
+        nint mem = (nint)_memory.Rent(bytes, out long block);
+        var buffer = Register(new OpenCLBuffer(this, mem, bytes, block, Track(mem)));
         if (zero) Memset(buffer, 0);
         return buffer;
     }
@@ -75,12 +82,11 @@ public sealed unsafe class OpenCLAccelerator : IDisposable
     }
 
     /// <summary>Allocates a buffer holding a copy of <paramref name="data"/>.</summary>
-    public OpenCLBuffer Allocate<T>(ReadOnlySpan<T> data) where T : unmanaged
-    {
-        var buffer = Allocate((long)data.Length * sizeof(T));
-        CopyToDevice(buffer, data);
-        return buffer;
-    }
+    public override OpenCLBuffer Allocate<T>(ReadOnlySpan<T> data) => (OpenCLBuffer)base.Allocate(data);
+
+    /// <inheritdoc />
+    public override void CopyFromHost<T>(DeviceBuffer destination, ReadOnlySpan<T> source, long offsetBytes = 0)
+        => CopyToDevice(Mine(destination, "CopyFromHost"), source, offsetBytes);
 
     /// <summary>Copies <paramref name="source"/> into <paramref name="destination"/> at byte offset <paramref name="offsetBytes"/> (blocking).</summary>
     public void CopyToDevice<T>(OpenCLBuffer destination, ReadOnlySpan<T> source, long offsetBytes = 0) where T : unmanaged
@@ -93,21 +99,20 @@ public sealed unsafe class OpenCLAccelerator : IDisposable
     }
 
     /// <summary>Copies from <paramref name="source"/> at byte offset <paramref name="offsetBytes"/> into <paramref name="destination"/> (blocking; waits for queued kernels).</summary>
-    public void CopyToHost<T>(OpenCLBuffer source, Span<T> destination, long offsetBytes = 0) where T : unmanaged
+    public override void CopyToHost<T>(DeviceBuffer source, Span<T> destination, long offsetBytes = 0)
     {
         long bytes = (long)destination.Length * sizeof(T);
-        CheckRange(source, offsetBytes, bytes, "CopyToHost");
+        var buffer = Mine(source, "CopyToHost");
+        CheckRange(buffer, offsetBytes, bytes, "CopyToHost");
         if (bytes == 0) return;
         fixed (T* p = destination)
-            ClApi.Check(ClApi.EnqueueReadBuffer(_queue, source.Handle, ClErrors.True, (nuint)offsetBytes, (nuint)bytes, p, 0, null, null), "clEnqueueReadBuffer");
+            ClApi.Check(ClApi.EnqueueReadBuffer(_queue, buffer.Handle, ClErrors.True, (nuint)offsetBytes, (nuint)bytes, p, 0, null, null), "clEnqueueReadBuffer");
     }
 
-    /// <summary>Reads the whole buffer as an array of <typeparamref name="T"/>.</summary>
-    public T[] ToArray<T>(OpenCLBuffer source) where T : unmanaged
+    private OpenCLBuffer Mine(DeviceBuffer buffer, string op)
     {
-        var result = new T[source.Length / sizeof(T)];
-        CopyToHost<T>(source, result);
-        return result;
+        ArgumentNullException.ThrowIfNull(buffer);
+        return buffer as OpenCLBuffer ?? throw new ArgumentException($"{op}: the buffer is {buffer.Device} memory, not memory of {Device}.", nameof(buffer));
     }
 
     /// <summary>
@@ -213,7 +218,7 @@ public sealed unsafe class OpenCLAccelerator : IDisposable
     }
 
     /// <summary>Waits until every queued command has finished (clFinish).</summary>
-    public void Synchronize()
+    public override void Synchronize()
     {
         ThrowIfDisposed();
         ClApi.Check(ClApi.Finish(_queue), "clFinish");
@@ -234,7 +239,7 @@ public sealed unsafe class OpenCLAccelerator : IDisposable
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_queue == 0, this);
 
     /// <summary>Waits for queued work, then releases the programs, the queue and the context.</summary>
-    public void Dispose()
+    public override void Dispose()
     {
         lock (_gate)
         {
@@ -242,6 +247,8 @@ public sealed unsafe class OpenCLAccelerator : IDisposable
             ClApi.Finish(_queue);
             foreach (var program in _programs.Values) program.Release();
             _programs.Clear();
+            _bySource.Clear();
+            _memory.Shutdown();
             ClApi.ReleaseCommandQueue(_queue);
             ClApi.ReleaseContext(_context);
             _queue = 0;

@@ -1,4 +1,5 @@
-using Engine.Tests.KernelCompiler.TestShims;
+using Engine.Runtime;
+using Engine.Runtime.Kernels;
 using Microsoft.CodeAnalysis;
 
 namespace Engine.Tests.KernelCompiler;
@@ -85,7 +86,9 @@ public class KernelTranslationTests
     {
         var r = Sink();
         Assert.Contains("extern \"C\" __global__ void Sink(float* x, long long x_len, float* y, long long y_len, int* counts, long long counts_len, double* d, long long d_len, Affine affine, bool flag, unsigned int u, long long big)", r.Cuda("Sink"));
-        Assert.Contains("__kernel void Sink(__global float* x, long x_len, __global float* y, long y_len, __global int* counts, long counts_len, __global double* d, long d_len, Affine affine, int flag, uint u, long big)", r.OpenCL("Sink"));
+        Assert.Contains("__kernel void Sink(__global float* x_base, long x_offset, long x_len, __global float* y_base, long y_offset, long y_len, " +
+                        "__global int* counts_base, long counts_offset, long counts_len, __global double* d_base, long d_offset, long d_len, Affine affine, int flag, uint u, long big)", r.OpenCL("Sink"));
+        Assert.Contains("__global float* x = x_base + x_offset;", r.OpenCL("Sink")); // views are (cl_mem, element offset) on OpenCL
         Assert.Contains("typedef struct Affine\n{\n    float Scale;\n    float Shift;\n    long long Count;\n} Affine;", r.Cuda("Sink"));
         Assert.Contains("    long Count;", r.OpenCL("Sink"));
         Assert.Contains("#pragma OPENCL EXTENSION cl_khr_fp64 : enable", r.OpenCL("Sink"));
@@ -256,7 +259,7 @@ public class KernelTranslationTests
         Assert.Contains("extern \"C\" __global__ void Map__Square(float* x, long long x_len)", r.Cuda("Map__Square"));
         Assert.Contains("(x[i] = Square_Apply(x[i]))", r.Cuda("Map__Square"));
         Assert.Contains("return (x * x);", r.Cuda("Map__Square"));
-        Assert.Contains("__kernel void Map__Negate(__global float* x, long x_len)", r.OpenCL("Map__Negate"));
+        Assert.Contains("__kernel void Map__Negate(__global float* x_base, long x_offset, long x_len)", r.OpenCL("Map__Negate"));
         Assert.Contains("return -(x);", r.OpenCL("Map__Negate"));
     }
 
@@ -368,8 +371,8 @@ public class KernelTranslationTests
     public void KitchenSink_BuildsWithPoCL()
     {
         var r = Sink();
-        using var ocl = new OpenClShim();
-        foreach (var (_, (_, source)) in r.Kernels) ocl.Build(source);
+        using var ocl = new OpenCLAccelerator();
+        foreach (var (_, (_, source)) in r.Kernels) ocl.Build(source, KernelSource.OpenCLBuildOptions);
     }
 
     [BackendFact("nvrtc")]
@@ -378,8 +381,8 @@ public class KernelTranslationTests
         var r = Sink();
         foreach (var (entry, (source, _)) in r.Kernels)
         {
-            var (ok, log, _) = NvrtcShim.Compile(source, entry, 80);
-            Assert.True(ok, log + "\n" + source);
+            var module = Nvrtc.Compile(source, "sm_80", programName: entry + ".cu");
+            Assert.Contains(module.Kernels, k => k.Kernel == entry);
         }
     }
 
@@ -389,8 +392,7 @@ public class KernelTranslationTests
         // A source with a deliberate C error after a #line directive: NVRTC reports the C# file and line.
         var r = Sink();
         string broken = r.Cuda("Map__Square").Replace("return (x * x);", "return (x * undefined_name);");
-        var (ok, log, _) = NvrtcShim.Compile(broken, "broken", 80);
-        Assert.False(ok);
-        Assert.Contains(GeneratorHarness.FilePath, log);
+        var e = Assert.Throws<NvrtcException>(() => Nvrtc.Compile(broken, "sm_80", programName: "broken.cu"));
+        Assert.Contains(GeneratorHarness.FilePath, e.Message);
     }
 }
