@@ -38,7 +38,7 @@ public sealed partial class CudaAccelerator
             if (p.Kind == KernelParameterKind.View)
             {
                 var view = (IArrayView)arguments[i];
-                if ((view.Address >> 62) == 1 && view.Address >> 63 == 0)
+                if ((view.Address >> 62) == 1)
                     throw new ArgumentException($"Launch {kernel.Name}: argument {i} ({p.Name}) is a view of OpenCL memory (fake address 0x{view.Address:x}); pass a view of a CudaBuffer of {Device}.");
                 args.Add(KernelArg.Value(view.Address));
                 args.Add(view.Length);

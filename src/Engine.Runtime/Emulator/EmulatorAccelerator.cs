@@ -55,6 +55,9 @@ public sealed class EmulatorAccelerator : Accelerator
     public override void Launch(KernelSource kernel, Dim3 grid, Dim3 group, int dynamicSharedBytes, object[] arguments)
     {
         KernelArguments.Check(kernel, grid, group, dynamicSharedBytes, arguments);
+        for (int i = 0; i < arguments.Length; i++)
+            if (arguments[i] is IArrayView { Address: var address } && (address >> 62) == 1)
+                throw new ArgumentException($"Launch {kernel.Name}: argument {i} ({kernel.Parameters[i].Name}) is a view of OpenCL memory (fake address 0x{address:x}); the emulator needs host memory (EmulatorAccelerator.Allocate).");
         var run = KernelEmulation.Find(kernel);
         Launch(grid, group, () => run(arguments), dynamicSharedBytes);
     }
