@@ -6,8 +6,10 @@ using Engine.Runtime.Kernels;
 namespace Engine.Cli;
 
 /// <summary>
-/// <c>engine kernels</c>: lists the kernels the kernel compiler translated, and with
-/// <c>--emit cuda|opencl NAME</c> prints one kernel's generated source.
+/// <c>engine kernels</c>: lists the kernels the kernel compiler translated; with
+/// <c>--emit cuda|opencl NAME</c> prints one kernel's generated source; with <c>--report [NAME]</c>
+/// compiles every kernel (or the named ones) with NVRTC for sm_70, sm_80 and sm_90 and prints
+/// registers, shared memory, stack frame and spill bytes per kernel and architecture.
 /// </summary>
 public static class KernelsCommand
 {
@@ -17,8 +19,11 @@ public static class KernelsCommand
         var emit = new Option<string?>("--emit") { Description = "Print the generated source: cuda or opencl." };
         emit.AcceptOnlyFromAmong("cuda", "opencl");
         var name = new Argument<string?>("NAME") { Description = "Kernel name (C# name, entry point or Type.Name).", Arity = ArgumentArity.ZeroOrOne };
-        var command = new Command("kernels", "List the translated kernels, or print one's CUDA C / OpenCL C.") { emit, name };
-        command.SetAction(result => Run(result.GetValue(emit), result.GetValue(name), Console.Out, Console.Error));
+        var report = new Option<bool>("--report") { Description = "Compile with NVRTC for sm_70/80/90 and print registers, shared memory, stack and spills." };
+        var command = new Command("kernels", "List the translated kernels, print one's CUDA C / OpenCL C, or report their resource usage.") { emit, report, name };
+        command.SetAction(result => result.GetValue(report)
+            ? Report(result.GetValue(name), Console.Out, Console.Error)
+            : Run(result.GetValue(emit), result.GetValue(name), Console.Out, Console.Error));
         return command;
     }
 
@@ -49,6 +54,31 @@ public static class KernelsCommand
         }
         output.Write(emit == "cuda" ? matches[0].CudaSource : matches[0].OpenCLSource);
         return 0;
+    }
+
+    /// <summary>
+    /// <c>--report</c>: the resource table of every registered kernel (or those named
+    /// <paramref name="name"/>); exit code 1 when a kernel fails to compile or spills, 2 when NVRTC is missing.
+    /// </summary>
+    public static int Report(string? name, TextWriter output, TextWriter error)
+    {
+        LoadKernelAssemblies();
+        var kernels = (name is null ? KernelRegistry.All : KernelRegistry.Find(name)).OrderBy(k => k.DeclaringType).ThenBy(k => k.Name).ToList();
+        if (kernels.Count == 0)
+        {
+            error.WriteLine(name is null ? "kernels --report: no kernels are registered" : $"kernels --report: no kernel named '{name}'");
+            return 1;
+        }
+        if (Engine.Runtime.Nvrtc.MissingReason is { } missing)
+        {
+            error.WriteLine($"kernels --report: NVRTC is not available: {missing}");
+            return 2;
+        }
+        var rows = Engine.Runtime.KernelReport.Run(kernels, cache: Engine.Runtime.KernelCache.Shared);
+        output.Write(Engine.Runtime.KernelReport.Format(rows));
+        foreach (var failed in rows.Where(r => r.Error is not null))
+            error.WriteLine($"{failed.Kernel.DeclaringType}.{failed.Kernel.Name} [{failed.Architecture}]: {failed.Error}");
+        return rows.All(r => r.Ok) ? 0 : 1;
     }
 
     private static string Keyword(Type t) => Type.GetTypeCode(t) switch
