@@ -12,7 +12,7 @@ public sealed partial class OpenCLAccelerator
     private readonly Dictionary<KernelSource, OpenCLProgram> _bySource = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>A fresh buffer id (unique among the live OpenCL buffers of the process, so a view of another accelerator's buffer is recognized).</summary>
-    private uint Track(nint mem)
+    private static uint Track()
     {
         lock (IdGate)
         {

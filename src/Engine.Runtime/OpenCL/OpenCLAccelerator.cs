@@ -67,7 +67,7 @@ public sealed unsafe partial class OpenCLAccelerator : Accelerator
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         ThrowIfDisposed();
         nint mem = (nint)_memory.Rent(bytes, out long block);
-        var buffer = Register(new OpenCLBuffer(this, mem, bytes, block, Track(mem)));
+        var buffer = Register(new OpenCLBuffer(this, mem, bytes, block, Track()));
         if (zero) Memset(buffer, 0);
         return buffer;
     }

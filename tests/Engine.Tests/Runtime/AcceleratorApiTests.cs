@@ -119,6 +119,15 @@ public sealed class AcceleratorApiTests
     }
 
     [Fact]
+    public void EmulatorLaunch_OfAKernelWithoutACSharpBody_SaysWhy()
+    {
+        var orphan = new KernelSource("Orphan", "Orphan", "", "", []) { DeclaringType = "Nowhere.NotPartial" };
+        var e = Assert.Throws<InvalidOperationException>(() => Emulator.Launch(orphan, 1, 1, 0, []));
+        Assert.Contains("Orphan", e.Message);
+        Assert.Contains("partial", e.Message);
+    }
+
+    [Fact]
     public void EmulatorAccelerator_CopiesThroughTheCommonApi()
     {
         Accelerator acc = Emulator;
