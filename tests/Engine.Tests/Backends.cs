@@ -47,6 +47,8 @@ public static class Backends
                     "no libnvrtc.so.* (Debian non-free: apt-get install libnvrtc11.2)"),
         "cuda" => TryLoad(["libcuda.so.1"], "no CUDA driver (libcuda.so.1); this machine has no NVIDIA GPU")
                   ?? Engine.Runtime.CudaDevices.MissingReason, // a driver without a usable device (cuInit: CUDA_ERROR_NO_DEVICE)
+        // Not a backend but the same policy: the real-data tests need Debian's dataset-fashion-mnist.
+        "fashion-mnist" => Engine.Data.FashionMnist.MissingReason(),
         _ => $"unknown backend '{backend}'",
     };
 
