@@ -84,8 +84,18 @@ public sealed class DataLoader : IEnumerable<Batch>
     /// <summary>The per-batch transform (null: none).</summary>
     public IBatchTransform? Transform { get; }
 
-    /// <summary>The epoch the next enumeration runs (starts at 0; each enumeration advances it).</summary>
-    public int Epoch { get; set; }
+    /// <summary>The epoch the next enumeration runs (starts at 0; each enumeration advances it; set it to resume).</summary>
+    public int Epoch
+    {
+        get => _epoch;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            _epoch = value;
+        }
+    }
+
+    private int _epoch;
 
     /// <summary>Batches per epoch.</summary>
     public int BatchCount => DropLast ? Dataset.Count / BatchSize : (Dataset.Count + BatchSize - 1) / BatchSize;
@@ -145,7 +155,7 @@ public sealed class DataLoader : IEnumerable<Batch>
     }
 
     /// <summary>Runs epoch <see cref="Epoch"/> and advances <see cref="Epoch"/> by one.</summary>
-    public IEnumerator<Batch> GetEnumerator() => Run(Epoch++).GetEnumerator();
+    public IEnumerator<Batch> GetEnumerator() => Run(_epoch++).GetEnumerator();
 
     IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
 }

@@ -1,4 +1,4 @@
-using System.Numerics.Tensors;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using Engine.Tensors;
 
 namespace Engine.Data.Transforms;
