@@ -7,7 +7,10 @@ namespace Engine.Data;
 /// <summary>
 /// One batch from a <see cref="DataLoader"/>: float32 images <c>[B, C, H, W]</c> and int64 labels
 /// <c>[B]</c>. The caller owns both tensors: dispose the batch (<c>using (batch)</c> or
-/// <see cref="Dispose"/>) when done with it, or move the tensors into a <see cref="DisposeScope"/>.
+/// <see cref="Dispose"/>) when done with it, or dispose both after deconstructing
+/// (<c>foreach (var (x, y) in loader)</c>). The tensors are created when the enumerator moves to the
+/// batch, so a <see cref="DisposeScope"/> opened inside the loop body does not own them; one
+/// opened around the whole loop does.
 /// </summary>
 /// <param name="Images">The images, float32 <c>[B, C, H, W]</c>.</param>
 /// <param name="Labels">The class labels, int64 <c>[B]</c>.</param>
@@ -41,6 +44,7 @@ public readonly record struct Batch(Tensor Images, Tensor Labels) : IDisposable
 /// buffer (<see cref="ImageDataset.GatherImages"/>), the transform runs on that buffer, and the
 /// result is copied once into the returned tensor. Batches are produced on the enumerating thread,
 /// lazily; each returned <see cref="Batch"/> is owned by the caller (see its disposal note).
+/// A loader is not thread-safe (the epoch counter); use one per thread. The data set is only read.
 /// </para>
 /// </summary>
 public sealed class DataLoader : IEnumerable<Batch>

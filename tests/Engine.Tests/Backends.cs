@@ -67,7 +67,7 @@ public static class Backends
 /// <summary>A fact that needs a native backend; skipped with the reason when the backend is missing and not required.</summary>
 public sealed class BackendFactAttribute : FactAttribute
 {
-    /// <summary>Marks a test of <paramref name="backend"/> (opencl, nvrtc, cuda).</summary>
+    /// <summary>Marks a test of <paramref name="backend"/> (opencl, nvrtc, cuda; or fashion-mnist for the installed data set).</summary>
     public BackendFactAttribute(string backend)
     {
         var reason = Backends.SkipReason(backend);

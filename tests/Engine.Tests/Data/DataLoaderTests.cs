@@ -205,6 +205,7 @@ public class DataLoaderTests
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => new DataLoader(Numbered(3), 0));
         Assert.Contains("DataLoader", e.Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => new DataLoader(Numbered(3), 1).Batches(-1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DataLoader(Numbered(3), 1).Epoch = -1);
         var bad = Assert.Throws<ArgumentException>(() => new ImageDataset("bad", new byte[20], new byte[2], 1, 4, 5, FashionMnist.ClassNames));
         Assert.Contains("'bad'", bad.Message);
         var label = Assert.Throws<ArgumentException>(() => new ImageDataset("bad", new byte[20], new byte[] { 12 }, 1, 4, 5, FashionMnist.ClassNames));
