@@ -8,7 +8,7 @@ ensure_dotnet || exit 1
 
 # Debian packages the tests use (backends whose tests must not skip in CI are listed in
 # ENGINE_REQUIRE_BACKENDS by .ci/run).
-APT_PACKAGES=(ocl-icd-libopencl1 pocl-opencl-icd libnvrtc11.2)
+APT_PACKAGES=(ocl-icd-libopencl1 pocl-opencl-icd libnvrtc11.2 dataset-fashion-mnist)
 [ ${#APT_PACKAGES[@]} -eq 0 ] || ensure_apt "${APT_PACKAGES[@]}" || exit 1
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1

@@ -47,6 +47,8 @@ public static class Backends
                     "no libnvrtc.so.* (Debian non-free: apt-get install libnvrtc11.2)"),
         "cuda" => TryLoad(["libcuda.so.1"], "no CUDA driver (libcuda.so.1); this machine has no NVIDIA GPU")
                   ?? Engine.Runtime.CudaDevices.MissingReason, // a driver without a usable device (cuInit: CUDA_ERROR_NO_DEVICE)
+        // Not a backend but the same policy: the real-data tests need Debian's dataset-fashion-mnist.
+        "fashion-mnist" => Engine.Data.FashionMnist.MissingReason(),
         _ => $"unknown backend '{backend}'",
     };
 
@@ -65,7 +67,7 @@ public static class Backends
 /// <summary>A fact that needs a native backend; skipped with the reason when the backend is missing and not required.</summary>
 public sealed class BackendFactAttribute : FactAttribute
 {
-    /// <summary>Marks a test of <paramref name="backend"/> (opencl, nvrtc, cuda).</summary>
+    /// <summary>Marks a test of <paramref name="backend"/> (opencl, nvrtc, cuda; or fashion-mnist for the installed data set).</summary>
     public BackendFactAttribute(string backend)
     {
         var reason = Backends.SkipReason(backend);
