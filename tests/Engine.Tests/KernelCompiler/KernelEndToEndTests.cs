@@ -347,16 +347,28 @@ public unsafe class KernelEndToEndTests
         }
     }
 
-    /// <summary>Every kernel of this assembly (the samples and the emulator tests' kernels).</summary>
+    /// <summary>The architectures every kernel must compile for.</summary>
     public static TheoryData<int> Architectures => new() { 70, 80, 90 };
+
+    /// <summary>
+    /// Every kernel of this assembly (the samples and the emulator tests' kernels) and of Engine.Tensors
+    /// (kernels/: elementwise, reduce, softmax, gemm), whose module initializer is run first so its
+    /// kernels are registered even when no other test has loaded it yet.
+    /// </summary>
+    private static List<KernelSource> KernelsUnderTest()
+    {
+        System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(typeof(Engine.Tensors.Tensor).Module.ModuleHandle);
+        var kernels = KernelRegistry.All.Where(k => k.DeclaringType.StartsWith("Engine.Tests") || k.DeclaringType.StartsWith("Engine.Tensors")).ToList();
+        Assert.True(kernels.Count(k => k.DeclaringType.StartsWith("Engine.Tests")) >= 16, "expected the sample kernels to be registered");
+        Assert.True(kernels.Count(k => k.DeclaringType.StartsWith("Engine.Tensors")) >= 10, "expected Engine.Tensors' kernels (kernels/) to be registered");
+        return kernels;
+    }
 
     [BackendTheory("nvrtc")]
     [MemberData(nameof(Architectures))]
     public void EveryKernel_CompilesWithNvrtc_WithoutSpills(int arch)
     {
-        var kernels = KernelRegistry.All.Where(k => k.DeclaringType.StartsWith("Engine.Tests")).ToList();
-        Assert.True(kernels.Count >= 16, $"expected the sample kernels to be registered, found {kernels.Count}");
-        foreach (var kernel in kernels)
+        foreach (var kernel in KernelsUnderTest())
         {
             var (ok, log, cubin) = NvrtcShim.Compile(kernel.CudaSource, kernel.EntryPoint, arch);
             Assert.True(ok, $"{kernel.Name} failed for sm_{arch}:\n{log}\n--- source ---\n{kernel.CudaSource}");
@@ -370,7 +382,7 @@ public unsafe class KernelEndToEndTests
     public void EveryKernel_BuildsWithPoCL()
     {
         using var ocl = new OpenClShim();
-        foreach (var kernel in KernelRegistry.All.Where(k => k.DeclaringType.StartsWith("Engine.Tests")))
+        foreach (var kernel in KernelsUnderTest())
             ocl.Build(kernel.OpenCLSource);
     }
 }
