@@ -6,8 +6,11 @@
 // Layout    x contiguous, viewed as [outer, n, inner]; y contiguous [outer, inner]. The host moves the
 //           reduced dim into this form (Tensor.Sum(dim) on a contiguous tensor already is).
 // Kernels   ReduceRows    (inner = 1): one group per row o; thread t folds x[o, t], x[o, t+G], ...
-//                         (coalesced), then a warp butterfly (ShuffleXor), one partial per warp in
-//                         shared memory, and a second butterfly over those partials.
+//                         (coalesced), then a shared-memory tree (GroupReduce, log2 G barriers).
+//                         No warp shuffles: on OpenCL the translator emulates them through local
+//                         memory, and on PoCL a two-level ShuffleXor butterfly version of this
+//                         kernel gave wrong row sums in about 1 launch in 20 (reproduced, reported);
+//                         the shared tree is correct everywhere and the kernel is memory bound.
 //           ReduceColumns (inner > 1): groups of 32×8 threads; the 32 x-threads take 32 adjacent
 //                         columns i (coalesced), the 8 y-threads split j; a shared-memory tree over
 //                         y combines them. Groups are flattened into grid x: (o, column block).
@@ -17,10 +20,9 @@
 //           √ of that. The CPU op (chunked float32 + float64 across chunks) is more accurate; the
 //           tests bound the difference by that error. A Kahan/float64 variant is left for later.
 // Bytes     4 per input element read + 4 per output: memory bound (1 flop per element).
-// Launch    ReducePlan: ReduceRows grid = outer, group = min(256, n rounded up to 32) (a multiple
-//           of 32: the warp butterfly needs whole warps; every thread of the group reaches every
-//           shuffle, as OpenCL's emulated shuffle requires). ReduceColumns grid = outer·⌈inner/32⌉,
-//           group = (32, 8). Static shared memory: 32 floats (rows), 256 floats (columns).
+// Launch    ReducePlan: ReduceRows grid = outer, group = n rounded up to a power of two, clamped to
+//           [32, 256]. ReduceColumns grid = outer·⌈inner/32⌉, group = (32, 8). Static shared
+//           memory: 256 floats (1 KiB) each.
 using Engine.Runtime.Kernels;
 
 namespace Engine.Tensors.Kernels;
@@ -64,22 +66,41 @@ internal static partial class ReduceKernels
     /// <summary>Column-kernel group height (threads splitting the reduced dim).</summary>
     public const int ColumnsY = 8;
 
-    /// <summary>y[o] = ⊕_j x[o·n + j]: one group per row, warp butterflies and one shared partial per warp.</summary>
+    /// <summary>Largest row-kernel group (the size of its shared buffer).</summary>
+    public const int MaxRowGroup = 256;
+
+    /// <summary>
+    /// Folds every thread's <paramref name="value"/> with TOp over the group through a shared
+    /// buffer of at least Group.DimX floats (DimX a power of two: the tree halves it each step);
+    /// every thread gets the result. Every thread of the group must call it (barriers). Also used
+    /// by SoftmaxKernels.
+    /// </summary>
+    [KernelFunction]
+    public static float GroupReduce<TOp>(ArrayView<float> shared, float value) where TOp : IReduceOp
+    {
+        int t = Group.IdxX;
+        shared[t] = value;
+        Group.Barrier();
+        for (int stride = Group.DimX / 2; stride > 0; stride /= 2)
+        {
+            if (t < stride) shared[t] = TOp.Combine(shared[t], shared[t + stride]);
+            Group.Barrier();
+        }
+        float total = shared[0];
+        Group.Barrier(); // the buffer may be reused right after
+        return total;
+    }
+
+    /// <summary>y[o] = ⊕_j x[o·n + j]: one group per row, strided partials, then a shared-memory tree.</summary>
     [Kernel, KernelInstance(typeof(SumReduce)), KernelInstance(typeof(MaxReduce))]
     public static void ReduceRows<TOp>(ArrayView<float> x, ArrayView<float> y, int n) where TOp : IReduceOp
     {
-        var partials = SharedMemory.Allocate<float>(32); // one per warp; at most 1024 / 32 warps
-        int t = Group.IdxX;
+        var shared = SharedMemory.Allocate<float>(MaxRowGroup);
         long start = (long)Grid.IdxX * n;
         float acc = TOp.Identity();
-        for (int j = t; j < n; j += Group.DimX) acc = TOp.Combine(acc, x[start + j]);
-        for (int mask = Warp.WarpSize / 2; mask > 0; mask /= 2) acc = TOp.Combine(acc, Warp.ShuffleXor(acc, mask));
-        if (Warp.LaneIdx == 0) partials[Warp.WarpIdx] = acc;
-        Group.Barrier();
-        // Every thread takes part (OpenCL's shuffle needs the whole group); warp 0 holds the result.
-        acc = t < Group.DimX / Warp.WarpSize ? partials[t] : TOp.Identity();
-        for (int mask = Warp.WarpSize / 2; mask > 0; mask /= 2) acc = TOp.Combine(acc, Warp.ShuffleXor(acc, mask));
-        if (t == 0) y[Grid.IdxX] = acc;
+        for (int j = Group.IdxX; j < n; j += Group.DimX) acc = TOp.Combine(acc, x[start + j]);
+        acc = GroupReduce<TOp>(shared, acc);
+        if (Group.IdxX == 0) y[Grid.IdxX] = acc;
     }
 
     /// <summary>y[o, i] = ⊕_j x[o, j, i] for inner &gt; 1: 32 adjacent columns per group, the reduced dim split over 8 rows of threads.</summary>

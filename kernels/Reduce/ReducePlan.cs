@@ -18,9 +18,6 @@ internal readonly record struct ReduceLaunch(bool Columns, Dim3 Grid, Dim3 Group
 /// <summary>Host side of ReduceKernels: the [outer, n, inner] view of a reduction along one dim and its launch shape.</summary>
 internal static class ReducePlan
 {
-    /// <summary>Largest row-kernel group.</summary>
-    public const int MaxRowGroup = 256;
-
     /// <summary>The launch reducing dim <paramref name="dim"/> of a contiguous tensor of <paramref name="shape"/>.</summary>
     public static ReduceLaunch Along(ReadOnlySpan<long> shape, int dim, string op)
     {
@@ -40,7 +37,7 @@ internal static class ReducePlan
             throw new ArgumentException($"{op} kernel: [{outer}, {n}, {inner}] (as [outer, n, inner]) exceeds the kernels' 32-bit sizes.");
         if (inner == 1)
         {
-            int group = (int)Math.Clamp((n + 31) / 32 * 32, 32, MaxRowGroup);
+            int group = (int)Math.Clamp(System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Max(n, 1)), 32, ReduceKernels.MaxRowGroup);
             return new ReduceLaunch(false, new Dim3(checked((int)outer)), new Dim3(group), (int)outer, (int)n, 1);
         }
         long blocks = (inner + ReduceKernels.ColumnsX - 1) / ReduceKernels.ColumnsX;

@@ -117,6 +117,28 @@ public class ReduceKernelTests
         }
     }
 
+    [BackendFact("opencl")]
+    public void RowsAndColumns_OpenCL_SameBitsOnEveryLaunch()
+    {
+        // A race between the group's threads (e.g. a missing barrier) shows as launches that disagree.
+        var rng = new Random(TestUtil.StableSeed("reduce-repeat"));
+        var x = TestUtil.RandomValues(rng, 64 * 5000, -2, 2).Select(v => (float)v).ToArray();
+        var rows = ReducePlan.For(64, 5000, 1, "sum");
+        var columns = ReducePlan.For(1, 64, 5000, "sum");
+        float[]? firstRows = null, firstColumns = null;
+        for (int launch = 0; launch < 20; launch++)
+        {
+            var yr = new float[64];
+            KernelRunner.OpenCL.Run(ReduceKernels.Launch.ReduceRows__SumReduceSource, rows.Grid, rows.Group, x, yr, rows.N);
+            var yc = new float[5000];
+            KernelRunner.OpenCL.Run(ReduceKernels.Launch.ReduceColumns__SumReduceSource, columns.Grid, columns.Group, x, yc, columns.N, columns.Inner);
+            firstRows ??= yr;
+            firstColumns ??= yc;
+            Assert.Equal(firstRows, yr);
+            Assert.Equal(firstColumns, yc);
+        }
+    }
+
     [Fact]
     public void Plan_MapsDimToOuterNInner_AndPicksTheKernel()
     {
@@ -124,7 +146,7 @@ public class ReduceKernelTests
         Assert.False(rows.Columns);
         Assert.Equal((20, 70, 1), (rows.Outer, rows.N, rows.Inner));
         Assert.Equal(new Dim3(20), rows.Grid);
-        Assert.Equal(new Dim3(96), rows.Group); // 70 rounded up to whole warps
+        Assert.Equal(new Dim3(128), rows.Group); // 70 rounded up to a power of two
 
         var columns = ReducePlan.Along([4, 5, 70], 1, "sum");
         Assert.True(columns.Columns);
@@ -132,7 +154,7 @@ public class ReduceKernelTests
         Assert.Equal(new Dim3(4 * 3), columns.Grid);
         Assert.Equal(new Dim3(32, 8), columns.Group);
 
-        Assert.Equal(new Dim3(ReducePlan.MaxRowGroup), ReducePlan.For(1, 100_000, 1, "sum").Group);
+        Assert.Equal(new Dim3(ReduceKernels.MaxRowGroup), ReducePlan.For(1, 100_000, 1, "sum").Group);
     }
 
     [Fact]
