@@ -12,7 +12,9 @@
 //           any strided view of its storage: offset + Σ_d c_d·stride_d, strides in elements, 0 on a
 //           broadcast dim. Shape and strides travel by value in ElementwiseLayout ([InlineArray(8)]:
 //           rank ≤ 8 after coalescing). Thread i unravels i over Shape (innermost dim last) and
-//           accumulates each operand's offset; one thread per output element.
+//           accumulates each operand's offset; one thread per output element. The dim loop runs a
+//           constant 8 times (dims ≥ Rank skipped), so NVRTC unrolls it and reads the layout from
+//           the parameter space: with a Rank-bound loop ptxas copied it to a 112-byte stack frame.
 // Indexing  int (32-bit): the host plan refuses tensors of 2^31 or more elements or offsets
 //           (64-bit division is several times slower on GPUs; split the launch beyond that).
 // Bytes     unary 8 B/element (read 4, write 4), binary 12 B/element, when the inputs are not
@@ -62,6 +64,9 @@ internal readonly struct NegOp : INumericUnary
 /// <summary>Strided, broadcasting elementwise kernels over Engine.Tensors' operator structs (see the file header).</summary>
 internal static partial class ElementwiseKernels
 {
+    /// <summary>Most dims of a launch (after coalescing): the length of <see cref="Dims8"/>.</summary>
+    public const int MaxRank = 8;
+
     /// <summary>y[i] = TOp(x[offset(i)]) for a float math function (exp, log, tanh, sigmoid).</summary>
     [Kernel]
     [KernelInstance(typeof(Tensor.ExpOp)), KernelInstance(typeof(Tensor.LogOp))]
@@ -71,8 +76,9 @@ internal static partial class ElementwiseKernels
         int i = Grid.GlobalIndexX;
         if (i >= y.Length) return;
         int rest = i, ix = layout.OffsetA;
-        for (int d = layout.Rank - 1; d >= 0; d--)
+        for (int d = MaxRank - 1; d >= 0; d--) // constant trip count: unrolled, no local-memory copy of layout
         {
+            if (d >= layout.Rank) continue;
             int c = rest % layout.Shape[d];
             rest /= layout.Shape[d];
             ix += c * layout.StrideA[d];
@@ -87,8 +93,9 @@ internal static partial class ElementwiseKernels
         int i = Grid.GlobalIndexX;
         if (i >= y.Length) return;
         int rest = i, ix = layout.OffsetA;
-        for (int d = layout.Rank - 1; d >= 0; d--)
+        for (int d = MaxRank - 1; d >= 0; d--) // constant trip count: unrolled, no local-memory copy of layout
         {
+            if (d >= layout.Rank) continue;
             int c = rest % layout.Shape[d];
             rest /= layout.Shape[d];
             ix += c * layout.StrideA[d];
@@ -105,8 +112,9 @@ internal static partial class ElementwiseKernels
         int i = Grid.GlobalIndexX;
         if (i >= y.Length) return;
         int rest = i, ia = layout.OffsetA, ib = layout.OffsetB;
-        for (int d = layout.Rank - 1; d >= 0; d--)
+        for (int d = MaxRank - 1; d >= 0; d--)
         {
+            if (d >= layout.Rank) continue;
             int extent = layout.Shape[d];
             int c = rest % extent;
             rest /= extent;

@@ -62,7 +62,7 @@ internal static class ElementwisePlan
             }
         }
         long count = ShapeUtil.NumEl(outShape);
-        if (sizes.Count > 8)
+        if (sizes.Count > ElementwiseKernels.MaxRank)
             throw new ArgumentException($"elementwise kernel: output shape {ShapeUtil.Format(outShape)} has {sizes.Count} dims after merging; the kernels take at most 8.");
         if (count > int.MaxValue)
             throw new ArgumentException($"elementwise kernel: {count} elements (shape {ShapeUtil.Format(outShape)}) exceed the 32-bit indexing of the kernels.");
