@@ -7,16 +7,18 @@
 //           reduced dim into this form (Tensor.Sum(dim) on a contiguous tensor already is).
 // Kernels   ReduceRows    (inner = 1): one group per row o; thread t folds x[o, t], x[o, t+G], ...
 //                         (coalesced), then a shared-memory tree (GroupReduce, log2 G barriers).
-//                         No warp shuffles: on OpenCL the translator emulates them through local
-//                         memory, and on PoCL a two-level ShuffleXor butterfly version of this
-//                         kernel gave wrong row sums in about 1 launch in 20 (reproduced, reported);
-//                         the shared tree is correct everywhere and the kernel is memory bound.
+//                         No warp shuffles: on OpenCL the translator emulates them with a helper
+//                         function holding two barriers, and on PoCL a ShuffleXor-butterfly version
+//                         of this kernel (the helper called in a loop) gave wrong row sums in a few
+//                         launches per hundred, while the same code with the exchange written
+//                         inline never failed (reported to the kernel compiler). The shared tree
+//                         is correct everywhere, and the kernel is memory bound anyway.
 //           ReduceColumns (inner > 1): groups of 32×8 threads; the 32 x-threads take 32 adjacent
 //                         columns i (coalesced), the 8 y-threads split j; a shared-memory tree over
 //                         y combines them. Groups are flattened into grid x: (o, column block).
 // Numerics  float accumulation: each thread sums ⌈n/G⌉ values sequentially in float, then the
 //           partials are combined pairwise (log2 G levels). Error ≲ (n/G + log2 G)·ε·Σ|x| — for
-//           n = 10^6 and G = 256 about 4000 ε ≈ 5e-4 relative to Σ|x| in the worst case, typically
+//           n = 10^6 and G = 256 about 4000·ε ≈ 2.4e-4 relative to Σ|x| in the worst case, typically
 //           √ of that. The CPU op (chunked float32 + float64 across chunks) is more accurate; the
 //           tests bound the difference by that error. A Kahan/float64 variant is left for later.
 // Bytes     4 per input element read + 4 per output: memory bound (1 flop per element).

@@ -154,6 +154,19 @@ public class ElementwiseKernelTests
     }
 
     [Fact]
+    public void Binary_Emulator_ExpandedView_ReadsStrideZero()
+    {
+        using var column = TestUtil.Random(new Random(5), [3, 1]);
+        using var a = column.Expand([3, 4]); // stride 0 along dim 1, size 4
+        using var b = TestUtil.Random(new Random(6), [3, 4]);
+        using var cpu = a.Mul(b);
+        using var y = Tensor.Zeros([3, 4]);
+        var layout = ElementwisePlan.Binary(a, b);
+        ElementwiseKernels.Launch.Binary__Tensor_MulOp(Emulator, ElementwisePlan.Groups(12), ElementwisePlan.GroupSize, StorageView(a), StorageView(b), View(y), layout);
+        Assert.Equal(cpu.ToArray<float>(), y.ToArray<float>());
+    }
+
+    [Fact]
     public void Plan_CoalescesContiguousDimsAndDropsSizeOneDims()
     {
         using var x = Tensor.Zeros([4, 1, 5, 6]);
