@@ -107,7 +107,7 @@ public sealed partial class Tensor
     public static Tensor operator /(double a, Tensor b) { using var s = b.ScalarOf(a); return s.Div(b); }
 #pragma warning restore CS1591
 
-    private readonly struct AddOp : INumericBinary
+    internal readonly struct AddOp : INumericBinary
     {
         public static T Invoke<T>(T a, T b) where T : INumber<T> => a + b;
         public static void Invoke<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : INumber<T> => TensorPrimitives.Add(a, b, y);
@@ -116,7 +116,7 @@ public sealed partial class Tensor
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct SubOp : INumericBinary
+    internal readonly struct SubOp : INumericBinary
     {
         public static T Invoke<T>(T a, T b) where T : INumber<T> => a - b;
         public static void Invoke<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : INumber<T> => TensorPrimitives.Subtract(a, b, y);
@@ -125,7 +125,7 @@ public sealed partial class Tensor
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct MulOp : INumericBinary
+    internal readonly struct MulOp : INumericBinary
     {
         public static T Invoke<T>(T a, T b) where T : INumber<T> => a * b;
         public static void Invoke<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : INumber<T> => TensorPrimitives.Multiply(a, b, y);
@@ -134,7 +134,7 @@ public sealed partial class Tensor
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct DivOp : INumericBinary
+    internal readonly struct DivOp : INumericBinary
     {
         public static T Invoke<T>(T a, T b) where T : INumber<T> => a / b;
         public static void Invoke<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : INumber<T> => TensorPrimitives.Divide(a, b, y);

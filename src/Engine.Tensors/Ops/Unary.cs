@@ -276,21 +276,21 @@ public sealed partial class Tensor
         public static T Invoke<T>(T x) where T : INumber<T> => x > T.Zero ? T.One : x < T.Zero ? -T.One : x;
     }
 
-    private readonly struct ReluOp : INumericUnary
+    internal readonly struct ReluOp : INumericUnary
     {
         public static T Invoke<T>(T x) where T : INumber<T> => x > T.Zero || T.IsNaN(x) ? x : T.Zero;
         public static void Invoke<T>(ReadOnlySpan<T> x, Span<T> y) where T : INumber<T> => TensorPrimitives.Max(x, T.Zero, y); // NaN-propagating
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct ExpOp : IFloatUnary
+    internal readonly struct ExpOp : IFloatUnary
     {
         public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => T.Exp(x);
         public static void Invoke<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T> => TensorPrimitives.Exp(x, y);
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct LogOp : IFloatUnary
+    internal readonly struct LogOp : IFloatUnary
     {
         public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => T.Log(x);
         public static void Invoke<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T> => TensorPrimitives.Log(x, y);
@@ -322,14 +322,14 @@ public sealed partial class Tensor
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct SigmoidOp : IFloatUnary
+    internal readonly struct SigmoidOp : IFloatUnary
     {
         public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => T.One / (T.One + T.Exp(-x));
         public static void Invoke<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T> => TensorPrimitives.Sigmoid(x, y);
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct TanhOp : IFloatUnary
+    internal readonly struct TanhOp : IFloatUnary
     {
         public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => T.Tanh(x);
         public static void Invoke<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T> => TensorPrimitives.Tanh(x, y);

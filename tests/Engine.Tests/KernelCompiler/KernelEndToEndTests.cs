@@ -351,16 +351,25 @@ public class KernelEndToEndTests
     /// <summary>The architectures every kernel must compile for (Volta, Ampere, Hopper).</summary>
     public static TheoryData<int> Architectures => new() { 70, 80, 90 };
 
+    /// <summary>
+    /// Every kernel of this assembly (the samples and the emulator tests' kernels) and of Engine.Tensors
+    /// (kernels/: elementwise, reduce, softmax, gemm), whose module initializer is run first so its
+    /// kernels are registered even when no other test has loaded it yet.
+    /// </summary>
+    private static List<KernelSource> KernelsUnderTest()
+    {
+        System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(typeof(Engine.Tensors.Tensor).Module.ModuleHandle);
+        var kernels = KernelRegistry.All.Where(k => k.DeclaringType.StartsWith("Engine.Tests") || k.DeclaringType.StartsWith("Engine.Tensors")).ToList();
+        Assert.True(kernels.Count(k => k.DeclaringType.StartsWith("Engine.Tests")) >= 16, "expected the sample kernels to be registered");
+        Assert.True(kernels.Count(k => k.DeclaringType.StartsWith("Engine.Tensors")) >= 10, "expected Engine.Tensors' kernels (kernels/) to be registered");
+        return kernels;
+    }
+
     [BackendTheory("nvrtc")]
     [MemberData(nameof(Architectures))]
     public void EveryKernel_CompilesWithNvrtc_WithoutSpills(int arch)
     {
-        // Every registered kernel: this assembly's and those of the Engine assemblies it references.
-        foreach (var path in Directory.EnumerateFiles(AppContext.BaseDirectory, "Engine*.dll"))
-            System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(System.Reflection.Assembly.Load(Path.GetFileNameWithoutExtension(path)).ManifestModule.ModuleHandle);
-        var kernels = KernelRegistry.All;
-        Assert.True(kernels.Count(k => k.DeclaringType.StartsWith("Engine.Tests")) >= 16, $"expected the sample kernels to be registered, found {kernels.Count}");
-        foreach (var kernel in kernels)
+        foreach (var kernel in KernelsUnderTest())
         {
             NvrtcModule module;
             try { module = Nvrtc.Compile(kernel.CudaSource, $"sm_{arch}", programName: kernel.EntryPoint + ".cu"); }
@@ -375,7 +384,7 @@ public class KernelEndToEndTests
     public void EveryKernel_BuildsWithPoCL()
     {
         using var ocl = new OpenCLAccelerator();
-        foreach (var kernel in KernelRegistry.All.Where(k => k.DeclaringType.StartsWith("Engine.Tests")))
+        foreach (var kernel in KernelsUnderTest())
             ocl.Build(kernel.OpenCLSource, KernelSource.OpenCLBuildOptions);
     }
 }
