@@ -150,7 +150,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
             string returnType = isKernel ? "void" : CType(Subst(method.ReturnType), syntax.ReturnType);
             string signature = isKernel
                 ? (target == Target.Cuda ? "extern \"C\" __global__ void " : "__kernel void ") + name
-                : (target == Target.Cuda ? "static __device__ " : "") + returnType + " " + name;
+                : (target == Target.Cuda ? "static __device__ " : Intrinsics.OpenCLFunction) + returnType + " " + name;
             if (isKernel && UsesDynamicSharedMemory)
             {
                 // Hidden trailing arguments (KernelSource.UsesDynamicSharedMemory): the byte count, and
