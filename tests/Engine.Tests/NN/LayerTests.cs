@@ -380,7 +380,10 @@ public class LayerTests
         var xv = x.ToArray<double>();
         using (var relu = new ReLU())
         using (var y = relu.Forward(x))
+        {
             TestUtil.AssertClose(xv.Select(v => Math.Max(v, 0)).ToArray(), y, 0, 0, "relu");
+            GradCheck.Check(t => relu.Forward(t[0]), [x]); // uniform values: none within eps of the kink
+        }
         using (var gelu = new GELU())
         using (var y = gelu.Forward(x))
         {
@@ -393,7 +396,11 @@ public class LayerTests
             GradCheck.Check(t => gt.Forward(t[0]), [x]);
         using (var flat = new Flatten())
         using (var y = flat.Forward(x))
+        {
             Assert.Equal(new long[] { 2, 90 }, y.ShapeArray());
+            Assert.Equal(xv, y.ToArray<double>());
+            GradCheck.Check(t => flat.Forward(t[0]), [x]);
+        }
         using (var flat = new Flatten(0, 2))
         using (var y = flat.Forward(x))
             Assert.Equal(new long[] { 36, 5 }, y.ShapeArray());
@@ -450,6 +457,10 @@ public class LayerTests
         Assert.All(seq.Parameters(), p => Assert.NotNull(p.Grad));
         Assert.False(x.IsDisposed);
         Assert.Throws<ArgumentOutOfRangeException>(() => seq[3]);
+        using var seq64 = new Sequential(new Conv2d(2, 3, 3, padding: 1, generator: g), new BatchNorm2d(3), new GELU(), new MaxPool2d(2), new Flatten(), new Linear(12, 2, generator: g));
+        seq64.To(DType.Float64);
+        using var xg = TestUtil.Random(new Random(5), [2, 2, 4, 4], DType.Float64).RequiresGrad_();
+        GradCheck.Check(t => seq64.Forward(t[0]), [xg, .. seq64.Parameters()], atol: 1e-5);
         using var empty = new Sequential();
         using var same = empty.Forward(x);
         Assert.Equal(x.ToArray<float>(), same.ToArray<float>());
