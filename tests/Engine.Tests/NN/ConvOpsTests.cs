@@ -136,6 +136,25 @@ public class ConvOpsTests
     }
 
     [Fact]
+    public void EmptyBatch_GivesEmptyOutputs_AndGradients()
+    {
+        using var x = Tensor.Zeros([0, 2, 5, 5]).RequiresGrad_();
+        using var w = Tensor.Ones([3, 2, 3, 3]).RequiresGrad_();
+        using var b = Tensor.Ones([3]).RequiresGrad_();
+        using var y = x.Conv2d(w, b, padding: (1, 1));
+        Assert.Equal(new long[] { 0, 3, 5, 5 }, y.ShapeArray());
+        using (var s = y.Sum()) s.Backward();
+        Assert.Equal(new long[] { 0, 2, 5, 5 }, x.Grad!.ShapeArray());
+        TestUtil.AssertClose(new double[18 * 3], w.Grad!, 0, 0, "empty-batch weight gradient");
+        using var mp = x.MaxPool2d((2, 2));
+        Assert.Equal(new long[] { 0, 2, 2, 2 }, mp.ShapeArray());
+        using var ap = x.AvgPool2d((3, 3), (1, 1), (1, 1));
+        Assert.Equal(new long[] { 0, 2, 5, 5 }, ap.ShapeArray());
+        using var aap = x.AdaptiveAvgPool2d(2, 3);
+        Assert.Equal(new long[] { 0, 2, 2, 3 }, aap.ShapeArray());
+    }
+
+    [Fact]
     public void Errors_NameTheOpAndShapes()
     {
         using var x = Tensor.Zeros([2, 3, 5, 5]);
