@@ -1,0 +1,250 @@
+using System.Numerics;
+using Engine.Tensors.AutoDiff;
+using Engine.Tensors.Cpu;
+
+namespace Engine.Tensors;
+
+/// <summary>
+/// 2-D convolution and its building blocks, NCHW:
+/// <list type="bullet">
+/// <item><see cref="Unfold"/> (im2col, torch.nn.functional.unfold): every kH×kW patch of the (zero-padded)
+/// input becomes a column, [N, C, H, W] → [N, C·kH·kW, L], L = outH·outW.</item>
+/// <item><see cref="Fold"/> (col2im, torch.nn.functional.fold): the adjoint, which adds each column back
+/// into its patch (overlaps add up), [N, C·kH·kW, L] → [N, C, H, W].</item>
+/// <item><see cref="Conv2d"/>: Unfold, then one matrix product with the weight viewed as
+/// [groups, out/groups, in/groups·kH·kW].</item>
+/// <item><see cref="Pad2d"/>: constant padding of the last two dims.</item>
+/// </list>
+/// Unfold and Fold are linear and each other's adjoint, so each one's backward is the other (recorded,
+/// so gradients of gradients work); Conv2d's gradient comes from those and from matmul.
+/// Output size per spatial dim: ⌊(in + 2·pad − dilation·(k − 1) − 1) / stride⌋ + 1.
+/// </summary>
+public sealed partial class Tensor
+{
+    /// <summary>
+    /// im2col (torch.nn.functional.unfold) of a 4-D [N, C, H, W] float tensor: output [N, C·kH·kW, L]
+    /// where row c·kH·kW + i·kW + j, column oy·outW + ox holds
+    /// x[n, c, oy·strideH − padH + i·dilationH, ox·strideW − padW + j·dilationW] (0 outside the input).
+    /// Gradient: <see cref="Fold"/> of g back to [N, C, H, W].
+    /// </summary>
+    /// <param name="kernelSize">(kH, kW), each ≥ 1.</param>
+    /// <param name="stride">(strideH, strideW), each ≥ 1; default (1, 1).</param>
+    /// <param name="padding">Zero padding on both sides (padH, padW), each ≥ 0; default (0, 0).</param>
+    /// <param name="dilation">Spacing between kernel taps, each ≥ 1; default (1, 1).</param>
+    public Tensor Unfold((int H, int W) kernelSize, (int H, int W)? stride = null, (int H, int W)? padding = null, (int H, int W)? dilation = null)
+    {
+        const string op = "unfold";
+        var geo = ConvGeometry.Create(op, kernelSize, stride, padding, dilation);
+        RequireCpu(op);
+        if (Rank != 4 || !DType.IsFloatingPoint())
+            throw new ArgumentException($"{op}: expects a 4-D [N, C, H, W] float tensor, got {DType.Name()} {ShapeUtil.Format(Shape)}.");
+        long n = _shape[0], c = _shape[1], h = _shape[2], w = _shape[3];
+        var (oh, ow) = geo.OutputSize(op, h, w);
+        long kk = (long)geo.KH * geo.KW;
+        using var x = Contiguous();
+        var y = Allocate([n, c * kk, oh * ow], DType, zero: false, op);
+        if (DType == DType.Float32) UnfoldKernel<float>(x, y, n * c, h, w, oh, ow, geo);
+        else UnfoldKernel<double>(x, y, n * c, h, w, oh, ow, geo);
+        return Graph.Record(y, op, this, g => g.Fold((h, w), kernelSize, stride, padding, dilation));
+    }
+
+    /// <summary>
+    /// col2im (torch.nn.functional.fold), the adjoint of <see cref="Unfold"/>: a [N, C·kH·kW, L] tensor
+    /// becomes [N, C, H, W] = <paramref name="outputSize"/>, each column added into the patch Unfold took
+    /// it from (entries that fall into the padding are dropped). L must equal outH·outW for these
+    /// parameters. Gradient: <see cref="Unfold"/> of g.
+    /// </summary>
+    /// <remarks>Numerics: each output element sums at most kH·kW terms in the tensor's own precision,
+    /// always in the same order (kernel row, kernel column, output position), so results do not depend on
+    /// the thread count.</remarks>
+    public Tensor Fold((long H, long W) outputSize, (int H, int W) kernelSize, (int H, int W)? stride = null, (int H, int W)? padding = null, (int H, int W)? dilation = null)
+    {
+        const string op = "fold";
+        var geo = ConvGeometry.Create(op, kernelSize, stride, padding, dilation);
+        RequireCpu(op);
+        if (Rank != 3 || !DType.IsFloatingPoint())
+            throw new ArgumentException($"{op}: expects a 3-D [N, C·kH·kW, L] float tensor, got {DType.Name()} {ShapeUtil.Format(Shape)}.");
+        var (h, w) = outputSize;
+        if (h < 1 || w < 1) throw new ArgumentException($"{op}: output size must be positive, got ({h}, {w}).");
+        long kk = (long)geo.KH * geo.KW;
+        var (oh, ow) = geo.OutputSize(op, h, w);
+        if (_shape[1] % kk != 0 || _shape[2] != oh * ow)
+            throw new ArgumentException(
+                $"{op}: input of shape {ShapeUtil.Format(Shape)} does not fit kernel ({geo.KH}, {geo.KW}) and output size ({h}, {w}): " +
+                $"dim 1 must be a multiple of {kk} and dim 2 must be {oh}·{ow} = {oh * ow}.");
+        long n = _shape[0], c = _shape[1] / kk;
+        using var cols = Contiguous();
+        var y = Allocate([n, c, h, w], DType, zero: true, op);
+        if (DType == DType.Float32) FoldKernel<float>(cols, y, n * c, h, w, oh, ow, geo);
+        else FoldKernel<double>(cols, y, n * c, h, w, oh, ow, geo);
+        return Graph.Record(y, op, this, g => g.Unfold(kernelSize, stride, padding, dilation));
+    }
+
+    /// <summary>
+    /// torch.nn.functional.conv2d: input [N, Cin, H, W], weight [Cout, Cin/groups, kH, kW], optional bias
+    /// [Cout]; output [N, Cout, outH, outW]. Computed as <see cref="Unfold"/> followed by a batched matrix
+    /// product (one [Cout/groups, Cin/groups·kH·kW] × [Cin/groups·kH·kW, L] product per image and group),
+    /// so its gradients (input, weight, bias, and of any order) are those of Unfold and matmul.
+    /// </summary>
+    /// <remarks>Numerics: float32 accumulates in float32 (the GEMM's order, see <c>Cpu/Gemm.cs</c>).
+    /// Memory: the unfolded input has Cin·kH·kW·L elements per image.</remarks>
+    public Tensor Conv2d(Tensor weight, Tensor? bias = null, (int H, int W)? stride = null, (int H, int W)? padding = null, (int H, int W)? dilation = null, int groups = 1)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        const string op = "conv2d";
+        if (Rank != 4 || weight.Rank != 4)
+            throw new ArgumentException($"{op}: expects input [N, C, H, W] and weight [Cout, Cin/groups, kH, kW], got {ShapeUtil.Format(Shape)} and {ShapeUtil.Format(weight.Shape)}.");
+        if (groups < 1) throw new ArgumentException($"{op}: groups must be ≥ 1, got {groups}.");
+        long cin = _shape[1], cout = weight._shape[0], cpg = weight._shape[1];
+        if (cin != cpg * groups || cout % groups != 0)
+            throw new ArgumentException(
+                $"{op}: input {ShapeUtil.Format(Shape)} has {cin} channels, but weight {ShapeUtil.Format(weight.Shape)} with groups={groups} expects {cpg * groups} " +
+                $"(and Cout = {cout} must be a multiple of groups).");
+        if (DType != weight.DType || (bias is not null && bias.DType != DType))
+            throw new ArgumentException($"{op}: input, weight and bias must have one dtype, got {DType.Name()}, {weight.DType.Name()}{(bias is null ? "" : ", " + bias.DType.Name())}.");
+        if (bias is not null && (bias.Rank != 1 || bias._shape[0] != cout))
+            throw new ArgumentException($"{op}: bias must have shape [{cout}], got {ShapeUtil.Format(bias.Shape)}.");
+        (int, int) k = ((int)weight._shape[2], (int)weight._shape[3]);
+        long n = _shape[0];
+        var geo = ConvGeometry.Create(op, k, stride, padding, dilation);
+        var (oh, ow) = geo.OutputSize(op, _shape[2], _shape[3]);
+        using var cols = Unfold(k, stride, padding, dilation);
+        long l = cols._shape[2];
+        long kg = cpg * k.Item1 * k.Item2;
+        Tensor y;
+        if (groups == 1)
+        {
+            using var w2 = weight.Reshape(cout, kg);
+            using var prod = w2.MatMul(cols); // [Cout, K]·[N, K, L] → [N, Cout, L]
+            y = prod.View(n, cout, oh, ow);
+        }
+        else
+        {
+            using var wg = weight.Reshape(groups, cout / groups, kg);
+            using var cg = cols.View(n, groups, kg, l);
+            using var prod = wg.MatMul(cg); // [G, Cout/G, K]·[N, G, K, L] → [N, G, Cout/G, L]
+            y = prod.View(n, cout, oh, ow);
+        }
+        if (bias is null) return y;
+        using (y)
+        using (var b = bias.View(1, cout, 1, 1))
+            return y.Add(b);
+    }
+
+    /// <summary>
+    /// Constant padding of the last two dims (torch.nn.functional.pad(x, (left, right, top, bottom), value=...)):
+    /// [..., H, W] → [..., top + H + bottom, left + W + right]. Paddings are ≥ 0. Gradient: the central
+    /// window of g (a narrow).
+    /// </summary>
+    public Tensor Pad2d(long left, long right, long top, long bottom, double value = 0)
+    {
+        const string op = "pad2d";
+        if (Rank < 2) throw new ArgumentException($"{op}: expects at least 2 dims, got shape {ShapeUtil.Format(Shape)}.");
+        if (left < 0 || right < 0 || top < 0 || bottom < 0)
+            throw new ArgumentException($"{op}: paddings must be ≥ 0, got (left {left}, right {right}, top {top}, bottom {bottom}).");
+        long h = _shape[^2], w = _shape[^1];
+        var shape = ShapeArray();
+        shape[^2] = h + top + bottom;
+        shape[^1] = w + left + right;
+        var y = Full(shape, value, DType);
+        using (NoGrad())
+        using (var rows = y.Narrow(-2, top, h))
+        using (var region = rows.Narrow(-1, left, w))
+            region.CopyFrom_(this);
+        return Graph.Record(y, op, this, g =>
+        {
+            using var rows = g.Narrow(-2, top, h);
+            return rows.Narrow(-1, left, w);
+        });
+    }
+
+    private static unsafe void UnfoldKernel<T>(Tensor x, Tensor y, long planes, long h, long w, long oh, long ow, ConvGeometry geo)
+        where T : unmanaged, INumber<T>
+    {
+        long kk = (long)geo.KH * geo.KW, l = oh * ow, rows = planes * kk;
+        nint px = (nint)x.Ptr<T>(), py = (nint)y.Ptr<T>();
+        // One work item per output row (plane, kernel tap); enough rows per item to amortize scheduling.
+        long perItem = Math.Max(1, Parallelism.Grain / Math.Max(1, l));
+        long items = (rows + perItem - 1) / perItem;
+        Parallelism.For(items, rows * l >= Parallelism.ElementwiseThreshold, item =>
+        {
+            long end = Math.Min(rows, (item + 1) * perItem);
+            for (long r = item * perItem; r < end; r++)
+            {
+                long plane = r / kk, tap = r % kk;
+                long i = tap / geo.KW, j = tap % geo.KW;
+                T* src = (T*)px + plane * h * w;
+                T* dst = (T*)py + r * l;
+                for (long oy = 0; oy < oh; oy++)
+                {
+                    long iy = oy * geo.SH - geo.PH + i * geo.DH;
+                    T* row = dst + oy * ow;
+                    if (iy < 0 || iy >= h)
+                    {
+                        for (long ox = 0; ox < ow; ox++) row[ox] = T.Zero;
+                        continue;
+                    }
+                    T* srcRow = src + iy * w;
+                    long ix = -geo.PW + j * geo.DW;
+                    for (long ox = 0; ox < ow; ox++, ix += geo.SW)
+                        row[ox] = ix >= 0 && ix < w ? srcRow[ix] : T.Zero;
+                }
+            }
+        });
+    }
+
+    private static unsafe void FoldKernel<T>(Tensor cols, Tensor y, long planes, long h, long w, long oh, long ow, ConvGeometry geo)
+        where T : unmanaged, INumber<T>
+    {
+        long kk = (long)geo.KH * geo.KW, l = oh * ow;
+        nint pc = (nint)cols.Ptr<T>(), py = (nint)y.Ptr<T>();
+        // One work item per (image, channel) plane: each plane is written by one thread only.
+        Parallelism.For(planes, planes * kk * l >= Parallelism.ElementwiseThreshold, plane =>
+        {
+            T* dst = (T*)py + plane * h * w;
+            for (long tap = 0; tap < kk; tap++)
+            {
+                long i = tap / geo.KW, j = tap % geo.KW;
+                T* src = (T*)pc + (plane * kk + tap) * l;
+                for (long oy = 0; oy < oh; oy++)
+                {
+                    long iy = oy * geo.SH - geo.PH + i * geo.DH;
+                    if (iy < 0 || iy >= h) continue;
+                    T* dstRow = dst + iy * w;
+                    T* srcRow = src + oy * ow;
+                    long ix = -geo.PW + j * geo.DW;
+                    for (long ox = 0; ox < ow; ox++, ix += geo.SW)
+                        if (ix >= 0 && ix < w) dstRow[ix] += srcRow[ox];
+                }
+            }
+        });
+    }
+}
+
+/// <summary>Kernel size, stride, padding and dilation of a 2-D sliding window, validated.</summary>
+internal readonly record struct ConvGeometry(int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW)
+{
+    public static ConvGeometry Create(string op, (int H, int W) kernel, (int H, int W)? stride, (int H, int W)? padding, (int H, int W)? dilation)
+    {
+        var s = stride ?? (1, 1);
+        var p = padding ?? (0, 0);
+        var d = dilation ?? (1, 1);
+        if (kernel.H < 1 || kernel.W < 1) throw new ArgumentException($"{op}: kernel size must be ≥ 1, got ({kernel.H}, {kernel.W}).");
+        if (s.H < 1 || s.W < 1) throw new ArgumentException($"{op}: stride must be ≥ 1, got ({s.H}, {s.W}).");
+        if (p.H < 0 || p.W < 0) throw new ArgumentException($"{op}: padding must be ≥ 0, got ({p.H}, {p.W}).");
+        if (d.H < 1 || d.W < 1) throw new ArgumentException($"{op}: dilation must be ≥ 1, got ({d.H}, {d.W}).");
+        return new ConvGeometry(kernel.H, kernel.W, s.H, s.W, p.H, p.W, d.H, d.W);
+    }
+
+    /// <summary>(outH, outW) for an h×w input; throws when the window does not fit.</summary>
+    public (long H, long W) OutputSize(string op, long h, long w)
+    {
+        long oh = (h + 2L * PH - (long)DH * (KH - 1) - 1) / SH + 1;
+        long ow = (w + 2L * PW - (long)DW * (KW - 1) - 1) / SW + 1;
+        if (h + 2L * PH - (long)DH * (KH - 1) - 1 < 0 || w + 2L * PW - (long)DW * (KW - 1) - 1 < 0 || oh < 1 || ow < 1)
+            throw new ArgumentException(
+                $"{op}: a {h}×{w} input with padding ({PH}, {PW}) is smaller than the dilated kernel " +
+                $"({(long)DH * (KH - 1) + 1}×{(long)DW * (KW - 1) + 1}); the output would be empty.");
+        return (oh, ow);
+    }
+}
