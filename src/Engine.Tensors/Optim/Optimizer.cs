@@ -282,4 +282,37 @@ public sealed class OptimizerStateDict
 
     /// <summary>Step counts and group options, <c>state.{index}.step</c>, <c>param_groups.{g}.lr</c>, ...</summary>
     public Dictionary<string, double> Scalars { get; } = [];
+
+    /// <summary>
+    /// One flat name -> tensor map, ready for <see cref="Serialization.SafeTensors.Save"/>: the buffers
+    /// themselves (not copies) and each scalar as a new 0-d float64 tensor (the caller disposes those).
+    /// </summary>
+    public Dictionary<string, Tensor> ToTensors()
+    {
+        var all = new Dictionary<string, Tensor>(Tensors, StringComparer.Ordinal);
+        foreach (var (k, v) in Scalars) all.Add(k, Tensor.Scalar(v, DType.Float64));
+        return all;
+    }
+
+    /// <summary>
+    /// The inverse of <see cref="ToTensors"/>: names ending in <c>.step</c>, <c>.lr</c>, <c>.weight_decay</c>
+    /// or <c>.initial_lr</c> become scalars, every other entry a buffer (the same tensor object).
+    /// </summary>
+    public static OptimizerStateDict FromTensors(IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        var d = new OptimizerStateDict();
+        foreach (var (k, t) in tensors)
+        {
+            if (k.EndsWith(".step", StringComparison.Ordinal) || k.EndsWith(".lr", StringComparison.Ordinal)
+                || k.EndsWith(".weight_decay", StringComparison.Ordinal) || k.EndsWith(".initial_lr", StringComparison.Ordinal))
+            {
+                if (t.NumEl != 1)
+                    throw new ArgumentException($"OptimizerStateDict.FromTensors: '{k}' should hold one number; it has shape {ShapeUtil.Format(t.Shape)}.");
+                d.Scalars[k] = t.ToDouble();
+            }
+            else d.Tensors[k] = t;
+        }
+        return d;
+    }
 }

@@ -251,6 +251,50 @@ public class OptimizerTests
     }
 
     [Fact]
+    public void StateDict_SurvivesASafeTensorsFile()
+    {
+        var rng = new Random(9);
+        using var p1 = TestUtil.Random(rng, [3, 2]);
+        using var opt1 = new AdamW([p1], 0.01);
+        var sched = new CosineAnnealingLR(opt1, 10);
+        var grads = Enumerable.Range(0, 4).Select(_ => TestUtil.RandomValues(rng, 6)).ToArray();
+        for (int s = 0; s < 2; s++)
+        {
+            p1.Grad = TestUtil.FromDoubles(grads[s], [3, 2]);
+            opt1.Step();
+            sched.Step();
+        }
+        var dir = Path.Combine(Path.GetTempPath(), "engine-optim-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var path = Path.Combine(dir, "opt.safetensors");
+            using (var sd = new DisposableState(opt1.StateDict()))
+            {
+                var flat = sd.Dict.ToTensors();
+                Engine.Tensors.Serialization.SafeTensors.Save(path, flat);
+                foreach (var k in sd.Dict.Scalars.Keys) flat[k].Dispose();
+            }
+            using var p2 = p1.Clone();
+            using var opt2 = new AdamW([p2], 0.5); // wrong lr on purpose: the state dict restores it
+            var loaded = Engine.Tensors.Serialization.SafeTensors.Load(path);
+            opt2.LoadStateDict(OptimizerStateDict.FromTensors(loaded));
+            foreach (var t in loaded.Values) t.Dispose();
+            Assert.Equal(opt1.ParamGroups[0].LearningRate, opt2.ParamGroups[0].LearningRate);
+            Assert.Equal(0.01, opt2.ParamGroups[0].InitialLearningRate);
+            for (int s = 2; s < 4; s++)
+            {
+                p1.Grad = TestUtil.FromDoubles(grads[s], [3, 2]);
+                p2.Grad = TestUtil.FromDoubles(grads[s], [3, 2]);
+                opt1.Step();
+                opt2.Step();
+            }
+            Assert.Equal(p1.ToArray<float>(), p2.ToArray<float>());
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
     public void LoadStateDict_ListsEveryProblem()
     {
         using var p = Tensor.Zeros([3]);
