@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace Engine.Tensors.Optim;
 
@@ -95,13 +96,40 @@ public class Adam : Optimizer
         Tiled(parameter.NumEl, (start, end) => Kernel((T*)p, (T*)g, (T*)pm, (T*)pv, (T*)pmax, start, end, k));
     }
 
+    /// <summary>
+    /// The update over [start, end): Vector&lt;T&gt; lanes, then a scalar tail with the same operations in the
+    /// same order (no FMA on either path), so an element's result does not depend on where it falls.
+    /// </summary>
     private static unsafe void Kernel<T>(T* p, T* g, T* m, T* v, T* vmax, long start, long end, Constants k) where T : unmanaged, IFloatingPointIeee754<T>
     {
         T decay = T.CreateTruncating(k.DecayFactor), l2 = T.CreateTruncating(k.L2);
         T w1 = T.CreateTruncating(1 - k.Beta1), b2 = T.CreateTruncating(k.Beta2), w2 = T.CreateTruncating(1 - k.Beta2);
         T stepSize = T.CreateTruncating(k.StepSize), bc2 = T.CreateTruncating(k.Bc2Sqrt), eps = T.CreateTruncating(k.Eps);
-        bool decoupled = k.DecayFactor != 1, coupled = k.L2 != 0;
-        for (long i = start; i < end; i++)
+        bool decoupled = k.DecayFactor != 1, coupled = k.L2 != 0, ams = vmax is not null;
+        long i = start;
+        if (Vector.IsHardwareAccelerated)
+        {
+            Vector<T> vdecay = new(decay), vl2 = new(l2), vw1 = new(w1), vb2 = new(b2), vw2 = new(w2), vstep = new(stepSize), vbc2 = new(bc2), veps = new(eps);
+            for (; i <= end - Vector<T>.Count; i += Vector<T>.Count)
+            {
+                var pi = Unsafe.ReadUnaligned<Vector<T>>(p + i);
+                var gi = Unsafe.ReadUnaligned<Vector<T>>(g + i);
+                if (decoupled) pi *= vdecay;
+                if (coupled) gi += vl2 * pi;
+                var mOld = Unsafe.ReadUnaligned<Vector<T>>(m + i);
+                var mi = mOld + vw1 * (gi - mOld);
+                var vi = vb2 * Unsafe.ReadUnaligned<Vector<T>>(v + i) + vw2 * gi * gi;
+                Unsafe.WriteUnaligned(m + i, mi);
+                Unsafe.WriteUnaligned(v + i, vi);
+                if (ams)
+                {
+                    vi = Vector.Max(Unsafe.ReadUnaligned<Vector<T>>(vmax + i), vi);
+                    Unsafe.WriteUnaligned(vmax + i, vi);
+                }
+                Unsafe.WriteUnaligned(p + i, pi - vstep * (mi / (Vector.SquareRoot(vi) / vbc2 + veps)));
+            }
+        }
+        for (; i < end; i++)
         {
             T pi = p[i], gi = g[i];
             if (decoupled) pi *= decay;
@@ -110,7 +138,7 @@ public class Adam : Optimizer
             T vi = b2 * v[i] + w2 * gi * gi;
             m[i] = mi;
             v[i] = vi;
-            if (vmax is not null)
+            if (ams)
             {
                 vi = T.Max(vmax[i], vi);
                 vmax[i] = vi;

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace Engine.Tensors.Optim;
 
@@ -74,20 +75,42 @@ public sealed class SGD : Optimizer
         Tiled(parameter.NumEl, (start, end) => Kernel((T*)p, (T*)g, (T*)b, start, end, k));
     }
 
+    /// <summary>
+    /// The update over [start, end): Vector&lt;T&gt; lanes, then a scalar tail with the same operations in the
+    /// same order (no FMA on either path), so an element's result does not depend on where it falls.
+    /// </summary>
     private static unsafe void Kernel<T>(T* p, T* g, T* b, long start, long end, Constants k) where T : unmanaged, IFloatingPointIeee754<T>
     {
         T lr = T.CreateTruncating(k.Lr), wd = T.CreateTruncating(k.WeightDecay), mom = T.CreateTruncating(k.Momentum);
         T keep = T.CreateTruncating(1 - k.Dampening);
-        bool decay = k.WeightDecay != 0, momentum = k.Momentum != 0;
-        for (long i = start; i < end; i++)
+        bool decay = k.WeightDecay != 0, momentum = k.Momentum != 0, first = k.First, nesterov = k.Nesterov;
+        long i = start;
+        if (Vector.IsHardwareAccelerated)
+        {
+            Vector<T> vlr = new(lr), vwd = new(wd), vmom = new(mom), vkeep = new(keep);
+            for (; i <= end - Vector<T>.Count; i += Vector<T>.Count)
+            {
+                var d = Unsafe.ReadUnaligned<Vector<T>>(g + i);
+                var pi = Unsafe.ReadUnaligned<Vector<T>>(p + i);
+                if (decay) d += vwd * pi;
+                if (momentum)
+                {
+                    var buf = first ? d : vmom * Unsafe.ReadUnaligned<Vector<T>>(b + i) + vkeep * d;
+                    Unsafe.WriteUnaligned(b + i, buf);
+                    d = nesterov ? d + vmom * buf : buf;
+                }
+                Unsafe.WriteUnaligned(p + i, pi - vlr * d);
+            }
+        }
+        for (; i < end; i++)
         {
             T d = g[i];
             if (decay) d += wd * p[i];
             if (momentum)
             {
-                T buf = k.First ? d : mom * b[i] + keep * d;
+                T buf = first ? d : mom * b[i] + keep * d;
                 b[i] = buf;
-                d = k.Nesterov ? d + mom * buf : buf;
+                d = nesterov ? d + mom * buf : buf;
             }
             p[i] -= lr * d;
         }
