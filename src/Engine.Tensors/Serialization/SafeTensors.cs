@@ -40,6 +40,8 @@ public static class SafeTensors
     /// <paramref name="path"/> atomically: everything goes to a temporary file in the same directory,
     /// which is flushed to disk and then renamed over <paramref name="path"/>. If anything fails, the
     /// temporary file is deleted and an existing file at <paramref name="path"/> is left as it was.
+    /// (The directory entry itself is not fsynced — .NET has no API for it — so after a power cut the
+    /// rename may be lost, leaving the previous file; a half-written file never carries the name.)
     /// <para>
     /// Tensors are written in order of decreasing element size, then by name (so every tensor's data is
     /// aligned to its element size), after a header padded with spaces to a multiple of 8 bytes, as the
