@@ -189,7 +189,7 @@ public abstract class Optimizer : IDisposable
         foreach (var (i, name, t) in buffers)
         {
             var s = _state[i] ??= new ParameterState();
-            using (Tensor.NoGrad()) s.Buffers[name] = t.Detach().Clone().DetachFromDisposeScope();
+            using (Tensor.NoGrad()) s.Buffers[name] = t.Clone().DetachFromDisposeScope(); // no graph recorded: a plain copy
         }
         foreach (var (i, step) in steps) (_state[i] ??= new ParameterState()).Step = step;
         foreach (var (g, name, v) in groupValues)
