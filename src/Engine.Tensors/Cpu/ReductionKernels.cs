@@ -5,7 +5,7 @@ namespace Engine.Tensors.Cpu;
 
 /// <summary>
 /// CPU row kernels for the reductions in <c>Ops/Reductions.cs</c>. Each reduces contiguous rows of
-/// length n (the layout <see cref="Reduction.Run"/> hands over) and writes one output element per
+/// length n (the layout <see cref="ReductionRunner.Run"/> hands over) and writes one output element per
 /// row, rows in parallel. Also the constant masks their gradients use.
 /// </summary>
 internal static unsafe class ReductionKernels
@@ -27,7 +27,7 @@ internal static unsafe class ReductionKernels
     // ------------------------------------------------------------------ var / std
 
     /// <summary>Variance (or its square root) of each row, divided by <paramref name="divisor"/>.</summary>
-    public static Reduction.RowReducer RowVar(DType dtype, double divisor, bool sqrt) => dtype == DType.Float32
+    public static ReductionRunner.RowReducer RowVar(DType dtype, double divisor, bool sqrt) => dtype == DType.Float32
         ? (rows, output, n) => RowVar<float>(rows, output, n, divisor, sqrt)
         : (rows, output, n) => RowVar<double>(rows, output, n, divisor, sqrt);
 
@@ -63,7 +63,7 @@ internal static unsafe class ReductionKernels
     // ------------------------------------------------------------------ max / min
 
     /// <summary>Max or min of each row (NaN propagates, as <c>TensorPrimitives.Max/Min</c> define it).</summary>
-    public static Reduction.RowReducer RowMaxMin(DType dtype, bool max) => dtype switch
+    public static ReductionRunner.RowReducer RowMaxMin(DType dtype, bool max) => dtype switch
     {
         DType.Float32 => (r, o, n) => RowMaxMin<float>(r, o, n, max),
         DType.Float64 => (r, o, n) => RowMaxMin<double>(r, o, n, max),
@@ -83,16 +83,16 @@ internal static unsafe class ReductionKernels
     }
 
     /// <summary>The leading-dim fast path of max/min (rows combined with elementwise max/min).</summary>
-    public static Reduction.ColumnReducer ColumnMaxMin(DType dtype, bool max) => (dtype, max) switch
+    public static ReductionRunner.ColumnReducer ColumnMaxMin(DType dtype, bool max) => (dtype, max) switch
     {
-        (DType.Float32, true) => Reduction.ColumnReduce<float, Reduction.MaxCombine>,
-        (DType.Float32, false) => Reduction.ColumnReduce<float, Reduction.MinCombine>,
-        (DType.Float64, true) => Reduction.ColumnReduce<double, Reduction.MaxCombine>,
-        (DType.Float64, false) => Reduction.ColumnReduce<double, Reduction.MinCombine>,
-        (DType.Int32, true) => Reduction.ColumnReduce<int, Reduction.MaxCombine>,
-        (DType.Int32, false) => Reduction.ColumnReduce<int, Reduction.MinCombine>,
-        (_, true) => Reduction.ColumnReduce<long, Reduction.MaxCombine>,
-        (_, false) => Reduction.ColumnReduce<long, Reduction.MinCombine>,
+        (DType.Float32, true) => ReductionRunner.ColumnReduce<float, ReductionRunner.MaxCombine>,
+        (DType.Float32, false) => ReductionRunner.ColumnReduce<float, ReductionRunner.MinCombine>,
+        (DType.Float64, true) => ReductionRunner.ColumnReduce<double, ReductionRunner.MaxCombine>,
+        (DType.Float64, false) => ReductionRunner.ColumnReduce<double, ReductionRunner.MinCombine>,
+        (DType.Int32, true) => ReductionRunner.ColumnReduce<int, ReductionRunner.MaxCombine>,
+        (DType.Int32, false) => ReductionRunner.ColumnReduce<int, ReductionRunner.MinCombine>,
+        (_, true) => ReductionRunner.ColumnReduce<long, ReductionRunner.MaxCombine>,
+        (_, false) => ReductionRunner.ColumnReduce<long, ReductionRunner.MinCombine>,
     };
 
     /// <summary>
@@ -100,7 +100,7 @@ internal static unsafe class ReductionKernels
     /// unlike in <c>TensorPrimitives.IndexOfMax</c>, which prefers +0), the first NaN if there is one.
     /// When <paramref name="values"/> is given, the value at that index is written there too.
     /// </summary>
-    public static Reduction.RowReducer RowArg(DType dtype, bool max, Tensor? values) => dtype switch
+    public static ReductionRunner.RowReducer RowArg(DType dtype, bool max, Tensor? values) => dtype switch
     {
         DType.Float32 => (r, o, n) => RowArg<float>(r, o, n, max, values),
         DType.Float64 => (r, o, n) => RowArg<double>(r, o, n, max, values),
@@ -137,7 +137,7 @@ internal static unsafe class ReductionKernels
     public static Tensor TieWeights(Tensor x, Tensor y, bool[] mask)
     {
         using var _ = Tensor.NoGrad();
-        var (perm, inverse, outer, n) = Reduction.Layout(x.Shape, mask);
+        var (perm, inverse, outer, n) = ReductionRunner.Layout(x.Shape, mask);
         using var permuted = x.Permute(perm);
         using var rows = permuted.Contiguous();
         using var yc = y.Contiguous();
@@ -169,7 +169,7 @@ internal static unsafe class ReductionKernels
     public static Tensor OneHot(Tensor indices, long[] shape, bool[] mask, DType dtype)
     {
         using var _ = Tensor.NoGrad();
-        var (perm, inverse, outer, n) = Reduction.Layout(shape, mask);
+        var (perm, inverse, outer, n) = ReductionRunner.Layout(shape, mask);
         var permShape = perm.Select(d => shape[d]).ToArray();
         using var w = Tensor.Allocate(permShape, dtype, zero: true, "max/min backward");
         using var idx = indices.Contiguous();
@@ -185,7 +185,7 @@ internal static unsafe class ReductionKernels
     // ------------------------------------------------------------------ logsumexp
 
     /// <summary>log Σ exp(row), max-shifted (see <c>Tensor.LogSumExp</c> for the special values).</summary>
-    public static Reduction.RowReducer RowLogSumExp(DType dtype) => dtype == DType.Float32
+    public static ReductionRunner.RowReducer RowLogSumExp(DType dtype) => dtype == DType.Float32
         ? RowLogSumExp<float>
         : RowLogSumExp<double>;
 

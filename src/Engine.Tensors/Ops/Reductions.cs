@@ -27,7 +27,7 @@ public sealed partial class Tensor
     {
         RequireFloat(op);
         long n = ReducedCount(mask);
-        var y = Reduction.SumOf(this, mask, keepDim, op);
+        var y = ReductionRunner.SumOf(this, mask, keepDim, op);
         // n = 0 gives 0 · ∞ = NaN, PyTorch's mean of no elements.
         using (NoGrad()) Cpu.ReductionKernels.ScaleInPlace(y, 1.0 / n);
         var inputShape = _shape;
@@ -75,7 +75,7 @@ public sealed partial class Tensor
         RequireFloat(op);
         long n = ReducedCount(mask);
         double divisor = Math.Max(0, n - correction);
-        var y = Reduction.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowVar(DType, divisor, std));
+        var y = ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowVar(DType, divisor, std));
         return Graph.Record(y, op, [this], std ? [this, y] : [this], (g, s) =>
         {
             using var mean = s[0].Mean(op, mask, keepDim: true);
@@ -120,7 +120,7 @@ public sealed partial class Tensor
     {
         RequireNumeric(op);
         RequireNonEmptyReduction(op, mask);
-        var y = Reduction.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowMaxMin(DType, max),
+        var y = ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowMaxMin(DType, max),
             columns: Cpu.ReductionKernels.ColumnMaxMin(DType, max));
         return Graph.Record(y, op, [this], [this, y], (g, s) =>
         {
@@ -145,8 +145,8 @@ public sealed partial class Tensor
         var mask = ShapeUtil.DimMask(op, [dim], Rank, all: false);
         RequireNumeric(op);
         RequireNonEmptyReduction(op, mask);
-        var values = Allocate(Reduction.OutputShape(Shape, mask, keepDim), DType, zero: false, op);
-        var indices = Reduction.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowArg(DType, max, values), DType.Int64);
+        var values = Allocate(ReductionRunner.OutputShape(Shape, mask, keepDim), DType, zero: false, op);
+        var indices = ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowArg(DType, max, values), DType.Int64);
         var shape = _shape;
         Graph.Record(values, op, [this], [indices], (g, s) =>
         {
@@ -173,7 +173,7 @@ public sealed partial class Tensor
     {
         RequireNumeric(op);
         RequireNonEmptyReduction(op, mask);
-        return Reduction.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowArg(DType, max, values: null), DType.Int64);
+        return ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowArg(DType, max, values: null), DType.Int64);
     }
 
     // ------------------------------------------------------------------ logsumexp
@@ -198,7 +198,7 @@ public sealed partial class Tensor
     {
         RequireNumeric("logsumexp");
         using var src = DType.IsFloatingPoint() ? Alias() : To(DType.Float32);
-        var y = Reduction.Run(src, mask, keepDim, "logsumexp", Cpu.ReductionKernels.RowLogSumExp(src.DType));
+        var y = ReductionRunner.Run(src, mask, keepDim, "logsumexp", Cpu.ReductionKernels.RowLogSumExp(src.DType));
         return Graph.Record(y, "logsumexp", [this], [this], (g, s) =>
         {
             using var p = s[0].SoftmaxOver(mask);
@@ -231,7 +231,7 @@ public sealed partial class Tensor
 
     private void RequireNonEmptyReduction(string op, bool[] mask)
     {
-        var outShape = Reduction.OutputShape(Shape, mask, keepDim: false);
+        var outShape = ReductionRunner.OutputShape(Shape, mask, keepDim: false);
         if (ReducedCount(mask) == 0 && ShapeUtil.NumEl(outShape) > 0)
             throw new ArgumentException(
                 $"{op}: cannot reduce over an empty dim (input shape {ShapeUtil.Format(Shape)}, dims [{string.Join(", ", Enumerable.Range(0, Rank).Where(d => mask[d]))}]); the {op} of no elements is undefined.");
@@ -241,7 +241,7 @@ public sealed partial class Tensor
     /// flattened into one dim), written with differentiable views around <see cref="Softmax"/>.</summary>
     internal Tensor SoftmaxOver(bool[] mask)
     {
-        var (perm, inverse, _, rowLength) = Reduction.Layout(Shape, mask);
+        var (perm, inverse, _, rowLength) = ReductionRunner.Layout(Shape, mask);
         using var permuted = Permute(perm);
         var kept = new long[Rank - mask.Count(m => m) + 1];
         int k = 0;

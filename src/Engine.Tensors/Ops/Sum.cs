@@ -23,7 +23,7 @@ public sealed partial class Tensor
         var mask = ShapeUtil.DimMask("sum", dims, Rank, all);
         var outDType = DType.IsFloatingPoint() ? DType : DType.Int64;
         using var src = DType == outDType ? Alias() : To(outDType);
-        var y = Reduction.SumOf(src, mask, keepDim, "sum");
+        var y = ReductionRunner.SumOf(src, mask, keepDim, "sum");
         var inputShape = _shape;
         return Graph.Record(y, "sum", this, g =>
         {
@@ -60,7 +60,7 @@ public sealed partial class Tensor
 /// </list>
 /// Any other case moves the reduced dims last (a view) and makes that contiguous (one copy).
 /// </summary>
-internal static unsafe class Reduction
+internal static unsafe class ReductionRunner
 {
     /// <summary>Reduces each contiguous row of <c>rows</c> into one element of <c>output</c>.</summary>
     public delegate void RowReducer(Tensor rows, Tensor output, long rowLength);

@@ -1,6 +1,6 @@
 using Engine.Tensors;
 using Engine.Tensors.NN;
-using Reduction = Engine.Tensors.NN.Reduction; // Engine.Tensors has an internal Reduction helper (Ops/Sum.cs), visible to tests
+using Reduction = Engine.Tensors.NN.Reduction;
 
 namespace Engine.Tests.NN;
 
