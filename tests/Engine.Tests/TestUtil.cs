@@ -47,6 +47,30 @@ public static class TestUtil
         return view;
     }
 
+    /// <summary>
+    /// The same logical values in three layouts: contiguous, every-other-element (non-contiguous),
+    /// and (rank ≥ 2) a buffer of the reversed shape permuted back, i.e. reversed strides.
+    /// </summary>
+    public static IEnumerable<(string Name, Tensor X)> Layouts(double[] values, long[] shape, DType dtype)
+    {
+        yield return ("contiguous", FromDoubles(values, shape, dtype));
+        using (var c = FromDoubles(values, shape, dtype)) yield return ("non-contiguous", NonContiguous(c));
+        if (shape.Length >= 2)
+        {
+            var rev = shape.Reverse().ToArray();
+            var data = new double[values.Length];
+            for (long i = 0; i < values.Length; i++)
+            {
+                var idx = Unravel(i, shape);
+                long flat = 0;
+                for (int d = 0; d < rev.Length; d++) flat = flat * rev[d] + idx[shape.Length - 1 - d];
+                data[flat] = values[i];
+            }
+            using var buffer = FromDoubles(data, rev, dtype);
+            yield return ("transposed", buffer.Permute(Enumerable.Range(0, shape.Length).Reverse().ToArray()));
+        }
+    }
+
     /// <summary>Shapes exercising odd sizes, size-1 and empty dims, rank 0 to 4.</summary>
     public static IEnumerable<long[]> Shapes()
     {

@@ -58,28 +58,6 @@ public class ReductionTests
         return best;
     }
 
-    /// <summary>The layouts every op is checked on: contiguous, every-other-element, and a transposed buffer.</summary>
-    private static IEnumerable<(string Name, Tensor X)> Layouts(double[] values, long[] shape, DType dtype)
-    {
-        yield return ("contiguous", TestUtil.FromDoubles(values, shape, dtype));
-        using (var c = TestUtil.FromDoubles(values, shape, dtype)) yield return ("non-contiguous", TestUtil.NonContiguous(c));
-        if (shape.Length >= 2)
-        {
-            // A buffer of the reversed shape, permuted back: same logical values, reversed strides.
-            var rev = shape.Reverse().ToArray();
-            var data = new double[values.Length];
-            for (long i = 0; i < values.Length; i++)
-            {
-                var idx = TestUtil.Unravel(i, shape);
-                long flat = 0;
-                for (int d = 0; d < rev.Length; d++) flat = flat * rev[d] + idx[shape.Length - 1 - d];
-                data[flat] = values[i];
-            }
-            using var buffer = TestUtil.FromDoubles(data, rev, dtype);
-            yield return ("transposed", buffer.Permute(Enumerable.Range(0, shape.Length).Reverse().ToArray()));
-        }
-    }
-
     /// <summary>Dim sets for a rank: null (all), every single dim (and its negative form), pairs like {0, 2}.</summary>
     private static IEnumerable<int[]?> DimSets(int rank)
     {
@@ -101,7 +79,7 @@ public class ReductionTests
             {
                 var values = TestUtil.RandomValues(rng, TestUtil.ShapeNumEl(shape), lo, hi);
                 if (dtype == DType.Float32) values = values.Select(v => (double)(float)v).ToArray();
-                var layouts = Layouts(values, shape, dtype).ToList();
+                var layouts = TestUtil.Layouts(values, shape, dtype).ToList();
                 foreach (var dims in DimSets(shape.Length))
                 {
                     var mask = Mask(shape.Length, dims);

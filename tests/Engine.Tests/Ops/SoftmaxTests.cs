@@ -34,26 +34,6 @@ public class SoftmaxTests
         return result;
     }
 
-    private static IEnumerable<(string Name, Tensor X)> Layouts(double[] values, long[] shape, DType dtype)
-    {
-        yield return ("contiguous", TestUtil.FromDoubles(values, shape, dtype));
-        using (var c = TestUtil.FromDoubles(values, shape, dtype)) yield return ("non-contiguous", TestUtil.NonContiguous(c));
-        if (shape.Length >= 2)
-        {
-            var rev = shape.Reverse().ToArray();
-            var data = new double[values.Length];
-            for (long i = 0; i < values.Length; i++)
-            {
-                var idx = TestUtil.Unravel(i, shape);
-                long flat = 0;
-                for (int d = 0; d < rev.Length; d++) flat = flat * rev[d] + idx[shape.Length - 1 - d];
-                data[flat] = values[i];
-            }
-            using var buffer = TestUtil.FromDoubles(data, rev, dtype);
-            yield return ("transposed", buffer.Permute(Enumerable.Range(0, shape.Length).Reverse().ToArray()));
-        }
-    }
-
     [Fact]
     public void SoftmaxAndLogSoftmax_MatchReference()
     {
@@ -63,7 +43,7 @@ public class SoftmaxTests
             {
                 var values = TestUtil.RandomValues(rng, TestUtil.ShapeNumEl(shape), -5, 5);
                 if (dtype == DType.Float32) values = values.Select(v => (double)(float)v).ToArray();
-                foreach (var (layout, x) in Layouts(values, shape, dtype))
+                foreach (var (layout, x) in TestUtil.Layouts(values, shape, dtype))
                     using (x)
                         for (int dim = -Math.Max(shape.Length, 1); dim < Math.Max(shape.Length, 1); dim++)
                             // The large shape (the parallel path) with one temperature only, to keep the test short.
