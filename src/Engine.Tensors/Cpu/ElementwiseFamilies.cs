@@ -1,4 +1,5 @@
 using System.Numerics;
+using Engine.Tensors.Kernels;
 
 namespace Engine.Tensors.Cpu;
 
@@ -59,6 +60,7 @@ internal static class ElementwiseDispatch
     {
         if (x.DType == DType.Bool)
             throw new ArgumentException($"{name}: not defined for bool tensors (shape {ShapeUtil.Format(x.Shape)}); convert with To(DType.Int32) first.");
+        if (KernelDispatch.IsAccelerated(x)) return KernelDispatch.NumericUnary<TOp>(name, x);
         var y = Tensor.Allocate(x.ShapeArray(), x.DType, zero: false, name);
         switch (x.DType)
         {
