@@ -211,7 +211,7 @@ public sealed partial class Tensor : IDisposable
     internal void RequireCpu(string op)
     {
         if (Device.Type != DeviceType.Cpu)
-            throw new NotSupportedException($"{op}: tensor on {Device} has no CPU-native implementation here; move it with To(Device.Cpu).");
+            throw new NotSupportedException($"{op}: an op that reads the elements on the host got a tensor on {Device}, and it has no kernel for {Device} yet; move the tensor to the CPU with To(Device.Cpu).");
     }
 
     /// <summary>Pointer to element [0, ..., 0]. CPU tensors only.</summary>

@@ -78,6 +78,8 @@ internal static class ElementwiseDispatch
     /// </summary>
     public static Tensor Compare<TOp>(string name, Tensor a, Tensor b) where TOp : IComparison
     {
+        KernelDispatch.CheckSameDevice(name, a, b);
+        if (KernelDispatch.IsAccelerated(a)) throw KernelDispatch.NoKernel(name, a.Device);
         var shape = ShapeUtil.Broadcast(name, a.Shape, b.Shape);
         var dtype = DTypes.Promote(a.DType, b.DType);
         if (dtype == DType.Bool) dtype = DType.Int32;
@@ -105,6 +107,8 @@ internal static class ElementwiseDispatch
     /// <summary>where(cond, a, b): cond must be bool; a and b are promoted to a common dtype; all three broadcast.</summary>
     public static Tensor Where(string name, Tensor cond, Tensor a, Tensor b)
     {
+        foreach (var t in (ReadOnlySpan<Tensor>)[cond, a, b])
+            if (KernelDispatch.IsAccelerated(t)) throw KernelDispatch.NoKernel(name, t.Device);
         if (cond.DType != DType.Bool)
             throw new ArgumentException($"{name}: the condition must be a bool tensor, got {cond.DType.Name()} of shape {ShapeUtil.Format(cond.Shape)}; build it with a comparison (Gt, Eq, ...) or To(DType.Bool).");
         var shape = ShapeUtil.Broadcast(name, ShapeUtil.Broadcast(name, cond.Shape, a.Shape), b.Shape);

@@ -70,3 +70,21 @@ public class OpenCLTensorTests
         Assert.All(x.Grad!.ToArray<float>(), v => Assert.Equal(1f, v));
     }
 }
+
+/// <summary>Tensors on a CUDA GPU (where one exists; skipped with the reason elsewhere): every check of <see cref="DeviceChecks"/>.</summary>
+public class CudaTensorTests
+{
+    private static readonly Device Cuda = Device.Parse("cuda:0");
+
+    [BackendFact("cuda")] public void ToRoundTrips() => DeviceChecks.RoundTrip(Cuda);
+    [BackendFact("cuda")] public void ToRecordsItsBackward() => DeviceChecks.RoundTripGradient(Cuda);
+    [BackendFact("cuda")] public void BinaryOpsMatchCpu() => DeviceChecks.Binary(Cuda);
+    [BackendFact("cuda")] public void UnaryOpsMatchCpu() => DeviceChecks.Unary(Cuda);
+    [BackendFact("cuda")] public void CopiesMatchCpu() => DeviceChecks.Copies(Cuda);
+    [BackendFact("cuda")] public void ReductionsMatchCpu() => DeviceChecks.Reductions(Cuda);
+    [BackendFact("cuda")] public void SoftmaxMatchesCpu() => DeviceChecks.Softmax(Cuda);
+    [BackendFact("cuda")] public void MatMulMatchesCpu() => DeviceChecks.MatMul(Cuda);
+    [BackendFact("cuda")] public void MlpForwardBackwardMatchesCpu() => DeviceChecks.Mlp(Cuda);
+    [BackendFact("cuda")] public void OpWithoutKernelThrows() => DeviceChecks.Unsupported(Cuda);
+    [BackendFact("cuda")] public void MixedDevicesThrow() => DeviceChecks.MixedDevices(Cuda);
+}
