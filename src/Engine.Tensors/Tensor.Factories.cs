@@ -89,10 +89,21 @@ public sealed partial class Tensor
         return this;
     }
 
-    /// <summary>Copies <paramref name="src"/> (broadcast, converted) into <paramref name="dst"/>: the CPU loop, or the copy kernel on an accelerator device.</summary>
+    /// <summary>
+    /// Copies <paramref name="src"/> (broadcast, converted) into <paramref name="dst"/>: the CPU loop, or
+    /// the copy kernel on an accelerator device. A source on another device is moved to the
+    /// destination's device first (as PyTorch's copy_).
+    /// </summary>
     internal static void CopyInto(string op, Tensor src, Tensor dst)
     {
-        if (KernelDispatch.IsAccelerated(dst) || KernelDispatch.IsAccelerated(src)) KernelDispatch.Copy(op, src, dst);
+        if (src.Device != dst.Device)
+        {
+            using var detached = src.Detach();
+            using var moved = detached.To(dst.Device);
+            CopyInto(op, moved, dst);
+            return;
+        }
+        if (KernelDispatch.IsAccelerated(dst)) KernelDispatch.Copy(op, src, dst);
         else Cpu.Copy.Into(src, dst);
     }
 

@@ -173,6 +173,12 @@ internal static class DeviceChecks
         using (var v = target.Slice(0, 0, 5, 2)) v.Fill_(-4.25);
         using (var v = dtarget.Slice(0, 0, 5, 2)) v.Fill_(-4.25);
         Same(target, dtarget, "CopyFrom_ and Fill_ of strided views");
+        // CopyFrom_ across devices moves the source first (as PyTorch's copy_).
+        using (var v = dtarget.Select(0, 1)) v.CopyFrom_(row);
+        using (var v = target.Select(0, 1)) v.CopyFrom_(row);
+        using (var v = target.Select(0, 2)) v.CopyFrom_(drow);
+        using (var v = dtarget.Select(0, 2)) v.CopyFrom_(drow);
+        Same(target, dtarget, "CopyFrom_ across devices");
     }
 
     public static void Reductions(Device device)
@@ -228,6 +234,24 @@ internal static class DeviceChecks
                 using (var s = dy.Mul(dw).Sum()) s.Backward();
                 Same(x.Grad!, dx.Grad!, what + " backward");
             }
+        // With createGraph the backward is the differentiable formula (tensor ops on the device), not the
+        // fused kernel: the gradient of Σ (∂L/∂x)² matches the CPU's (a second-order derivative).
+        foreach (bool log in new[] { false, true })
+        {
+            using var x = TestUtil.Random(rng, [3, 6], lo: -2, hi: 2).RequiresGrad_();
+            using var dx = x.To(device).Detach().RequiresGrad_();
+            using var w = TestUtil.Random(rng, [3, 6]);
+            using var dw = w.To(device);
+            foreach (var (t, weights) in new[] { (x, w), (dx, dw) })
+            {
+                using var y = log ? t.LogSoftmax(-1, 0.7) : t.Softmax(-1, 0.7);
+                using var l = y.Mul(weights).Sum();
+                using var g = Autograd.Grad(l, t, createGraph: true);
+                using var g2 = g.Mul(g).Sum();
+                g2.Backward();
+            }
+            Same(x.Grad!, dx.Grad!, $"{(log ? "log_softmax" : "softmax")} second order", 1e-4);
+        }
     }
 
     public static void MatMul(Device device)
