@@ -3,6 +3,8 @@
 //
 // Math      y[i] = TOp.Invoke(x[off_x(i)])            unary  (exp, log, tanh, sigmoid, relu, neg)
 //           y[i] = TOp.Invoke(a[off_a(i)], b[off_b(i)]) binary (add, sub, mul, div)
+//           y[off_y(i)] = x[off_x(i)]                   StridedCopy (the only kernel with a strided output)
+//           PositiveMaskOp [x > 0] and TieMaskOp [a = b] build the Relu / Max gradient masks on a device.
 //           The op structs are Engine.Tensors' own CPU op structs (Tensor.AddOp, Tensor.ExpOp, ...:
 //           `static T Invoke<T>(T x)` in .NET generic math), so the scalar math is written once and
 //           the CPU path and these kernels run the same C#. Only NegOp is defined here (the CPU
@@ -61,6 +63,23 @@ internal readonly struct NegOp : INumericUnary
     public static T Invoke<T>(T x) where T : INumber<T> => -x;
 }
 
+/// <summary>[x &gt; 0] as 1 or 0: the mask of Relu's gradient on a device (the CPU builds it with Gt and a cast).</summary>
+internal readonly struct PositiveMaskOp : INumericUnary
+{
+    /// <summary>1 where x &gt; 0, else 0 (NaN gives 0).</summary>
+    public static T Invoke<T>(T x) where T : INumber<T> => x > T.Zero ? T.One : T.Zero;
+}
+
+/// <summary>
+/// [a = b] as 1 or 0, with NaN equal to NaN: marks the elements equal to their row's max, for the
+/// gradient of Max on a device (the CPU's TieWeights does the same in one pass).
+/// </summary>
+internal readonly struct TieMaskOp : INumericBinary
+{
+    /// <summary>1 where a = b or both are NaN, else 0.</summary>
+    public static T Invoke<T>(T a, T b) where T : INumber<T> => a == b || (T.IsNaN(a) && T.IsNaN(b)) ? T.One : T.Zero;
+}
+
 /// <summary>Strided, broadcasting elementwise kernels over Engine.Tensors' operator structs (see the file header).</summary>
 internal static partial class ElementwiseKernels
 {
@@ -87,7 +106,7 @@ internal static partial class ElementwiseKernels
     }
 
     /// <summary>y[i] = TOp(x[offset(i)]) for an op defined on every number type (relu, neg).</summary>
-    [Kernel, KernelInstance(typeof(Tensor.ReluOp)), KernelInstance(typeof(NegOp))]
+    [Kernel, KernelInstance(typeof(Tensor.ReluOp)), KernelInstance(typeof(NegOp)), KernelInstance(typeof(PositiveMaskOp))]
     public static void NumericUnary<TOp>(ArrayView<float> x, ArrayView<float> y, ElementwiseLayout layout) where TOp : INumericUnary
     {
         int i = Grid.GlobalIndexX;
@@ -106,7 +125,7 @@ internal static partial class ElementwiseKernels
     /// <summary>y[i] = TOp(a[offsetA(i)], b[offsetB(i)]) with broadcasting (add, sub, mul, div).</summary>
     [Kernel]
     [KernelInstance(typeof(Tensor.AddOp)), KernelInstance(typeof(Tensor.SubOp))]
-    [KernelInstance(typeof(Tensor.MulOp)), KernelInstance(typeof(Tensor.DivOp))]
+    [KernelInstance(typeof(Tensor.MulOp)), KernelInstance(typeof(Tensor.DivOp)), KernelInstance(typeof(TieMaskOp))]
     public static void Binary<TOp>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, ElementwiseLayout layout) where TOp : INumericBinary
     {
         int i = Grid.GlobalIndexX;
@@ -122,5 +141,29 @@ internal static partial class ElementwiseKernels
             ib += c * layout.StrideB[d];
         }
         y[i] = TOp.Invoke(a[ia], b[ib]);
+    }
+
+    /// <summary>
+    /// y[offB(i)] = x[offA(i)] for i &lt; count: a strided (and broadcasting) copy into a strided
+    /// destination (Contiguous, Clone, CopyFrom_, Fill_ from a broadcast 0-d tensor). The layout's
+    /// A operand is the source, its B operand the destination; the destination must not overlap the
+    /// source with another layout (each element is read and written once, in no defined order).
+    /// </summary>
+    [Kernel]
+    public static void StridedCopy(ArrayView<float> x, ArrayView<float> y, ElementwiseLayout layout, int count)
+    {
+        int i = Grid.GlobalIndexX;
+        if (i >= count) return;
+        int rest = i, ia = layout.OffsetA, ib = layout.OffsetB;
+        for (int d = MaxRank - 1; d >= 0; d--)
+        {
+            if (d >= layout.Rank) continue;
+            int extent = layout.Shape[d];
+            int c = rest % extent;
+            rest /= extent;
+            ia += c * layout.StrideA[d];
+            ib += c * layout.StrideB[d];
+        }
+        y[ib] = x[ia];
     }
 }

@@ -141,7 +141,7 @@ public sealed partial class Tensor
         var inputShape = _shape;
         return Graph.Record(y, "slice", this, g =>
         {
-            var full = Zeros(inputShape, g.DType);
+            var full = Zeros(inputShape, g.DType, g.Device);
             using (NoGrad()) full.Slice(d, start, end, step).CopyFrom_(g);
             return g.RequiresGrad ? SliceScatter(full, g, d, start, end, step) : full;
         });
@@ -250,8 +250,8 @@ public sealed partial class Tensor
     /// <summary>A contiguous copy (gradients flow through it).</summary>
     public Tensor Clone()
     {
-        var y = Allocate(ShapeArray(), DType, zero: false, "Clone");
-        Cpu.Copy.Into(this, y);
+        var y = Allocate(ShapeArray(), DType, zero: false, "Clone", Device);
+        CopyInto("Clone", this, y);
         return Graph.Record(y, "clone", this, g => g);
     }
 
@@ -260,7 +260,7 @@ public sealed partial class Tensor
     {
         var shape = ShapeArray();
         shape[dim] = size;
-        var y = Zeros(shape, DType);
+        var y = Zeros(shape, DType, Device);
         using (NoGrad())
         using (var region = y.Narrow(dim, start, _shape[dim]))
             region.CopyFrom_(this);

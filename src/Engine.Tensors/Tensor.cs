@@ -211,7 +211,7 @@ public sealed partial class Tensor : IDisposable
     internal void RequireCpu(string op)
     {
         if (Device.Type != DeviceType.Cpu)
-            throw new NotSupportedException($"{op}: tensor on {Device} has no CPU-native implementation here; move it with To(Device.Cpu).");
+            throw new NotSupportedException($"{op}: an op that reads the elements on the host got a tensor on {Device}, and it has no kernel for {Device} yet; move the tensor to the CPU with To(Device.Cpu).");
     }
 
     /// <summary>Pointer to element [0, ..., 0]. CPU tensors only.</summary>
@@ -235,10 +235,22 @@ public sealed partial class Tensor : IDisposable
             throw new InvalidOperationException($"{op}<{typeof(T).Name}>: the tensor's dtype is {DType.Name()}.");
     }
 
-    /// <summary>Copies the elements out in row-major order.</summary>
+    /// <summary>This tensor itself on the CPU, or a copy there (not recorded) of a tensor on an accelerator; the caller disposes the result either way.</summary>
+    private Tensor OnHost()
+    {
+        if (Device.Type == DeviceType.Cpu) return Alias();
+        using (NoGrad()) return To(Device.Cpu);
+    }
+
+    /// <summary>Copies the elements out in row-major order (from an accelerator: through a copy to the host).</summary>
     public T[] ToArray<T>() where T : unmanaged
     {
         CheckType<T>("ToArray");
+        if (Device.Type != DeviceType.Cpu)
+        {
+            using var host = OnHost();
+            return host.ToArray<T>();
+        }
         using var c = Contiguous();
         return c.Span<T>().ToArray();
     }
@@ -249,7 +261,8 @@ public sealed partial class Tensor : IDisposable
         if (NumEl != 1)
             throw new InvalidOperationException($"Item: only a one-element tensor has an item; this one has shape {ShapeUtil.Format(Shape)}.");
         CheckType<T>("Item");
-        unsafe { return *Ptr<T>(); }
+        using var host = OnHost();
+        unsafe { return *host.Ptr<T>(); }
     }
 
     /// <summary>The value of a one-element floating-point or integer tensor as a double.</summary>
@@ -257,15 +270,16 @@ public sealed partial class Tensor : IDisposable
     {
         if (NumEl != 1)
             throw new InvalidOperationException($"ToDouble: only a one-element tensor converts to a number; this one has shape {ShapeUtil.Format(Shape)}.");
+        using var host = OnHost();
         unsafe
         {
             return DType switch
             {
-                DType.Float32 => *Ptr<float>(),
-                DType.Float64 => *Ptr<double>(),
-                DType.Int32 => *Ptr<int>(),
-                DType.Int64 => *Ptr<long>(),
-                DType.Bool => *Ptr<bool>() ? 1 : 0,
+                DType.Float32 => *host.Ptr<float>(),
+                DType.Float64 => *host.Ptr<double>(),
+                DType.Int32 => *host.Ptr<int>(),
+                DType.Int64 => *host.Ptr<long>(),
+                DType.Bool => *host.Ptr<bool>() ? 1 : 0,
                 _ => throw new NotSupportedException(),
             };
         }
@@ -323,9 +337,10 @@ public sealed partial class Tensor : IDisposable
     {
         if (_disposed) return $"Tensor(disposed, shape={ShapeUtil.Format(_shape)}, dtype={DType.Name()})";
         var sb = new StringBuilder("Tensor(");
-        if (NumEl <= 64 && Device.Type == DeviceType.Cpu)
+        if (NumEl <= 64)
         {
-            using var f = DType == DType.Float64 ? Contiguous() : To(DType.Float64);
+            using var host = OnHost();
+            using var f = DType == DType.Float64 ? host.Contiguous() : host.To(DType.Float64);
             var values = f.Span<double>();
             sb.Append('[');
             for (int i = 0; i < values.Length; i++)

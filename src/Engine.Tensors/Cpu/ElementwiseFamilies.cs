@@ -1,4 +1,5 @@
 using System.Numerics;
+using Engine.Tensors.Kernels;
 
 namespace Engine.Tensors.Cpu;
 
@@ -59,6 +60,7 @@ internal static class ElementwiseDispatch
     {
         if (x.DType == DType.Bool)
             throw new ArgumentException($"{name}: not defined for bool tensors (shape {ShapeUtil.Format(x.Shape)}); convert with To(DType.Int32) first.");
+        if (KernelDispatch.IsAccelerated(x)) return KernelDispatch.NumericUnary<TOp>(name, x);
         var y = Tensor.Allocate(x.ShapeArray(), x.DType, zero: false, name);
         switch (x.DType)
         {
@@ -76,6 +78,8 @@ internal static class ElementwiseDispatch
     /// </summary>
     public static Tensor Compare<TOp>(string name, Tensor a, Tensor b) where TOp : IComparison
     {
+        KernelDispatch.CheckSameDevice(name, a, b);
+        if (KernelDispatch.IsAccelerated(a)) throw KernelDispatch.NoKernel(name, a.Device);
         var shape = ShapeUtil.Broadcast(name, a.Shape, b.Shape);
         var dtype = DTypes.Promote(a.DType, b.DType);
         if (dtype == DType.Bool) dtype = DType.Int32;
@@ -103,6 +107,8 @@ internal static class ElementwiseDispatch
     /// <summary>where(cond, a, b): cond must be bool; a and b are promoted to a common dtype; all three broadcast.</summary>
     public static Tensor Where(string name, Tensor cond, Tensor a, Tensor b)
     {
+        foreach (var t in (ReadOnlySpan<Tensor>)[cond, a, b])
+            if (KernelDispatch.IsAccelerated(t)) throw KernelDispatch.NoKernel(name, t.Device);
         if (cond.DType != DType.Bool)
             throw new ArgumentException($"{name}: the condition must be a bool tensor, got {cond.DType.Name()} of shape {ShapeUtil.Format(cond.Shape)}; build it with a comparison (Gt, Eq, ...) or To(DType.Bool).");
         var shape = ShapeUtil.Broadcast(name, ShapeUtil.Broadcast(name, cond.Shape, a.Shape), b.Shape);

@@ -1,4 +1,5 @@
 using System.Numerics;
+using Engine.Tensors.Kernels;
 
 namespace Engine.Tensors.Cpu;
 
@@ -66,6 +67,8 @@ internal static class Dispatch
     /// <summary>op(a, b) with broadcasting and PyTorch's type promotion, for numeric dtypes.</summary>
     public static Tensor NumericBinary<TOp>(string name, Tensor a, Tensor b) where TOp : INumericBinary
     {
+        KernelDispatch.CheckSameDevice(name, a, b);
+        if (KernelDispatch.IsAccelerated(a)) return KernelDispatch.Binary<TOp>(name, a, b);
         var dtype = DTypes.Promote(a.DType, b.DType);
         if (dtype == DType.Bool)
             throw new ArgumentException($"{name}: not defined for bool tensors; convert with To(DType.Int32) or use LogicalAnd/LogicalOr.");
@@ -94,6 +97,7 @@ internal static class Dispatch
     /// <summary>op(x) for a floating-point math function; integer and bool inputs are promoted to float32.</summary>
     public static Tensor FloatUnary<TOp>(string name, Tensor x) where TOp : IFloatUnary
     {
+        if (KernelDispatch.IsAccelerated(x)) return KernelDispatch.FloatUnary<TOp>(name, x);
         var dtype = x.DType.IsFloatingPoint() ? x.DType : DType.Float32;
         var cx = x.To(dtype);
         try

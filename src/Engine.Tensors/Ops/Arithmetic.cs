@@ -50,7 +50,7 @@ public sealed partial class Tensor
     /// <summary>−this. Gradient −g.</summary>
     public Tensor Neg()
     {
-        using var minusOne = ScalarLike(-1, DType == DType.Bool ? DType.Int32 : DType);
+        using var minusOne = ScalarLike(-1, DType == DType.Bool ? DType.Int32 : DType, Device);
         Tensor y;
         using (NoGrad())
             y = Dispatch.NumericBinary<MulOp>("neg", this, minusOne);
@@ -76,7 +76,7 @@ public sealed partial class Tensor
         var dtype = DType.IsFloatingPoint() ? DType
             : value == Math.Floor(value) && !double.IsInfinity(value) && DType != DType.Bool ? DType
             : DType.Float32;
-        return ScalarLike(value, dtype);
+        return ScalarLike(value, dtype, Device);
     }
 
     /// <summary>Sums <paramref name="shape"/>-broadcast dims away: the gradient of a broadcast.</summary>

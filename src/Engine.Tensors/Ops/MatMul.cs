@@ -1,5 +1,6 @@
 using Engine.Tensors.AutoDiff;
 using Engine.Tensors.Cpu;
+using Engine.Tensors.Kernels;
 
 namespace Engine.Tensors;
 
@@ -53,8 +54,7 @@ public sealed partial class Tensor
     /// <summary>[..., M, K]·[..., K, N] with broadcast batch dims; both operands have rank ≥ 2 and one dtype.</summary>
     private static Tensor MatMulBatched(Tensor a, Tensor b)
     {
-        a.RequireCpu("matmul");
-        b.RequireCpu("matmul");
+        KernelDispatch.CheckSameDevice("matmul", a, b);
         long m = a._shape[^2], k = a._shape[^1], n = b._shape[^1];
         var batchA = a._shape[..^2];
         var batchB = b._shape[..^2];
@@ -66,9 +66,14 @@ public sealed partial class Tensor
                 $"matmul: the batch dims of shapes {ShapeUtil.Format(a.Shape)} and {ShapeUtil.Format(b.Shape)} cannot be broadcast together ({ShapeUtil.Format(batchA)} vs {ShapeUtil.Format(batchB)}).");
         }
         var outShape = batch.Concat(new[] { m, n }).ToArray();
-        var y = Allocate(outShape, a.DType, zero: false, "matmul");
-        if (a.DType == DType.Float32) BatchedGemm<float>(a, b, y, batch, m, n, k);
-        else BatchedGemm<double>(a, b, y, batch, m, n, k);
+        Tensor y;
+        if (KernelDispatch.IsAccelerated(a)) y = KernelDispatch.MatMul(a, b, batch);
+        else
+        {
+            y = Allocate(outShape, a.DType, zero: false, "matmul");
+            if (a.DType == DType.Float32) BatchedGemm<float>(a, b, y, batch, m, n, k);
+            else BatchedGemm<double>(a, b, y, batch, m, n, k);
+        }
 
         bool ga = a.RequiresGrad, gb = b.RequiresGrad;
         var (sa, sb) = (a._shape, b._shape);

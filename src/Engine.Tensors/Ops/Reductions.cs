@@ -1,4 +1,5 @@
 using Engine.Tensors.AutoDiff;
+using Engine.Tensors.Kernels;
 
 namespace Engine.Tensors;
 
@@ -120,11 +121,14 @@ public sealed partial class Tensor
     {
         RequireNumeric(op);
         RequireNonEmptyReduction(op, mask);
-        var y = ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowMaxMin(DType, max),
-            columns: Cpu.ReductionKernels.ColumnMaxMin(DType, max));
+        bool device = KernelDispatch.IsAccelerated(this);
+        if (device && !max) throw KernelDispatch.NoKernel(op, Device);
+        var y = device ? KernelDispatch.Reduce(op, this, mask, keepDim, max: true)
+            : ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowMaxMin(DType, max),
+                columns: Cpu.ReductionKernels.ColumnMaxMin(DType, max));
         return Graph.Record(y, op, [this], [this, y], (g, s) =>
         {
-            using var ties = Cpu.ReductionKernels.TieWeights(s[0], s[1], mask);
+            using var ties = device ? KernelDispatch.TieWeights(s[0], s[1], mask, keepDim) : Cpu.ReductionKernels.TieWeights(s[0], s[1], mask);
             using var ge = g.ExpandReduced(mask, keepDim);
             return [ge.Mul(ties)];
         });

@@ -1,5 +1,6 @@
 using Engine.Tensors.AutoDiff;
 using Engine.Tensors.Cpu;
+using Engine.Tensors.Kernels;
 
 namespace Engine.Tensors;
 
@@ -27,6 +28,8 @@ public sealed partial class Tensor
         RequireFloat(op);
         if (!(temperature > 0) || !double.IsFinite(temperature))
             throw new ArgumentOutOfRangeException(nameof(temperature), $"{op}: temperature must be positive and finite, got {temperature}.");
+        if (KernelDispatch.IsAccelerated(this))
+            return Record(KernelDispatch.Softmax(op, this, d, temperature, log), op, d, temperature, log, device: true);
         var y = Allocate(ShapeArray(), DType, zero: false, op);
         long n = Rank == 0 ? 1 : _shape[d], inner = 1;
         for (int i = d + 1; i < Rank; i++) inner *= _shape[i];
@@ -54,9 +57,20 @@ public sealed partial class Tensor
             using var yView = y.Permute(perm);
             Copy.Into(result, yView);
         }
+        return Record(y, op, d, temperature, log, device: false);
+    }
+
+    /// <summary>
+    /// Records softmax / log-softmax output <paramref name="y"/> of this tensor. The backward is the
+    /// formula below in tensor ops (differentiable, so createGraph works); on a device, when no graph
+    /// of the backward is wanted, the fused backward kernels (SoftmaxKernels) compute the same in one pass.
+    /// </summary>
+    private Tensor Record(Tensor y, string op, int d, double temperature, bool log, bool device)
+    {
         return Graph.Record(y, op, [this], [y], (g, s) =>
         {
             var yy = s[0];
+            if (device && !GradMode.IsEnabled) return [KernelDispatch.SoftmaxBackward(op, yy, g, d, temperature, log)];
             if (!log)
             {
                 using var gy = g.Mul(yy);

@@ -2,6 +2,7 @@ using System.Numerics;
 using System.Numerics.Tensors;
 using Engine.Tensors.AutoDiff;
 using Engine.Tensors.Cpu;
+using Engine.Tensors.Kernels;
 
 namespace Engine.Tensors;
 
@@ -23,7 +24,8 @@ public sealed partial class Tensor
         var mask = ShapeUtil.DimMask("sum", dims, Rank, all);
         var outDType = DType.IsFloatingPoint() ? DType : DType.Int64;
         using var src = DType == outDType ? Alias() : To(outDType);
-        var y = ReductionRunner.SumOf(src, mask, keepDim, "sum");
+        var y = KernelDispatch.IsAccelerated(src) ? KernelDispatch.Reduce("sum", src, mask, keepDim, max: false)
+            : ReductionRunner.SumOf(src, mask, keepDim, "sum");
         var inputShape = _shape;
         return Graph.Record(y, "sum", this, g =>
         {
@@ -109,6 +111,7 @@ internal static unsafe class ReductionRunner
     public static Tensor Run(Tensor x, bool[] mask, bool keepDim, string op, RowReducer reducer, DType? outDType = null,
         ColumnReducer? columns = null)
     {
+        if (KernelDispatch.IsAccelerated(x)) throw KernelDispatch.NoKernel(op, x.Device);
         var outShape = OutputShape(x.Shape, mask, keepDim);
         var (perm, _, _, rowLength) = Layout(x.Shape, mask);
         var y = Tensor.Allocate(outShape, outDType ?? x.DType, zero: false, op);

@@ -2,6 +2,7 @@ using System.Numerics;
 using System.Numerics.Tensors;
 using Engine.Tensors.AutoDiff;
 using Engine.Tensors.Cpu;
+using Engine.Tensors.Kernels;
 
 namespace Engine.Tensors;
 
@@ -101,10 +102,18 @@ public sealed partial class Tensor
         var y = ElementwiseDispatch.NumericUnary<ReluOp>("relu", this);
         return Graph.Record(y, "relu", [this], [y], (g, s) =>
         {
-            using var positive = s[0].Gt(0.0);
-            using var mask = positive.To(g.DType);
+            using var mask = s[0].PositiveMask(g.DType);
             return [g.Mul(mask)];
         });
+    }
+
+    /// <summary>[x &gt; 0] as 1/0 of <paramref name="dtype"/> (Relu's gradient mask; a constant, not recorded).</summary>
+    private Tensor PositiveMask(DType dtype)
+    {
+        using var _ = NoGrad();
+        if (KernelDispatch.IsAccelerated(this)) return ElementwiseDispatch.NumericUnary<Kernels.PositiveMaskOp>("relu backward", this);
+        using var positive = Gt(0.0);
+        return positive.To(dtype);
     }
 
     /// <summary>σ(x) = 1/(1 + e⁻ˣ). Gradient g·y·(1 − y) (saves y).</summary>
