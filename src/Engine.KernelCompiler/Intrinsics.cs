@@ -98,6 +98,9 @@ internal static class Intrinsics
     public const int ShuffleBufferSize = 1024;
     public const string ShuffleBuffer = "__engine_shfl_buf";
 
+    /// <summary>The OpenCL kernel-scope buffer of Group.ReduceSum/ReduceMax.</summary>
+    public const string ReduceBuffer = "__engine_reduce_buf";
+
     /// <summary>
     /// How OpenCL device functions are declared: always inlined. PoCL runs a work-group's items as
     /// loops split at barriers; a barrier inside a called (not inlined) function in a loop gave wrong
@@ -118,6 +121,8 @@ internal static class Intrinsics
             return $"{(target == Target.Cuda ? "static __device__ " : "static ")}{t} __engine_{name}({t} a, {t} b)\n{{\n" +
                    $"    return (a != a || b != b) ? a + b : {fn}(a, b);\n}}\n";
         }
+        if (name.StartsWith("warp_") || name.StartsWith("group_"))
+            return ReduceHelper(name, target);
         if (target == Target.Cuda)
             return name switch
             {
@@ -171,7 +176,41 @@ internal static class Intrinsics
         };
     }
 
+    /// <summary>
+    /// Group/warp reductions. Group: s[t] = v; for stride = pow2ceil(n)/2 .. 1: s[t] ⊕= s[t + stride]
+    /// where t + stride &lt; n; result s[0] (the emulator runs the same tree, so all backends agree
+    /// bitwise). Warp: butterfly v ⊕= shfl_xor(v, 16 .. 1). ⊕ is + or fmax.
+    /// </summary>
+    private static string ReduceHelper(string name, Target target)
+    {
+        bool cuda = target == Target.Cuda, isMax = name.EndsWith("_max");
+        string Combine(string a, string b) => isMax ? $"{(cuda ? "fmaxf" : "fmax")}({a}, {b})" : $"{a} + {b}";
+        if (name.StartsWith("warp_"))
+        {
+            return cuda
+                ? $"static __device__ float __engine_{name}(float v)\n{{\n" +
+                  $"    for (int m = 16; m > 0; m >>= 1) v = {Combine("v", "__shfl_xor_sync(0xffffffffu, v, m)")};\n    return v;\n}}\n"
+                : OpenCLFunction + $"float __engine_{name}(__local float* buf, float v)\n{{\n" +
+                  $"    for (int m = 16; m > 0; m >>= 1) v = {Combine("v", "__engine_shfl_xor(buf, v, m)")};\n    return v;\n}}\n";
+        }
+        string sync = cuda ? "__syncthreads()" : "barrier(CLK_LOCAL_MEM_FENCE)";
+        string head = cuda
+            ? $"static __device__ float __engine_{name}(float v)\n{{\n    __shared__ float s[{ShuffleBufferSize}];\n" +
+              "    int n = (int)(blockDim.x * blockDim.y * blockDim.z);\n"
+            : OpenCLFunction + $"float __engine_{name}(__local float* s, float v)\n{{\n" +
+              "    int n = (int)(get_local_size(0) * get_local_size(1) * get_local_size(2));\n";
+        return head +
+               $"    int t = {(cuda ? LinearCuda : LinearOpenCL)};\n" +
+               $"    s[t] = v;\n    {sync};\n" +
+               "    int stride = 1;\n    while (stride < n) stride <<= 1;\n" +
+               "    for (stride >>= 1; stride > 0; stride >>= 1)\n    {\n" +
+               $"        if (t < stride && t + stride < n) s[t] = {Combine("s[t]", "s[t + stride]")};\n        {sync};\n    }}\n" +
+               $"    float r = s[0];\n    {sync};\n    return r;\n}}\n";
+    }
+
     /// <summary>Helpers a helper needs (emitted before it).</summary>
     public static IEnumerable<string> HelperDependencies(string name)
-        => name is "shfl_xor" or "shfl_down" ? ["shfl"] : [];
+        => name is "shfl_xor" or "shfl_down" ? ["shfl"]
+         : name is "warp_sum" or "warp_max" ? ["shfl_xor"]
+         : [];
 }

@@ -32,6 +32,8 @@ internal sealed partial class Translator
             return "0";
         }
         if (typeName == KernelsNamespace + ".Group" && method.Name == "Barrier") return Intrinsics.Barrier(target);
+        if (typeName == KernelsNamespace + ".Group" && method.Name is "ReduceSum" or "ReduceMax") return Reduce(inv, method, group: true);
+        if (typeName == KernelsNamespace + ".Warp" && method.Name is "ReduceSum" or "ReduceMax") return Reduce(inv, method, group: false);
         if (typeName == KernelsNamespace + ".Warp") return Shuffle(inv, method);
         if (typeName == KernelsNamespace + ".Atomic") return Atomic(inv, method);
         if (typeName == KernelsNamespace + ".SharedMemory")
@@ -172,6 +174,27 @@ internal sealed partial class Translator
         return isInt
             ? $"as_int({fn}({Intrinsics.ShuffleBuffer}, as_float({value}), {lane}))"
             : $"{fn}({Intrinsics.ShuffleBuffer}, {value}, {lane})";
+    }
+
+    /// <summary>
+    /// Group.ReduceSum/ReduceMax (a shared-memory tree: a static __shared__ buffer in the CUDA helper,
+    /// a kernel-scope __local buffer on OpenCL) and Warp.ReduceSum/ReduceMax (a butterfly of shuffles).
+    /// On OpenCL both need a buffer declared at kernel scope, so they are allowed in kernel bodies only.
+    /// </summary>
+    private string Reduce(InvocationExpressionSyntax inv, IMethodSymbol method, bool group)
+    {
+        string value = Expr(inv.ArgumentList.Arguments[0].Expression);
+        string name = (group ? "group_" : "warp_") + (method.Name == "ReduceSum" ? "sum" : "max");
+        if (target == Target.Cuda) return $"{Helper(name)}({value})";
+        if (!_f.IsKernel)
+        {
+            Report(Krn.ShuffleScope, inv, (group ? "Group." : "Warp.") + method.Name);
+            return "0";
+        }
+        string buffer = group ? Intrinsics.ReduceBuffer : Intrinsics.ShuffleBuffer;
+        string hoisted = $"__local float {buffer}[{Intrinsics.ShuffleBufferSize}];";
+        if (!_f.Hoisted.Contains(hoisted)) _f.Hoisted.Add(hoisted);
+        return $"{Helper(name)}({buffer}, {value})";
     }
 
     /// <summary>Atomic.Add/Max/Min/CompareExchange(ref view[i], ...): atomicAdd and co. / atomic_add and co.</summary>

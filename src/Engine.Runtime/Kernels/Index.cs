@@ -41,6 +41,17 @@ public static class Group
 
     /// <summary>Waits until every thread of the group reaches this barrier; shared-memory writes before it are visible after it.</summary>
     public static void Barrier() => KernelContext.Current.Group.Barrier.Wait(KernelContext.Current);
+
+    /// <summary>
+    /// The sum of <paramref name="value"/> over every thread of the group, returned to every thread.
+    /// Every thread must call it (it contains barriers). Order: a shared-memory tree (s[t] += s[t + stride],
+    /// stride halving from the next power of two), the same on every backend, so results are bitwise equal.
+    /// Groups of at most 1024 threads.
+    /// </summary>
+    public static float ReduceSum(float value) => KernelContext.Current.Group.Reduce(KernelContext.Current, value, max: false);
+
+    /// <summary>The maximum of <paramref name="value"/> over the group (NaN-propagating as fmaxf is not: NaN is ignored), to every thread.</summary>
+    public static float ReduceMax(float value) => KernelContext.Current.Group.Reduce(KernelContext.Current, value, max: true);
 }
 
 /// <summary>This thread's warp: 32 lanes that execute together (CUDA warps; emulated on OpenCL).</summary>
@@ -70,6 +81,24 @@ public static class Warp
 
     /// <summary>The value held by lane <c>LaneIdx + delta</c>.</summary>
     public static int ShuffleDown(int value, int delta) => BitConverter.SingleToInt32Bits(ShuffleDown(BitConverter.Int32BitsToSingle(value), delta));
+
+    /// <summary>
+    /// The sum of <paramref name="value"/> over the 32 lanes of this warp, returned to every lane
+    /// (butterfly: v += ShuffleXor(v, 16), 8, 4, 2, 1 — the same order on every backend). Every lane
+    /// must call it; on OpenCL every thread of the group (see ShuffleXor). Full warps only.
+    /// </summary>
+    public static float ReduceSum(float value)
+    {
+        for (int mask = WarpSize / 2; mask > 0; mask /= 2) value += ShuffleXor(value, mask);
+        return value;
+    }
+
+    /// <summary>The maximum of <paramref name="value"/> over the warp's lanes (fmaxf semantics: NaN ignored), to every lane.</summary>
+    public static float ReduceMax(float value)
+    {
+        for (int mask = WarpSize / 2; mask > 0; mask /= 2) value = XMath.Max(value, ShuffleXor(value, mask));
+        return value;
+    }
 }
 
 /// <summary>Three sizes or indices.</summary>

@@ -43,6 +43,7 @@ internal sealed unsafe class GroupState : IDisposable
     private readonly nint _dynamic;
     private readonly int _dynamicBytes;
     private readonly float[] _exchange;
+    private readonly float[] _reduce;
 
     public GroupState(int threads, int dynamicSharedBytes)
     {
@@ -51,6 +52,7 @@ internal sealed unsafe class GroupState : IDisposable
         for (int w = 0; w < WarpBarriers.Length; w++)
             WarpBarriers[w] = new GroupBarrier(Math.Min(Warp.WarpSize, threads - w * Warp.WarpSize));
         _exchange = new float[threads];
+        _reduce = new float[threads];
         _dynamicBytes = dynamicSharedBytes;
         _dynamic = dynamicSharedBytes > 0 ? (nint)NativeMemory.AllocZeroed((nuint)dynamicSharedBytes) : 0;
     }
@@ -89,6 +91,28 @@ internal sealed unsafe class GroupState : IDisposable
             throw new KernelFaultException($"Warp shuffle from lane {source} in {thread.Describe()}: the warp has {barrier.Size} lanes.");
         float result = _exchange[baseIndex + source];
         barrier.Wait(thread);
+        return result;
+    }
+
+    /// <summary>
+    /// Group-wide reduction with the tree every backend uses: s[t] = v; then for stride = pow2ceil(n)/2
+    /// down to 1: s[t] ⊕= s[t + stride] where t + stride &lt; n; the result is s[0].
+    /// </summary>
+    public float Reduce(KernelContext thread, float value, bool max)
+    {
+        int t = thread.LinearThreadIndex, n = Barrier.Size;
+        _reduce[t] = value;
+        Barrier.Wait(thread);
+        int stride = 1;
+        while (stride < n) stride *= 2;
+        for (stride /= 2; stride > 0; stride /= 2)
+        {
+            if (t < stride && t + stride < n)
+                _reduce[t] = max ? XMath.Max(_reduce[t], _reduce[t + stride]) : _reduce[t] + _reduce[t + stride];
+            Barrier.Wait(thread);
+        }
+        float result = _reduce[0];
+        Barrier.Wait(thread);
         return result;
     }
 

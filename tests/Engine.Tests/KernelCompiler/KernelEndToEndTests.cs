@@ -147,6 +147,36 @@ public class KernelEndToEndTests
     }
 
     [BackendFact("opencl")]
+    public void GroupAndWarpReductions_MatchReference_AndAgreeBitwise()
+    {
+        const int n = 200, group = 96, grid = (n + group - 1) / group; // group not a power of two; last group partial
+        var x = Random(n, 8);
+        var (emu, cl) = OnBoth(acc =>
+        {
+            using DevArray<float> dx = new(acc, x), ds = new(acc, new float[grid]), dm = new(acc, new float[grid]),
+                dws = new(acc, new float[grid * group / 32]), dwm = new(acc, new float[grid * group / 32]),
+                dcopy = new(acc, new float[grid * group]);
+            SampleKernels.Launch.Reductions(acc, grid, group, dx.View, ds.View, dm.View, dws.View, dwm.View, dcopy.View);
+            return ds.ToArray().Concat(dm.ToArray()).Concat(dws.ToArray()).Concat(dwm.ToArray()).Concat(dcopy.ToArray()).ToArray();
+        });
+        Assert.Equal(emu, cl); // the same reduction order on both backends: bitwise equal
+        for (int g = 0; g < grid; g++)
+        {
+            var slice = x.Skip(g * group).Take(group).ToArray();
+            Close(slice.Sum(v => (double)v), emu[g], 1e-5, $"group {g} sum");
+            Assert.Equal(slice.Max(), emu[grid + g]);
+            for (int t = 0; t < group; t++) Assert.Equal(emu[g], emu[2 * grid + 2 * (grid * group / 32) + g * group + t]);
+        }
+        for (int w = 0; w < grid * group / 32; w++)
+        {
+            var lanes = Enumerable.Range(w * 32, 32).Select(i => i < n ? x[i] : 0f).ToArray();
+            Close(lanes.Sum(v => (double)v), emu[2 * grid + w], 1e-5, $"warp {w} sum");
+            var present = Enumerable.Range(w * 32, 32).Where(i => i < n).Select(i => x[i]).ToArray();
+            Assert.Equal(present.Length == 0 ? float.NegativeInfinity : present.Max(), emu[2 * grid + grid * group / 32 + w]);
+        }
+    }
+
+    [BackendFact("opencl")]
     public void GenericKernel_OneInstancePerOperator_MatchesReference()
     {
         const int n = 90, group = 32, grid = (n + group - 1) / group;

@@ -173,6 +173,36 @@ public static partial class SampleKernels
         }
     }
 
+    /// <summary>
+    /// Per group: sums[g] = Group.ReduceSum, maxes[g] = Group.ReduceMax over the group's slice
+    /// (0 / -inf padding past n); per warp: warpSums[w] = Warp.ReduceSum, warpMaxes[w] = Warp.ReduceMax.
+    /// Every thread writes its copy of the group result to groupCopies, so "returned to every thread" is checked.
+    /// </summary>
+    [Kernel]
+    public static void Reductions(ArrayView<float> x, ArrayView<float> sums, ArrayView<float> maxes,
+        ArrayView<float> warpSums, ArrayView<float> warpMaxes, ArrayView<float> groupCopies)
+    {
+        int i = Grid.GlobalIndexX;
+        bool inside = i < x.Length;
+        float v = inside ? x[i] : 0f;
+        float m = inside ? x[i] : float.NegativeInfinity;
+        float sum = Group.ReduceSum(v);
+        float max = Group.ReduceMax(m);
+        float warpSum = Warp.ReduceSum(v);
+        float warpMax = Warp.ReduceMax(m);
+        groupCopies[i] = sum;
+        if (Group.IdxX == 0)
+        {
+            sums[Grid.IdxX] = sum;
+            maxes[Grid.IdxX] = max;
+        }
+        if (Warp.LaneIdx == 0)
+        {
+            warpSums[i / Warp.WarpSize] = warpSum;
+            warpMaxes[i / Warp.WarpSize] = warpMax;
+        }
+    }
+
     /// <summary>y = TOp(x), one generic kernel compiled per declared operator.</summary>
     [Kernel, KernelInstance(typeof(ExpOp)), KernelInstance(typeof(HalfReluOp))]
     public static void Unary<TOp>(ArrayView<float> x, ArrayView<float> y) where TOp : struct, IUnaryOp
