@@ -25,6 +25,7 @@ public sealed class CliConsole
             ColorSystem = interactive ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
             Interactive = interactive ? InteractionSupport.Yes : InteractionSupport.No,
         });
+        if (!interactive) Ansi.Profile.Width = 100; // files and pipes: wide enough for the tables, no terminal to ask
     }
 
     /// <summary>The process's console: interactive unless stdout is redirected.</summary>
