@@ -18,6 +18,7 @@ public static class TrainCommands
         public readonly Option<int?> Epochs = new("--epochs") { Description = "Epochs (passes over the training images)." };
         public readonly Option<int> BatchSize = new("--batch-size") { Description = "Images per step.", DefaultValueFactory = _ => 128 };
         public readonly Option<double> Lr = new("--lr") { Description = "Peak learning rate of SGD (momentum 0.9, weight decay 5e-4), annealed per step by a cosine schedule to 0.", DefaultValueFactory = _ => 0.05 };
+        public readonly Option<double> Warmup = new("--warmup-epochs") { Description = "Epochs of linear warmup from 0.1x the peak rate (capped at a fifth of the run; 0: none).", DefaultValueFactory = _ => 1.0 };
         public readonly Option<double> WeightDecay = new("--weight-decay") { Description = "L2 weight decay.", DefaultValueFactory = _ => 5e-4 };
         public readonly Option<ulong> Seed = new("--seed") { Description = "Seeds the initialization, dropout, shuffling and augmentation.", DefaultValueFactory = _ => 0UL };
         public readonly Option<int?> Threads = new("--threads") { Description = "Threads for the CPU ops (default: all processors)." };
@@ -32,7 +33,7 @@ public static class TrainCommands
 
         public void AddTo(Command c)
         {
-            foreach (var o in new Option[] { Epochs, BatchSize, Lr, WeightDecay, Seed, Threads, Device, Data, Limit, TestLimit, Augment, Flip, Out, Metrics })
+            foreach (var o in new Option[] { Epochs, BatchSize, Lr, Warmup, WeightDecay, Seed, Threads, Device, Data, Limit, TestLimit, Augment, Flip, Out, Metrics })
                 c.Options.Add(o);
         }
 
@@ -41,6 +42,7 @@ public static class TrainCommands
             Epochs = r.GetValue(Epochs) ?? defaultEpochs,
             BatchSize = r.GetValue(BatchSize),
             LearningRate = r.GetValue(Lr),
+            WarmupEpochs = r.GetValue(Warmup),
             WeightDecay = r.GetValue(WeightDecay),
             Seed = r.GetValue(Seed),
             Threads = r.GetValue(Threads),
@@ -192,7 +194,7 @@ public static class TrainCommands
         var outDir = new Option<string>("--out-dir") { Description = "Directory for checkpoints and metrics.", DefaultValueFactory = _ => "runs/main-job" };
         var command = new Command("main-job", "Train the teacher, train the student from scratch, distill the student with KD (same budget), over several seeds; print one table.")
             { teacherEpochs, seeds, teacherPath, temperature, alpha, outDir };
-        foreach (var o in new Option[] { common.Epochs, common.BatchSize, common.Lr, common.WeightDecay, common.Threads, common.Device, common.Data, common.Limit, common.TestLimit, common.Flip })
+        foreach (var o in new Option[] { common.Epochs, common.BatchSize, common.Lr, common.Warmup, common.WeightDecay, common.Threads, common.Device, common.Data, common.Limit, common.TestLimit, common.Flip })
             command.Options.Add(o);
         command.SetAction(r =>
         {

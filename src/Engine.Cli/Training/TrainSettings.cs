@@ -11,7 +11,8 @@ public enum ModelKind
 
 /// <summary>
 /// The settings shared by <c>train</c>, <c>distill</c> and <c>main-job</c>. Defaults (documented in the
-/// README): SGD with momentum 0.9, learning rate 0.05 annealed per step by a cosine schedule to 0,
+/// README): SGD with momentum 0.9, learning rate 0.05 reached by a linear warmup over the first epoch
+/// (at most a fifth of the steps) and then annealed per step by a cosine schedule to 0,
 /// weight decay 5e-4, batch 128; the teacher trains on random 28×28 crops of the images padded by 2
 /// (no flip unless asked).
 /// </summary>
@@ -25,6 +26,12 @@ public sealed record TrainSettings
 
     /// <summary>Peak learning rate (the cosine schedule starts here).</summary>
     public double LearningRate { get; init; } = 0.05;
+
+    /// <summary>
+    /// Epochs of linear learning-rate warmup (from 0.1× the peak) before the cosine decay; capped at a
+    /// fifth of the run. 0: no warmup.
+    /// </summary>
+    public double WarmupEpochs { get; init; } = 1;
 
     /// <summary>SGD momentum.</summary>
     public double Momentum { get; init; } = 0.9;

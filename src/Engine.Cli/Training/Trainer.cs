@@ -32,8 +32,8 @@ public sealed record TrainResult(FashionMnistNet Model, ModelKind Kind, IReadOnl
 
 /// <summary>
 /// Trains the Fashion-MNIST teacher or student, with cross-entropy (<c>train</c>) or with Hinton KD
-/// from a frozen teacher (<c>distill</c>): SGD (momentum, weight decay) with a per-step cosine
-/// schedule from the peak rate to 0, evaluated on the test set after each epoch.
+/// from a frozen teacher (<c>distill</c>): SGD (momentum, weight decay) with a per-step linear warmup
+/// and cosine schedule from the peak rate to 0, evaluated on the test set after each epoch.
 /// </summary>
 public static class Trainer
 {
@@ -67,6 +67,7 @@ public static class Trainer
         if (s.Epochs < 1) throw new CliException($"--epochs {s.Epochs}: expected at least 1.");
         if (s.BatchSize < 1) throw new CliException($"--batch-size {s.BatchSize}: expected at least 1.");
         if (!(s.LearningRate > 0) || double.IsInfinity(s.LearningRate)) throw new CliException($"--lr {s.LearningRate}: expected a positive number.");
+        if (!(s.WarmupEpochs >= 0)) throw new CliException($"--warmup-epochs {s.WarmupEpochs}: expected a number >= 0.");
         if (s.Limit is < 1) throw new CliException($"--limit {s.Limit}: expected at least 1 image.");
         if (s.TestLimit is < 1) throw new CliException($"--test-limit {s.TestLimit}: expected at least 1 image.");
     }
@@ -133,7 +134,11 @@ public static class Trainer
             transforms.Add(Normalization);
             var loader = new DataLoader(train, s.BatchSize, shuffle: true, seed: s.Seed, transform: new Compose([.. transforms]));
             using var optimizer = new SGD(model.Parameters(), s.LearningRate, momentum: s.Momentum, weightDecay: s.WeightDecay);
-            var schedule = new CosineAnnealingLR(optimizer, tMax: (long)s.Epochs * loader.BatchCount);
+            long totalSteps = (long)s.Epochs * loader.BatchCount;
+            long warmupSteps = Math.Min((long)Math.Round(s.WarmupEpochs * loader.BatchCount), totalSteps / 5);
+            LRScheduler schedule = warmupSteps >= 1
+                ? LRScheduler.WarmupCosine(optimizer, warmupSteps, totalSteps, warmupStartFactor: 0.1)
+                : new CosineAnnealingLR(optimizer, tMax: Math.Max(totalSteps, 1));
             string name = string.IsNullOrEmpty(label) ? (teacher is null ? Checkpoint.KindName(kind) : "kd student") : label;
             var epochs = new List<EpochMetrics>();
             for (int epoch = 0; epoch < s.Epochs; epoch++)
