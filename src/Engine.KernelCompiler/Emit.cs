@@ -67,7 +67,7 @@ internal static class Emit
             sb.Append($"{pad}    /// <summary>Runs {Xml(k.Name)} on the emulator (the C# method itself, one OS thread per GPU thread).</summary>\n");
             sb.Append($"{pad}    public static void {method}(global::Engine.Runtime.EmulatorAccelerator accelerator, {K}Dim3 grid, {K}Dim3 group{ps}, int dynamicSharedBytes = 0)\n");
             sb.Append($"{pad}        => accelerator.Launch(grid, group, () => {cls.FullName}.{k.Call}({names}), dynamicSharedBytes);\n\n");
-            sb.Append($"{pad}    /// <summary>Runs {Xml(k.Name)} through any accelerator or device launcher (emulator, OpenCL, CUDA).</summary>\n");
+            sb.Append($"{pad}    /// <summary>Runs {Xml(k.Name)} through any launcher: an accelerator (emulator, OpenCL, CUDA; its in-order default queue) or a stream (CudaStream).</summary>\n");
             sb.Append($"{pad}    public static void {method}({K}IKernelLauncher launcher, {K}Dim3 grid, {K}Dim3 group{ps}, int dynamicSharedBytes = 0)\n");
             sb.Append($"{pad}        => launcher.Launch({sources}.{k.EntryPoint}, grid, group, dynamicSharedBytes, new object[] {{ {names} }});\n\n");
             sb.Append($"{pad}    /// <summary>The translated source of {Xml(k.Name)}.</summary>\n");

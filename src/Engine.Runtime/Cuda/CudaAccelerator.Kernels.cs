@@ -28,6 +28,10 @@ public sealed partial class CudaAccelerator
     /// kernel using dynamic shared memory gets the byte count as a trailing <c>int</c>.
     /// </summary>
     public override void Launch(KernelSource kernel, Dim3 grid, Dim3 group, int dynamicSharedBytes, object[] arguments)
+        => Launch(kernel, grid, group, dynamicSharedBytes, arguments, stream: null);
+
+    /// <summary>As <see cref="Launch(KernelSource, Dim3, Dim3, int, object[])"/>, queued on <paramref name="stream"/> (null: the default stream).</summary>
+    internal void Launch(KernelSource kernel, Dim3 grid, Dim3 group, int dynamicSharedBytes, object[] arguments, CudaStream? stream)
     {
         KernelArguments.Check(kernel, grid, group, dynamicSharedBytes, arguments);
         var module = Load(kernel);
@@ -47,6 +51,6 @@ public sealed partial class CudaAccelerator
                 args.Add(KernelArg.Raw(KernelArguments.Bytes(arguments[i], p.SizeInBytes)));
         }
         if (kernel.UsesDynamicSharedMemory) args.Add(dynamicSharedBytes);
-        Launch(module, kernel.EntryPoint, grid, group, dynamicSharedBytes, null, args.ToArray());
+        Launch(module, kernel.EntryPoint, grid, group, dynamicSharedBytes, stream, args.ToArray());
     }
 }

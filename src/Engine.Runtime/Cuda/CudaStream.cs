@@ -1,9 +1,14 @@
+using Engine.Runtime.Kernels;
 using Engine.Runtime.Native.Cuda;
 
 namespace Engine.Runtime;
 
-/// <summary>A CUDA stream: work queued on it runs in order. Dispose destroys it (after its work).</summary>
-public sealed unsafe class CudaStream : IDisposable
+/// <summary>
+/// A CUDA stream: work queued on it runs in order. Dispose destroys it (after its work). A stream is
+/// also a kernel launcher: the generated <c>Launch.Kernel(stream, grid, group, ...)</c> queues the
+/// kernel on it and returns without waiting.
+/// </summary>
+public sealed unsafe class CudaStream : IKernelLauncher, IDisposable
 {
     private readonly CudaAccelerator _owner;
 
@@ -18,6 +23,13 @@ public sealed unsafe class CudaStream : IDisposable
 
     /// <summary>The CUstream.</summary>
     internal nint Handle { get; private set; }
+
+    /// <summary>Queues translated kernel <paramref name="kernel"/> on this stream (see <see cref="CudaAccelerator.Launch(KernelSource, Dim3, Dim3, int, object[])"/>).</summary>
+    public void Launch(KernelSource kernel, Dim3 grid, Dim3 group, int dynamicSharedBytes, object[] arguments)
+    {
+        ObjectDisposedException.ThrowIf(Handle == 0, this);
+        _owner.Launch(kernel, grid, group, dynamicSharedBytes, arguments, this);
+    }
 
     /// <summary>Waits until all work queued on the stream has finished.</summary>
     public void Synchronize()

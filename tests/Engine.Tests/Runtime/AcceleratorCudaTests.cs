@@ -31,6 +31,28 @@ public sealed class AcceleratorCudaTests : IDisposable
     public void VectorAdd_OnCuda() => OnEmulatorAndCuda(AcceleratorScenarios.VectorAdd);
 
     [BackendFact("cuda")]
+    public void TypedLauncher_OnAStream_QueuesAndCompletesOnSynchronize()
+    {
+        const int n = 5000, group = 128;
+        var rng = new Random(9);
+        float[] a = Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble()).ToArray(), b = a.Reverse().ToArray();
+        using var cuda = new CudaAccelerator(cache: new KernelCache(_cacheDir));
+        using var stream = cuda.CreateStream();
+        using var da = cuda.Allocate<float>(a);
+        using var db = cuda.Allocate<float>(b);
+        using var dy = cuda.Allocate(n * sizeof(float), zero: true);
+        using var start = cuda.CreateEvent();
+        using var end = cuda.CreateEvent();
+        start.Record(stream);
+        AcceleratorKernels.Launch.Add(stream, (n + group - 1) / group, group, da.View<float>(), db.View<float>(), dy.View<float>());
+        end.Record(stream);
+        stream.Synchronize();
+        Assert.True(end.ElapsedMillisecondsSince(start) >= 0);
+        var y = cuda.ToArray<float>(dy);
+        for (int i = 0; i < n; i++) Assert.Equal(a[i] + b[i], y[i]);
+    }
+
+    [BackendFact("cuda")]
     public void SharedMemoryReduction_OnCuda() => OnEmulatorAndCuda(AcceleratorScenarios.GroupSum);
 
     [BackendFact("cuda")]
