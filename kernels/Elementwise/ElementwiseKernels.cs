@@ -86,6 +86,21 @@ internal static partial class ElementwiseKernels
     /// <summary>Most dims of a launch (after coalescing): the length of <see cref="Dims8"/>.</summary>
     public const int MaxRank = 8;
 
+    /// <summary>Element offset in operand A of output element <paramref name="i"/> (row-major over layout.Shape).</summary>
+    [KernelFunction]
+    private static int OffsetA(ElementwiseLayout layout, int i)
+    {
+        int rest = i, ix = layout.OffsetA;
+        for (int d = MaxRank - 1; d >= 0; d--) // constant trip count: unrolled, no local-memory copy of layout
+        {
+            if (d >= layout.Rank) continue;
+            int c = rest % layout.Shape[d];
+            rest /= layout.Shape[d];
+            ix += c * layout.StrideA[d];
+        }
+        return ix;
+    }
+
     /// <summary>y[i] = TOp(x[offset(i)]) for a float math function (exp, log, tanh, sigmoid).</summary>
     [Kernel]
     [KernelInstance(typeof(Tensor.ExpOp)), KernelInstance(typeof(Tensor.LogOp))]
@@ -94,15 +109,7 @@ internal static partial class ElementwiseKernels
     {
         int i = Grid.GlobalIndexX;
         if (i >= y.Length) return;
-        int rest = i, ix = layout.OffsetA;
-        for (int d = MaxRank - 1; d >= 0; d--) // constant trip count: unrolled, no local-memory copy of layout
-        {
-            if (d >= layout.Rank) continue;
-            int c = rest % layout.Shape[d];
-            rest /= layout.Shape[d];
-            ix += c * layout.StrideA[d];
-        }
-        y[i] = TOp.Invoke(x[ix]);
+        y[i] = TOp.Invoke(x[OffsetA(layout, i)]);
     }
 
     /// <summary>y[i] = TOp(x[offset(i)]) for an op defined on every number type (relu, neg).</summary>
@@ -111,15 +118,7 @@ internal static partial class ElementwiseKernels
     {
         int i = Grid.GlobalIndexX;
         if (i >= y.Length) return;
-        int rest = i, ix = layout.OffsetA;
-        for (int d = MaxRank - 1; d >= 0; d--) // constant trip count: unrolled, no local-memory copy of layout
-        {
-            if (d >= layout.Rank) continue;
-            int c = rest % layout.Shape[d];
-            rest /= layout.Shape[d];
-            ix += c * layout.StrideA[d];
-        }
-        y[i] = TOp.Invoke(x[ix]);
+        y[i] = TOp.Invoke(x[OffsetA(layout, i)]);
     }
 
     /// <summary>y[i] = TOp(a[offsetA(i)], b[offsetB(i)]) with broadcasting (add, sub, mul, div).</summary>
