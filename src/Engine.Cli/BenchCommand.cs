@@ -1,0 +1,99 @@
+using System.CommandLine;
+using System.Globalization;
+using Engine.Benchmarks;
+
+namespace Engine.Cli;
+
+/// <summary>
+/// <c>engine bench NAME... [--json] [--threads N] [--runs N] [--quick] [--peer]</c>: runs benchmark
+/// cases (perf/Engine.Benchmarks/Cases), each validated against a reference before it is timed. With
+/// <c>--peer</c> each case is followed by the same case of <c>../shared/peers/torch_bench.py</c> in a fresh
+/// process, and the two are printed side by side with the speed-up and the peak-memory ratio.
+/// </summary>
+public static class BenchCommand
+{
+    /// <summary>Builds the command.</summary>
+    public static Command Create()
+    {
+        var names = new Argument<string[]>("NAME") { Description = "Case names (engine bench --list shows them).", Arity = ArgumentArity.ZeroOrMore };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object per case (and per peer run) instead of a table." };
+        var threads = new Option<int>("--threads") { Description = "CPU threads for Engine and the peer.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var runs = new Option<int>("--runs") { Description = "Timed runs; the median is reported.", DefaultValueFactory = _ => 5 };
+        var quick = new Option<bool>("--quick") { Description = "Small shapes (a smoke test: numbers not comparable with the peer)." };
+        var peer = new Option<bool>("--peer") { Description = "Also run torch_bench.py's case of the same name (needs python3-torch) and print the ratios." };
+        var peerScript = new Option<string?>("--peer-script") { Description = "Path to torch_bench.py (default: $ENGINE_PEER_SCRIPT or ../shared/peers/torch_bench.py)." };
+        var device = new Option<string>("--device") { Description = "Device for cases that support one: cpu, emulator, opencl, cuda.", DefaultValueFactory = _ => "cpu" };
+        var list = new Option<bool>("--list") { Description = "List the cases and their targets." };
+        var command = new Command("bench", "Run benchmark cases (validated before timing), optionally side by side with PyTorch.")
+        { names, json, threads, runs, quick, peer, peerScript, device, list };
+        command.SetAction(r =>
+        {
+            var output = r.InvocationConfiguration.Output;
+            var error = r.InvocationConfiguration.Error;
+            if (r.GetValue(list) || (r.GetValue(names) ?? []).Length == 0)
+            {
+                foreach (var c in BenchRunner.Cases)
+                    output.WriteLine($"{c.Name,-18} {c.Description}{(c.Target.Length > 0 ? $"  [{c.Target}]" : "")}");
+                return 0;
+            }
+            return Run(r.GetValue(names)!, new BenchOptions(r.GetValue(threads), r.GetValue(runs), r.GetValue(quick), r.GetValue(device) ?? "cpu"),
+                r.GetValue(json), r.GetValue(peer), r.GetValue(peerScript), output, error);
+        });
+        return command;
+    }
+
+    /// <summary>Runs the named cases; returns the exit code (1 on a validation failure, 2 on bad arguments).</summary>
+    public static int Run(IReadOnlyList<string> names, BenchOptions options, bool json, bool peer, string? peerScript, TextWriter output, TextWriter error)
+    {
+        BenchCase[] cases;
+        string? script = null;
+        try
+        {
+            cases = names.Select(BenchRunner.Find).ToArray();
+            if (peer) script = PeerRunner.FindScript(peerScript);
+        }
+        catch (Exception e) when (e is ArgumentException or FileNotFoundException)
+        {
+            error.WriteLine(e.Message);
+            return 2;
+        }
+        if (!json)
+            output.WriteLine($"{"case",-18} {"shape",-24} {"engine ms",10} {"peak MB",9}{(peer ? $" {"torch ms",10} {"torch RSS MB",13} {"speed-up",9}" : "")}  notes");
+        int rc = 0;
+        foreach (var c in cases)
+        {
+            BenchResult result;
+            try
+            {
+                result = BenchRunner.Run(c, options, json ? null : m => error.WriteLine(m));
+            }
+            catch (BenchValidationException e)
+            {
+                error.WriteLine($"bench {c.Name}: validation failed, not timed: {e.Message}");
+                rc = 1;
+                continue;
+            }
+            PeerResult? p = null;
+            if (peer)
+            {
+                try { p = PeerRunner.Run(script!, c.Name, options.Threads, options.Runs); }
+                catch (InvalidOperationException e) { error.WriteLine(e.Message); rc = 1; }
+            }
+            if (json)
+            {
+                output.WriteLine(result.ToJson());
+                if (p is not null) output.WriteLine(p.Json);
+                continue;
+            }
+            string notes = string.Join(", ", new[]
+            {
+                result.Gflops is { } g ? $"{g:0.0} GFLOP/s" : null,
+                result.GBps is { } b ? $"{b:0.0} GB/s" : null,
+            }.Where(s => s is not null));
+            string shape = "[" + string.Join(",", result.Shape) + "]";
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{c.Name,-18} {shape,-24} {result.MedianMs,10:0.00} {result.PeakBytes / 1048576.0,9:0.0}{(p is null ? (peer ? $" {"-",10} {"-",13} {"-",9}" : "") : $" {p.MedianMs,10:0.00} {p.PeakRssMb,13:0} {p.MedianMs / result.MedianMs,8:0.00}x")}  {notes}"));
+        }
+        return rc;
+    }
+}
