@@ -50,6 +50,9 @@ public sealed class BenchRun : IDisposable
     /// <summary>The bytes one step must read and write at least (the memory floor), if the case reports GB/s.</summary>
     public double? Bytes { get; init; }
 
+    /// <summary>Untimed steps before timing (at least; the runner also warms up for at least one second). Default 3; long steps (a whole epoch) use 1.</summary>
+    public int WarmupSteps { get; init; } = 3;
+
     /// <summary>Extra fields copied into the JSON object (temperature, beta, validation error, ...).</summary>
     public Dictionary<string, object> Extra { get; } = [];
 

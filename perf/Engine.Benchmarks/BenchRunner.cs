@@ -85,7 +85,7 @@ public static class BenchRunner
             using var run = benchCase.Prepare(options);
             progress?.Invoke($"{benchCase.Name}: warming up");
             var warm = Stopwatch.StartNew();
-            for (int i = 0; i < 3 || warm.ElapsedMilliseconds < 1000; i++)
+            for (int i = 0; i < run.WarmupSteps || warm.ElapsedMilliseconds < 1000; i++)
             {
                 run.Step();
                 if (options.Quick) break;
