@@ -162,6 +162,7 @@ internal static unsafe partial class Attention
         T* acc = scratch.Get<T>((long)BlockRows * dvP);   // output accumulator [BlockRows, DvP]
         T* m = scratch.Get<T>(BlockRows);
         T* l = scratch.Get<T>(BlockRows);
+        T* alpha = scratch.Get<T>(BlockRows);
         T* kb = (T*)p.K.Data + p.K.Offset(b);
         T* vb = (T*)p.V.Data + p.V.Offset(b);
         T* qb = (T*)p.Q.Data + p.Q.Offset(b);
@@ -183,25 +184,21 @@ internal static unsafe partial class Attention
                 // S = (scale·Q)·Kᵀ for this tile, then the mask.
                 MatMulTile<T, TVec, TS>(rows, d, qs, d, 1, kt + j0, nkP, bc, s, bc, accumulate: false);
                 ApplyMask(p, maskOffset, s, rows, i0, j0, cols, bc);
+                // Online softmax: new running max per row, S − m' in place, one exp over the whole tile.
                 for (int r = 0; r < rows; r++)
                 {
-                    var row = new Span<T>(s + (long)r * bc, bc);
-                    T mNew = T.Max(m[r], TensorPrimitives.Max<T>(row));
-                    if (T.IsNegativeInfinity(mNew))
-                    {
-                        row.Clear(); // every key so far is masked: P = 0, m stays −∞
-                        continue;
-                    }
-                    T alpha = T.Exp(m[r] - mNew); // 0 when m was −∞
-                    TensorPrimitives.Subtract(row, mNew, row);
-                    TensorPrimitives.Exp(row, row);
-                    l[r] = l[r] * alpha + TensorPrimitives.Sum<T>(row);
-                    if (alpha != T.One)
-                    {
-                        var accRow = new Span<T>(acc + (long)r * dvP, dvP);
-                        TensorPrimitives.Multiply(accRow, alpha, accRow);
-                    }
+                    T* row = s + (long)r * bc;
+                    T mNew = T.Max(m[r], RowMax(row, bc));
+                    // Every key so far masked: leave the −∞ scores (exp gives P = 0), m stays −∞.
+                    if (!T.IsNegativeInfinity(mNew)) AddToRow(row, bc, -mNew);
+                    alpha[r] = T.IsNegativeInfinity(mNew) ? T.One : T.Exp(m[r] - mNew); // 0 when m was −∞
                     m[r] = mNew;
+                }
+                TensorPrimitives.Exp(new ReadOnlySpan<T>(s, rows * bc), new Span<T>(s, rows * bc));
+                for (int r = 0; r < rows; r++)
+                {
+                    l[r] = l[r] * alpha[r] + RowSum(s + (long)r * bc, bc);
+                    if (alpha[r] != T.One) ScaleRow(acc + (long)r * dvP, dvP, alpha[r]);
                 }
                 // O += P·V over the valid keys of the tile.
                 MatMulTile<T, TVec, TS>(rows, cols, s, bc, 1, vp + j0 * dvP, dvP, dvP, acc, dvP, accumulate: true);
@@ -253,6 +250,63 @@ internal static unsafe partial class Attention
                 else for (int c = 0; c < limit; c++) row[c] += mf[c * cs];
             }
         }
+    }
+
+    // ------------------------------------------------------------------ row operations
+    // Short rows (one tile: 4 SIMD vectors): plain Vector<T> loops, which cost less per call than the
+    // general TensorPrimitives entry points; the exp runs once over a whole tile instead.
+
+    /// <summary>max of row[0..n) (NaN-propagating as far as Vector.Max allows; −∞ for an all-masked row).</summary>
+    private static T RowMax<T>(T* row, int n) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int vc = Vector<T>.Count, i = 0;
+        T max = T.NegativeInfinity;
+        if (n >= vc)
+        {
+            var vmax = Vector.Load(row);
+            for (i = vc; i + vc <= n; i += vc) vmax = Vector.Max(vmax, Vector.Load(row + i));
+            for (int e = 0; e < vc; e++) max = T.Max(max, vmax[e]);
+        }
+        for (; i < n; i++) max = T.Max(max, row[i]);
+        return max;
+    }
+
+    /// <summary>Σ row[0..n).</summary>
+    private static T RowSum<T>(T* row, int n) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int vc = Vector<T>.Count, i = 0;
+        var vsum = Vector<T>.Zero;
+        for (; i + vc <= n; i += vc) vsum += Vector.Load(row + i);
+        T sum = Vector.Sum(vsum);
+        for (; i < n; i++) sum += row[i];
+        return sum;
+    }
+
+    /// <summary>row[0..n) += value.</summary>
+    private static void AddToRow<T>(T* row, int n, T value) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int vc = Vector<T>.Count, i = 0;
+        var v = new Vector<T>(value);
+        for (; i + vc <= n; i += vc) Vector.Store(Vector.Load(row + i) + v, row + i);
+        for (; i < n; i++) row[i] += value;
+    }
+
+    /// <summary>row[0..n) *= factor.</summary>
+    private static void ScaleRow<T>(T* row, int n, T factor) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int vc = Vector<T>.Count, i = 0;
+        var v = new Vector<T>(factor);
+        for (; i + vc <= n; i += vc) Vector.Store(Vector.Load(row + i) * v, row + i);
+        for (; i < n; i++) row[i] *= factor;
+    }
+
+    /// <summary>ds[0..n) = p[0..n) ⊙ (ds[0..n) − delta): softmax backward of one row.</summary>
+    private static void SoftmaxGradRow<T>(T* ds, T* p, int n, T delta) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int vc = Vector<T>.Count, i = 0;
+        var vd = new Vector<T>(delta);
+        for (; i + vc <= n; i += vc) Vector.Store((Vector.Load(ds + i) - vd) * Vector.Load(p + i), ds + i);
+        for (; i < n; i++) ds[i] = (ds[i] - delta) * p[i];
     }
 
     // ------------------------------------------------------------------ packing

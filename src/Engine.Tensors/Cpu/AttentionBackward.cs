@@ -152,22 +152,19 @@ internal static unsafe partial class Attention
                 ApplyMask(p, maskOffset, s, rows, i0, j0, cols, bc);
                 for (int r = 0; r < rows; r++)
                 {
-                    var row = new Span<T>(s + (long)r * bc, bc);
                     T lr = lse[i0 + r];
-                    if (T.IsNegativeInfinity(lr)) { row.Clear(); continue; } // fully masked row
-                    TensorPrimitives.Subtract(row, lr, row);
-                    TensorPrimitives.Exp(row, row);
+                    T* row = s + (long)r * bc;
+                    // A fully masked row (L = −∞) gets P = 0 (exp(−∞)), never exp(−∞ − (−∞)) = NaN.
+                    if (T.IsNegativeInfinity(lr)) new Span<T>(row, bc).Fill(T.NegativeInfinity);
+                    else AddToRow(row, bc, -lr);
                 }
+                TensorPrimitives.Exp(new ReadOnlySpan<T>(s, rows * bc), new Span<T>(s, rows * bc));
                 // dV_tile += Pᵀ·dO_i (A(c, r) = P[r, c]).
                 MatMulTile<T, TVec, TS>(cols, rows, s, 1, bc, gi, dvP, dvP, dvAcc, dvP, accumulate: true);
                 // dP = dO_i·Vᵀ_tile, then dS = P ⊙ (dP − Δ).
                 MatMulTile<T, TVec, TS>(rows, dv, gi, dvP, 1, vt + jl, ncP, bc, ds, bc, accumulate: false);
                 for (int r = 0; r < rows; r++)
-                {
-                    var dRow = new Span<T>(ds + (long)r * bc, bc);
-                    TensorPrimitives.Subtract(dRow, delta[i0 + r], dRow);
-                    TensorPrimitives.Multiply(dRow, new ReadOnlySpan<T>(s + (long)r * bc, bc), dRow);
-                }
+                    SoftmaxGradRow(ds + (long)r * bc, s + (long)r * bc, bc, delta[i0 + r]);
                 // dQ_i += dS·K_tile (scaled at the end); dK_tile += dSᵀ·(scale·Q_i).
                 MatMulTile<T, TVec, TS>(rows, cols, ds, bc, 1, kp + (long)jl * dp, dp, dp, dqAcc + i0 * dp, dp, accumulate: true);
                 MatMulTile<T, TVec, TS>(cols, rows, ds, 1, bc, qi, dp, dp, dkAcc, dp, accumulate: true);
