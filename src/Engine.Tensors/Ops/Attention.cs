@@ -37,14 +37,18 @@ public sealed partial class Tensor
     /// <para>
     /// The composite form (MatMul, Softmax, Where; P materialized, memory quadratic) is used instead of the fused
     /// kernel on devices other than the CPU and when a float mask requires a gradient (its gradient is dS).
+    /// On a device, a masked call runs on the host (recorded copies there and back), because the mask handling
+    /// needs ops that have no device kernels yet.
     /// </para>
     /// </summary>
     /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit (the message names the op and the shapes).</exception>
     public static Tensor ScaledDotProductAttention(Tensor query, Tensor key, Tensor value, Tensor? mask = null, bool causal = false, double? scale = null)
     {
         var geometry = CheckAttention(SdpaOp, query, key, value, mask, scale);
+        bool device = KernelDispatch.IsAccelerated(query);
+        if (device && mask is not null) return AttentionOnHost(query, key, value, mask, causal, scale, probabilities: false)[0];
         bool maskGrad = mask is not null && mask.RequiresGrad && GradMode.IsEnabled;
-        if (KernelDispatch.IsAccelerated(query) || maskGrad)
+        if (device || maskGrad)
         {
             var probabilities = AttentionProbabilities(query, key, mask, causal, geometry.Scale, geometry.Nk);
             using (probabilities) return probabilities.MatMul(value);
@@ -63,6 +67,11 @@ public sealed partial class Tensor
         Tensor query, Tensor key, Tensor value, Tensor? mask = null, bool causal = false, double? scale = null)
     {
         var geometry = CheckAttention(SdpaOp, query, key, value, mask, scale);
+        if (KernelDispatch.IsAccelerated(query) && mask is not null)
+        {
+            var results = AttentionOnHost(query, key, value, mask, causal, scale, probabilities: true);
+            return (results[0], results[1]);
+        }
         var probabilities = AttentionProbabilities(query, key, mask, causal, geometry.Scale, geometry.Nk);
         return (probabilities.MatMul(value), probabilities);
     }
@@ -189,18 +198,17 @@ public sealed partial class Tensor
             using var t = scores;
             scores = t.Add(mask);
         }
-        Tensor? keep = mask is not null && mask.DType == DType.Bool ? mask.Alias() : null;
+        if (mask is not null && mask.DType == DType.Bool)
+        {
+            using var t = scores;
+            scores = Where(mask, t, double.NegativeInfinity);
+        }
         if (causal)
         {
-            using var lower = CausalKeep(q._shape[^2], nk, q.Device);
-            if (keep is null) keep = lower.Alias();
-            else { using var t = keep; keep = t.LogicalAnd(lower); }
-        }
-        if (keep is not null)
-        {
-            using (keep)
-            using (var t = scores)
-                scores = Where(keep, t, double.NegativeInfinity);
+            // An additive 0 / −∞ bias (Add has device kernels, Where not yet).
+            using var bias = CausalBias(q._shape[^2], nk, q.DType, q.Device);
+            using var t = scores;
+            scores = t.Add(bias);
         }
         Tensor? dead = null;
         if (mask is not null && nk > 0)
@@ -220,17 +228,41 @@ public sealed partial class Tensor
             return Where(dead, 0.0, p);
     }
 
-    /// <summary>Bool [nq, nk]: true where key j is visible to query i (j ≤ i).</summary>
-    private static Tensor CausalKeep(long nq, long nk, Runtime.Device device)
+    /// <summary>[nq, nk] of <paramref name="dtype"/>: 0 where key j is visible to query i (j ≤ i), −∞ elsewhere.</summary>
+    private static Tensor CausalBias(long nq, long nk, DType dtype, Runtime.Device device)
     {
         using var _ = NoGrad();
         using var i = Arange(nq);
         using var j = Arange(nk);
         using var column = i.View(nq, 1);
         using var row = j.View(1, nk);
-        var keep = row.Le(column);
-        if (device.Type == Runtime.DeviceType.Cpu) return keep;
-        using (keep) return keep.To(device);
+        using var keep = row.Le(column);
+        using var hidden = Full([nq, nk], double.NegativeInfinity, dtype);
+        var bias = Where(keep, 0.0, hidden);
+        if (device.Type == Runtime.DeviceType.Cpu) return bias;
+        using (bias) return bias.To(device);
+    }
+
+    /// <summary>
+    /// A masked call on a device: the masks need ops (where, max over a dim) that have no device kernels yet,
+    /// so the inputs go to the host (recorded copies: gradients flow back), run there, and the results return.
+    /// </summary>
+    private static Tensor[] AttentionOnHost(Tensor q, Tensor k, Tensor v, Tensor mask, bool causal, double? scale, bool probabilities)
+    {
+        var device = q.Device;
+        using var qh = q.To(Runtime.Device.Cpu);
+        using var kh = k.To(Runtime.Device.Cpu);
+        using var vh = v.To(Runtime.Device.Cpu);
+        using var mh = mask.To(Runtime.Device.Cpu);
+        if (!probabilities)
+        {
+            using var y = ScaledDotProductAttention(qh, kh, vh, mh, causal, scale);
+            return [y.To(device)];
+        }
+        var (o, p) = ScaledDotProductAttentionWithProbabilities(qh, kh, vh, mh, causal, scale);
+        using (o)
+        using (p)
+            return [o.To(device), p.To(device)];
     }
 
     /// <summary>

@@ -419,6 +419,40 @@ public class AttentionTests
         }
     }
 
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void EmulatorDevice_CompositePath_MatchesCpuFused(bool causal, bool masked)
+    {
+        // On a device the op runs as its composite form (device kernels of MatMul, Softmax, Add); a masked call
+        // goes through the host.
+        var device = Engine.Runtime.Device.Parse("emulator");
+        var rng = new Random(TestUtil.StableSeed($"sdpa-emulator-{causal}-{masked}"));
+        using var q = TestUtil.Random(rng, [2, 5, 3]).RequiresGrad_();
+        using var k = TestUtil.Random(rng, [2, 7, 3]).RequiresGrad_();
+        using var v = TestUtil.Random(rng, [2, 7, 4]).RequiresGrad_();
+        using var mf = TestUtil.Random(rng, [5, 7]);
+        using var mask = masked ? mf.Gt(-0.5) : null;
+        using var g = TestUtil.Random(rng, [2, 5, 4]);
+        using var y = Tensor.ScaledDotProductAttention(q, k, v, mask, causal);
+        y.Backward(g);
+        var want = new[] { y.ToArray<float>(), q.Grad!.ToArray<float>(), k.Grad!.ToArray<float>(), v.Grad!.ToArray<float>() };
+        q.Grad = null; k.Grad = null; v.Grad = null;
+
+        using var qd = q.To(device);
+        using var kd = k.To(device);
+        using var vd = v.To(device);
+        using var md = mask?.To(device);
+        using var gd = g.To(device);
+        using var yd = Tensor.ScaledDotProductAttention(qd, kd, vd, md, causal);
+        Assert.Equal(device, yd.Device);
+        yd.Backward(gd);
+        var got = new[] { yd.ToArray<float>(), q.Grad!.ToArray<float>(), k.Grad!.ToArray<float>(), v.Grad!.ToArray<float>() };
+        for (int i = 0; i < 4; i++)
+            TestUtil.AssertClose(want[i].Select(f => (double)f).ToArray(), got[i].Select(f => (double)f).ToArray(), 1e-5, 1e-4, $"result {i}");
+    }
+
     [Fact]
     public void BadInputs_ThrowNamingTheOpAndShapes()
     {
