@@ -19,7 +19,8 @@ namespace Engine.Tensors.Cpu;
 /// <para>
 /// Tiling: the forward never forms the [Nq, Nk] matrix. A work item owns a range of query rows of one
 /// batch index; it packs Kᵀ [D, Nk] and V [Nk, Dv] once (zero-padded to whole tiles), then walks its
-/// query tiles of <see cref="BlockRows"/> rows and, for each, the key tiles of <c>Bc</c> = 4 SIMD vectors:
+/// query tiles of <see cref="BlockRows"/> rows and, for each, the key tiles of <c>Bc</c> = 4 SIMD vectors
+/// (64 float32 keys with AVX-512):
 /// S_tile = Q_tile·Kᵀ_tile (register-tiled micro-kernel <see cref="MatMulTile{T, TVec, TS}"/>), masked, and
 /// folded into the running output with the online softmax: per query row a running max m and sum l,
 /// m' = max(m, max S), P = exp(S − m'), l = l·exp(m − m') + Σ P, O = O·exp(m − m') + P·V_tile. At the end
@@ -108,8 +109,15 @@ internal static unsafe partial class Attention
         public long BatchCount => ShapeUtil.NumEl(Batch);
     }
 
+    /// <summary>
+    /// Tests set this (on the calling thread) to 256 or 128 to run the narrower kernels on an AVX-512 machine;
+    /// 0 uses the hardware's widest.
+    /// </summary>
+    [ThreadStatic] internal static int WidthOverride;
+
     /// <summary>Which SIMD width the kernels use (the same choice as <see cref="Gemm"/>).</summary>
-    private static int Width => Vector512.IsHardwareAccelerated && Avx512F.IsSupported ? 512
+    private static int Width => WidthOverride != 0 ? WidthOverride
+        : Vector512.IsHardwareAccelerated && Avx512F.IsSupported ? 512
         : Vector256.IsHardwareAccelerated && Fma.IsSupported ? 256 : 128;
 
     /// <summary>
@@ -371,14 +379,21 @@ internal static unsafe partial class Attention
             T* ai = a + i * rsA;
             T* ci = c + i * ldc;
             int j = 0;
-            for (; j + 4 * w <= width; j += 4 * w)
-                Kernel4<T, TVec, TS>(r, kLen, ai, rsA, csA, b + j, ldb, ci + j, ldc, accumulate);
+            if (sizeof(TVec) == 64)
+                for (; j + 4 * w <= width; j += 4 * w)
+                    Kernel4<T, TVec, TS>(r, kLen, ai, rsA, csA, b + j, ldb, ci + j, ldc, accumulate);
+            else // 16 vector registers (AVX2, NEON): 4 × 2 accumulators fit, 4 × 4 would spill
+                for (; j + 2 * w <= width; j += 2 * w)
+                    Kernel2<T, TVec, TS>(r, kLen, ai, rsA, csA, b + j, ldb, ci + j, ldc, accumulate);
             for (; j < width; j += w)
                 Kernel1<T, TVec, TS>(r, kLen, ai, rsA, csA, b + j, ldb, ci + j, ldc, accumulate);
         }
     }
 
-    /// <summary>Up to 4 rows × 4 vectors of C: 16 accumulators, per step 4 vector loads of B, 4 broadcasts of A, 16 FMAs.</summary>
+    /// <summary>
+    /// Up to 4 rows × 4 vectors of C (the AVX-512 kernel: 16 accumulators + 4 B vectors + 1 broadcast of the 32
+    /// registers); per step 4 vector loads of B, 4 broadcasts of A, 16 FMAs.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel4<T, TVec, TS>(int rows, int kLen, T* a, long rsA, long csA, T* b, long ldb, T* c, long ldc, bool accumulate)
         where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>
@@ -409,7 +424,34 @@ internal static unsafe partial class Attention
         if (rows > 3) Store4<T, TVec, TS>(c + 3 * ldc, w, c30, c31, c32, c33, accumulate);
     }
 
-    /// <summary>Up to 4 rows × 1 vector of C (the columns left over after whole 4-vector blocks).</summary>
+    /// <summary>Up to 4 rows × 2 vectors of C: the 256- and 128-bit kernel (8 accumulators, 11 registers in use).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel2<T, TVec, TS>(int rows, int kLen, T* a, long rsA, long csA, T* b, long ldb, T* c, long ldc, bool accumulate)
+        where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>
+    {
+        int w = TS.Count;
+        T* a0 = a, a1 = rows > 1 ? a + rsA : a, a2 = rows > 2 ? a + 2 * rsA : a, a3 = rows > 3 ? a + 3 * rsA : a;
+        TVec c00 = TS.Zero, c01 = TS.Zero, c10 = TS.Zero, c11 = TS.Zero, c20 = TS.Zero, c21 = TS.Zero, c30 = TS.Zero, c31 = TS.Zero;
+        long off = 0;
+        for (int p = 0; p < kLen; p++, off += csA, b += ldb)
+        {
+            TVec b0 = TS.Load(b), b1 = TS.Load(b + w);
+            TVec x = TS.Broadcast(a0[off]);
+            c00 = TS.Fma(x, b0, c00); c01 = TS.Fma(x, b1, c01);
+            x = TS.Broadcast(a1[off]);
+            c10 = TS.Fma(x, b0, c10); c11 = TS.Fma(x, b1, c11);
+            x = TS.Broadcast(a2[off]);
+            c20 = TS.Fma(x, b0, c20); c21 = TS.Fma(x, b1, c21);
+            x = TS.Broadcast(a3[off]);
+            c30 = TS.Fma(x, b0, c30); c31 = TS.Fma(x, b1, c31);
+        }
+        Store1<T, TVec, TS>(c, c00, accumulate); Store1<T, TVec, TS>(c + w, c01, accumulate);
+        if (rows > 1) { Store1<T, TVec, TS>(c + ldc, c10, accumulate); Store1<T, TVec, TS>(c + ldc + w, c11, accumulate); }
+        if (rows > 2) { Store1<T, TVec, TS>(c + 2 * ldc, c20, accumulate); Store1<T, TVec, TS>(c + 2 * ldc + w, c21, accumulate); }
+        if (rows > 3) { Store1<T, TVec, TS>(c + 3 * ldc, c30, accumulate); Store1<T, TVec, TS>(c + 3 * ldc + w, c31, accumulate); }
+    }
+
+    /// <summary>Up to 4 rows × 1 vector of C (the columns left over after whole 4- or 2-vector blocks).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel1<T, TVec, TS>(int rows, int kLen, T* a, long rsA, long csA, T* b, long ldb, T* c, long ldc, bool accumulate)
         where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>

@@ -242,6 +242,42 @@ public class AttentionTests
         }
     }
 
+    [Theory]
+    [InlineData(256)]
+    [InlineData(128)]
+    public void NarrowSimdKernels_MatchFloat64Reference(int width)
+    {
+        // The 256- and 128-bit kernels (other key-tile widths, the 4×2 micro-kernel), forced on this machine.
+        int seed = TestUtil.StableSeed($"sdpa-width-{width}");
+        Engine.Tensors.Cpu.Attention.WidthOverride = width;
+        try
+        {
+            foreach (var c in Cases().Where(c => TestUtil.ShapeNumEl(c.Q) > 0 && TestUtil.ShapeNumEl(c.K) > 0))
+            {
+                var x = MakeData(c, seed++);
+                var g = TestUtil.RandomValues(new Random(seed++), TestUtil.ShapeNumEl([.. BatchOf(c), c.Q[^2], c.V[^1]]));
+                var (o, _, dq, dk, dv) = Reference(c, x, g);
+                foreach (var dtype in new[] { DType.Float32, DType.Float64 })
+                {
+                    using var q = TestUtil.FromDoubles(x.Q, c.Q, dtype).RequiresGrad_();
+                    using var k = TestUtil.FromDoubles(x.K, c.K, dtype).RequiresGrad_();
+                    using var v = TestUtil.FromDoubles(x.V, c.V, dtype).RequiresGrad_();
+                    using var mask = MaskTensor(c, x, dtype);
+                    using var y = Tensor.ScaledDotProductAttention(q, k, v, mask, c.Causal, c.Scale);
+                    using var gt = TestUtil.FromDoubles(g, y.ShapeArray(), dtype);
+                    y.Backward(gt);
+                    double tol = dtype == DType.Float32 ? 1e-4 : 1e-11;
+                    string what = $"width {width} {c} {dtype.Name()}";
+                    TestUtil.AssertClose(o, y, tol, tol, what + " output");
+                    TestUtil.AssertClose(dq, q.Grad!, tol, tol, what + " dQ");
+                    TestUtil.AssertClose(dk, k.Grad!, tol, tol, what + " dK");
+                    TestUtil.AssertClose(dv, v.Grad!, tol, tol, what + " dV");
+                }
+            }
+        }
+        finally { Engine.Tensors.Cpu.Attention.WidthOverride = 0; }
+    }
+
     [Fact]
     public void FullyMaskedRows_GiveZeroOutputAndZeroGradients_NoNaN()
     {
