@@ -16,7 +16,9 @@ namespace Engine.Benchmarks.Cases;
 /// Extra fields: <c>step_peak_bytes_n512</c> and <c>step_peak_bytes_n1024</c>, the host allocator's peak
 /// during one step above what was held before it (inputs excluded), at N = 512 and N = 1024 (linear growth
 /// means about 2× from one to the other; an [N, N] matrix would make it 4×); and
-/// <c>unfused_step_peak_bytes_n512</c>, the same for Engine's composite (materialized-P) form.
+/// <c>unfused_step_peak_bytes_n512</c>, the same for Engine's composite (materialized-P) form. The allocator's
+/// peak is reset at the end of <see cref="Prepare"/>, so the runner's peak bytes cover the inputs and the
+/// timed steps.
 /// </para>
 /// </summary>
 public sealed class Attention : BenchCase
@@ -47,6 +49,9 @@ public sealed class Attention : BenchCase
         using (k2)
         using (v2)
             run.Extra["step_peak_bytes_n" + 2 * n] = StepPeak(q2, k2, v2, fused: true);
+        // The runner's peak (the "peak MB" column) then covers the inputs and the timed fused steps only,
+        // not the unfused and 2N measurements above.
+        CpuAllocator.Shared.ResetPeak();
         return run;
     }
 
