@@ -1,0 +1,156 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using System.Runtime.CompilerServices;
+using Engine.Runtime;
+using Engine.Tensors;
+using Engine.Tensors.AutoDiff;
+using Engine.Tensors.Cpu;
+
+namespace Engine.Distillation;
+
+/// <summary>
+/// The fused form on the CPU: rows in parallel through <see cref="FusedRows"/>, the loss and the student's
+/// gradient from one pass over the inputs; the autograd node keeps that gradient and its backward only
+/// rescales it by the incoming gradient (per row for <see cref="Reduction.None"/>).
+/// <para>
+/// What it covers: float32 logits on the CPU, gradient for the student only. A teacher that requires grad
+/// (while grad mode is on), float64 inputs, or another device take the composite form under
+/// <see cref="LossImplementation.Auto"/> and are an error under <see cref="LossImplementation.Fused"/>.
+/// A backward with createGraph (higher order) recomputes the loss with the composite form on the saved
+/// inputs and differentiates that, so the gradient it returns is itself differentiable.
+/// </para>
+/// <para>
+/// Memory: the gradient (the size of the student logits) is allocated in the forward when the student
+/// requires grad; each worker thread keeps one row-sized float buffer (and one more when no gradient is
+/// wanted), reused across calls. A teacher given as probabilities is converted to log-probabilities first
+/// (one temporary of the teacher's size); non-contiguous inputs are copied once.
+/// </para>
+/// </summary>
+internal static unsafe class FusedDivergence
+{
+    [ThreadStatic] private static float[]? t_buffer;
+    [ThreadStatic] private static float[]? t_scratch;
+
+    /// <summary>Why the fused form cannot run these inputs, or null when it can.</summary>
+    public static string? Unsupported(DivergenceProblem pb, Tensor student, Tensor teacher)
+    {
+        if (student.DType != DType.Float32) return $"the fused form takes float32 logits, not {student.DType.Name()}";
+        if (student.Device.Type != DeviceType.Cpu) return $"the fused CPU form takes CPU tensors, not {student.Device}";
+        if (GradMode.IsEnabled && teacher.RequiresGrad) return "the fused form computes the student's gradient only, and the teacher requires grad";
+        if (pb.Classes > int.MaxValue / 2) return $"V = {pb.Classes} classes is too large for one fused row";
+        return null;
+    }
+
+    public static Tensor Compute(DivergenceProblem pb, Tensor student, Tensor teacher)
+    {
+        bool needGrad = GradMode.IsEnabled && student.RequiresGrad;
+        long n = pb.Rows;
+        int v = (int)pb.Classes;
+        using var sDetached = student.Detach();
+        using var tDetached = teacher.Detach();
+        using var sc = sDetached.Contiguous();
+        using var tc = TeacherRows(pb, tDetached);
+        var grad = needGrad ? Tensor.Allocate(student.ShapeArray(), DType.Float32, zero: false, pb.Op) : null;
+        var rowLoss = new double[n];
+        var kind = pb.Kind;
+        bool teacherLogits = pb.Options.TeacherInput == TeacherInput.Logits;
+        nint ps = (nint)sc.Ptr<float>(), pt = (nint)tc.Ptr<float>(), pg = grad is null ? 0 : (nint)grad.Ptr<float>();
+        Parallelism.For(n, n * (long)v >= Parallelism.ElementwiseThreshold / 4, r =>
+        {
+            float* g = pg == 0 ? Buffer(ref t_scratch, v) : (float*)pg + r * v;
+            double coef = pb.LossCoefficient(r);
+            if (coef == 0)
+            {
+                // Ignored rows (and a reduction over nothing) contribute 0 and get a zero gradient,
+                // whatever their logits hold.
+                if (pg != 0) new Span<float>(g, v).Clear();
+                return;
+            }
+            double temperature = pb.TemperatureOf(r);
+            var k = Constants(pb, r);
+            float gcoef = (float)(coef / temperature);
+            float* s = (float*)ps + r * v, t = (float*)pt + r * v, buf = Buffer(ref t_buffer, v);
+            double d = kind switch
+            {
+                DivergenceKind.ForwardKl => FusedRows.Run<ForwardKlElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.ReverseKl => FusedRows.Run<ReverseKlElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.Jsd => FusedRows.Run<JsdElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.TotalVariation => FusedRows.Run<TotalVariationElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.SkewKl => FusedRows.Run<SkewKlElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.SkewReverseKl => FusedRows.Run<SkewReverseKlElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.Alpha => FusedRows.Run<AlphaElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                _ => FusedRows.Run<BdKdElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+            };
+            rowLoss[r] = coef * d;
+        });
+
+        Tensor result;
+        if (pb.Options.Reduction == Reduction.None)
+        {
+            using var flat = Tensor.FromArray(rowLoss.Select(x => (float)x).ToArray(), n);
+            result = flat.Reshape(pb.RowsShape);
+        }
+        else
+        {
+            double total = 0;
+            foreach (var x in rowLoss) total += x; // in row order: the result does not depend on the thread count
+            result = Tensor.Scalar(total, DType.Float32);
+        }
+        if (grad is null) return result;
+
+        var rowsShape = pb.RowsShape;
+        Graph.Record(result, pb.Op, [student, teacher], [grad, student, teacher], (gOut, saved) =>
+        {
+            if (GradMode.IsEnabled) return Recompute(pb, saved[1], saved[2], gOut);
+            var gs = saved[0];
+            if (pb.Options.Reduction == Reduction.None)
+            {
+                using var column = gOut.Reshape([.. rowsShape, 1]);
+                return [gs.Mul(column), null];
+            }
+            return [gOut.ToDouble() == 1 ? gs.Alias() : gs.Mul(gOut), null];
+        });
+        grad.Dispose(); // the node holds its own handle
+        return result;
+    }
+
+    /// <summary>createGraph backward: the composite form's gradient, recorded, so it can be differentiated again.</summary>
+    private static Tensor?[] Recompute(DivergenceProblem pb, Tensor student, Tensor teacher, Tensor gOut)
+    {
+        using var loss = CompositeDivergence.Compute(pb, student, teacher);
+        var grads = Autograd.Grad([loss], [student], [gOut], retainGraph: true, createGraph: true, allowUnused: true);
+        return [grads[0], null];
+    }
+
+    /// <summary>The teacher rows the kernel reads: logits or log-probabilities as given (contiguous), probabilities as their log.</summary>
+    private static Tensor TeacherRows(DivergenceProblem pb, Tensor teacher)
+    {
+        var c = teacher.Contiguous();
+        if (pb.Options.TeacherInput != TeacherInput.Probabilities) return c;
+        using (c)
+        {
+            var log = Tensor.Allocate(c.ShapeArray(), DType.Float32, zero: false, pb.Op);
+            TensorPrimitives.Log(c.Span<float>(), log.Span<float>()); // log 0 = −∞: a class of probability 0
+            return log;
+        }
+    }
+
+    private static RowConstants Constants(DivergenceProblem pb, long row)
+    {
+        double x = pb.Param;
+        return pb.Kind switch
+        {
+            DivergenceKind.Jsd => new RowConstants { A = (float)x, B = (float)(1 - x) },
+            DivergenceKind.SkewKl => new RowConstants { A = (float)x, B = (float)(1 - x) },
+            DivergenceKind.SkewReverseKl => new RowConstants { A = (float)(1 - x), B = (float)x },
+            DivergenceKind.Alpha => new RowConstants { A = (float)x, B = (float)(1 - x), C = (float)(1 / (x * (1 - x))), D = (float)(-1 / x) },
+            DivergenceKind.BdKd => new RowConstants { A = (float)pb.RowWeights![row], B = (float)(1 - pb.RowWeights[row]) },
+            _ => default,
+        };
+    }
+
+    private static float* Buffer(ref float[]? cache, int v)
+    {
+        if (cache is null || cache.Length < v) cache = GC.AllocateUninitializedArray<float>(Math.Max(v, 1024), pinned: true);
+        return (float*)Unsafe.AsPointer(ref cache[0]);
+    }
+}
