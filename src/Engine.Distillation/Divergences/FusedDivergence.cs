@@ -20,14 +20,15 @@ namespace Engine.Distillation;
 /// </para>
 /// <para>
 /// Memory: the gradient (the size of the student logits) is allocated in the forward when the student
-/// requires grad; each worker thread keeps one row-sized float buffer (and one more when no gradient is
+/// requires grad; each worker thread keeps two row-sized float buffers (and a third when no gradient is
 /// wanted), reused across calls. A teacher given as probabilities is converted to log-probabilities first
 /// (one temporary of the teacher's size); non-contiguous inputs are copied once.
 /// </para>
 /// </summary>
 internal static unsafe class FusedDivergence
 {
-    [ThreadStatic] private static float[]? t_buffer;
+    [ThreadStatic] private static float[]? t_studentExps;
+    [ThreadStatic] private static float[]? t_teacherExps;
     [ThreadStatic] private static float[]? t_scratch;
 
     /// <summary>Why the fused form cannot run these inputs, or null when it can.</summary>
@@ -68,17 +69,17 @@ internal static unsafe class FusedDivergence
             double temperature = pb.TemperatureOf(r);
             var k = Constants(pb, r);
             float gcoef = (float)(coef / temperature);
-            float* s = (float*)ps + r * v, t = (float*)pt + r * v, buf = Buffer(ref t_buffer, v);
+            float* s = (float*)ps + r * v, t = (float*)pt + r * v, es = Buffer(ref t_studentExps, v), et = Buffer(ref t_teacherExps, v);
             double d = kind switch
             {
-                DivergenceKind.ForwardKl => FusedRows.Run<ForwardKlElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                DivergenceKind.ReverseKl => FusedRows.Run<ReverseKlElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                DivergenceKind.Jsd => FusedRows.Run<JsdElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                DivergenceKind.TotalVariation => FusedRows.Run<TotalVariationElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                DivergenceKind.SkewKl => FusedRows.Run<SkewKlElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                DivergenceKind.SkewReverseKl => FusedRows.Run<SkewReverseKlElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                DivergenceKind.Alpha => FusedRows.Run<AlphaElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                _ => FusedRows.Run<BdKdElement>(s, t, g, buf, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.ForwardKl => FusedRows.Run<ForwardKlElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.ReverseKl => FusedRows.Run<ReverseKlElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.Jsd => FusedRows.Run<JsdElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.TotalVariation => FusedRows.Run<TotalVariationElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.SkewKl => FusedRows.Run<SkewKlElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.SkewReverseKl => FusedRows.Run<SkewReverseKlElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                DivergenceKind.Alpha => FusedRows.Run<AlphaElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
+                _ => FusedRows.Run<BdKdElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
             };
             rowLoss[r] = coef * d;
         });

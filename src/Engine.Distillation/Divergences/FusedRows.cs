@@ -150,40 +150,49 @@ internal readonly struct BdKdElement : IDivergenceElement
 /// <summary>
 /// The fused row routine: one row of student logits s and teacher t (float32, contiguous, V classes) in,
 /// the row's divergence (double) and the gradient with respect to s out.
-/// <para>Passes over the row (only the first reads main memory; the row, 4·V bytes per tensor, then sits in L2):</para>
+/// <para>Passes over the row (only the first reads main memory; the row, 4·V bytes per tensor, then sits in L2,
+/// with the two row buffers e_s and e_t):</para>
 /// <list type="number">
 /// <item>max of s and of t (teacher logits only);</item>
-/// <item>e_s = exp((s − max s)/T) written to the gradient row, e_t = exp((t − max t)/T) to a per-thread buffer,
-///   Z_s = Σ e_s, Z_t = Σ e_t: the only exps of the two softmaxes (2 per class, never recomputed);</item>
-/// <item>log q = (s − max)/T − log Z_s, q = e_s/Z_s (and the same for p); the divergence's per-class term summed
-///   into D, and its a = q ⊙ ∂D/∂q written over e_t (forward KL writes the final gradient k·(q − p) here instead);</item>
-/// <item>(not for forward KL) gradient = k·(a − q·Σa), in place.</item>
+/// <item>e_s = exp((s − max s)/T) and e_t = exp((t − max t)/T) into the per-thread row buffers, Z_s = Σ e_s,
+///   Z_t = Σ e_t: the only exps of the two softmaxes (2 per class, never recomputed). Forward KL also sums
+///   A = Σ e_t·(x̃_t − x̃_s) here (x̃ = (x − max)/T), so its D = A/Z_t − log Z_t + log Z_s needs no pass 3;</item>
+/// <item>(not forward KL) log q = x̃_s − log Z_s, q = e_s/Z_s (and the same for p); the divergence's per-class
+///   term summed into D, and its a = q ⊙ ∂D/∂q written over e_t;</item>
+/// <item>the gradient, written once with non-temporal stores (no read-for-ownership of its cache lines):
+///   forward KL k·(q − p) = (k/Z_s)·e_s − (k/Z_t)·e_t; the others k·(a − q·Σa).</item>
 /// </list>
 /// <para>Memory traffic per class: read s and t once, write the gradient once (12 bytes); everything else is
 /// L1/L2. Numerics: exps and per-class terms in float32 (the fast exp of <see cref="FastExp"/>, ≤ ~1 ulp); sums
-/// (Z, D, Σa) in float32 lanes over chunks of <see cref="Chunk"/> classes, the chunk totals in double, so a sum's
-/// error stays ~(Chunk/lanes)·ε relative; log Z, 1/Z and the row's D in double. A teacher given as
-/// log-probabilities uses max 0, T 1 and Z 1 (it is used as given, not renormalized).</para>
+/// (Z, A, D, Σa) in float32 lanes over chunks of <see cref="Chunk"/> classes, the chunk totals in double, so a
+/// sum's error stays ~(Chunk/lanes)·ε relative; log Z, 1/Z and the row's D in double. Forward KL's A/Z_t and
+/// log Z_t − log Z_s are each of the size of the logit spread /T, so its D has an absolute error of about
+/// ε·(that spread) — exact 0 when s = t. A teacher given as log-probabilities uses max 0, T 1 and Z 1 (it is
+/// used as given, not renormalized).</para>
 /// </summary>
 internal static unsafe class FusedRows
 {
     /// <summary>Classes per partial sum (a multiple of every vector width).</summary>
     private const int Chunk = 1024;
 
-    /// <summary>Computes one row; returns its divergence D (not yet scaled). <paramref name="g"/> receives gcoef·∂D/∂s.</summary>
+    /// <summary>
+    /// Computes one row; returns its divergence D (not yet scaled). <paramref name="g"/> receives gcoef·∂D/∂s;
+    /// <paramref name="es"/> and <paramref name="et"/> are row-sized scratch buffers.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static double Run<TK>(float* s, float* t, float* g, float* buf, int v, float invT, bool teacherLogits, in RowConstants k, float gcoef)
+    public static double Run<TK>(float* s, float* t, float* g, float* es, float* et, int v, float invT, bool teacherLogits, in RowConstants k, float gcoef)
         where TK : IDivergenceElement
     {
-        if (Vector512.IsHardwareAccelerated) return Run<Vector512<float>, Simd512, TK>(s, t, g, buf, v, invT, teacherLogits, k, gcoef);
-        if (Vector256.IsHardwareAccelerated) return Run<Vector256<float>, Simd256, TK>(s, t, g, buf, v, invT, teacherLogits, k, gcoef);
-        return Run<float, Simd1, TK>(s, t, g, buf, v, invT, teacherLogits, k, gcoef);
+        if (Vector512.IsHardwareAccelerated) return Run<Vector512<float>, Simd512, TK>(s, t, g, es, et, v, invT, teacherLogits, k, gcoef);
+        if (Vector256.IsHardwareAccelerated) return Run<Vector256<float>, Simd256, TK>(s, t, g, es, et, v, invT, teacherLogits, k, gcoef);
+        return Run<float, Simd1, TK>(s, t, g, es, et, v, invT, teacherLogits, k, gcoef);
     }
 
-    private static double Run<TV, TS, TK>(float* s, float* t, float* g, float* buf, int v, float invT, bool teacherLogits, in RowConstants k, float gcoef)
+    private static double Run<TV, TS, TK>(float* s, float* t, float* g, float* es, float* et, int v, float invT, bool teacherLogits, in RowConstants k, float gcoef)
         where TV : struct where TS : ISimd<TV> where TK : IDivergenceElement
     {
         int vec = v - v % TS.Count;
+        bool forwardKl = typeof(TK) == typeof(ForwardKlElement);
 
         // Pass 1: the maxima.
         float ms = MaxOf<TV, TS>(s, vec), mt = 0;
@@ -195,25 +204,39 @@ internal static unsafe class FusedRows
         }
         float invTt = teacherLogits ? invT : 1f;
 
-        // Pass 2: the exps and their sums.
-        double zs = 0, zt = 0;
-        Exps<TV, TS>(s, t, g, buf, 0, vec, ms, mt, invT, invTt, ref zs, ref zt);
-        Exps<float, Simd1>(s, t, g, buf, vec, v, ms, mt, invT, invTt, ref zs, ref zt);
-        double lzt = teacherLogits ? Math.Log(zt) : 0, rzt = teacherLogits ? 1 / zt : 1;
-        var norm = new Normalizers(ms, mt, invT, invTt, (float)Math.Log(zs), (float)lzt, (float)(1 / zs), (float)rzt);
+        // Pass 2: the exps and their sums (and forward KL's A).
+        double zs = 0, zt = 0, d = 0;
+        Exps<TV, TS>(s, t, es, et, 0, vec, ms, mt, invT, invTt, forwardKl, ref zs, ref zt, ref d);
+        Exps<float, Simd1>(s, t, es, et, vec, v, ms, mt, invT, invTt, forwardKl, ref zs, ref zt, ref d);
+        double lzs = Math.Log(zs), lzt = teacherLogits ? Math.Log(zt) : 0, rzs = 1 / zs, rzt = teacherLogits ? 1 / zt : 1;
 
-        // Pass 3: the divergence and a (or, forward KL, the gradient).
-        double d = 0, sumA = 0;
-        Terms<TV, TS, TK>(s, t, g, buf, 0, vec, norm, k, gcoef, ref d, ref sumA);
-        Terms<float, Simd1, TK>(s, t, g, buf, vec, v, norm, k, gcoef, ref d, ref sumA);
-
-        // Pass 4: through the softmax.
-        if (TK.Projects)
+        float c1, c2;
+        if (forwardKl)
         {
-            float c1 = gcoef, c2 = (float)(-gcoef * sumA) * norm.Rzs;
-            Project<TV, TS>(g, buf, 0, vec, c1, c2);
-            Project<float, Simd1>(g, buf, vec, v, c1, c2);
+            d = d * rzt - lzt + lzs;
+            c1 = (float)(gcoef * rzs);
+            c2 = (float)(-gcoef * rzt);
         }
+        else
+        {
+            // Pass 3: the divergence and a.
+            var norm = new Normalizers(ms, mt, invT, invTt, (float)lzs, (float)lzt, (float)rzs, (float)rzt);
+            double sumA = 0;
+            Terms<TV, TS, TK>(s, t, es, et, 0, vec, norm, k, ref d, ref sumA);
+            Terms<float, Simd1, TK>(s, t, es, et, vec, v, norm, k, ref d, ref sumA);
+            // gcoef·(a − q·Σa) = gcoef·a − (gcoef·Σa/Z_s)·e_s
+            c1 = (float)(-gcoef * sumA * rzs);
+            c2 = gcoef;
+        }
+
+        // Pass 4: g = c1·e_s + c2·e_t (e_t holds a for the projected kinds), streamed from the first aligned element.
+        int head = (int)(((nuint)TS.Count * sizeof(float) - (nuint)g % ((nuint)TS.Count * sizeof(float))) % ((nuint)TS.Count * sizeof(float)) / sizeof(float));
+        head = Math.Min(head, v);
+        int end = head + (v - head) / TS.Count * TS.Count;
+        Combine<float, Simd1>(g, es, et, 0, head, c1, c2);
+        Combine<TV, TS>(g, es, et, head, end, c1, c2);
+        Combine<float, Simd1>(g, es, et, end, v, c1, c2);
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.StoreFence();
         return d;
     }
 
@@ -227,34 +250,39 @@ internal static unsafe class FusedRows
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Exps<TV, TS>(float* s, float* t, float* g, float* buf, int from, int to, float ms, float mt, float invT, float invTt,
-        ref double zs, ref double zt) where TV : struct where TS : ISimd<TV>
+    private static void Exps<TV, TS>(float* s, float* t, float* es, float* et, int from, int to, float ms, float mt, float invT, float invTt,
+        bool forwardKl, ref double zs, ref double zt, ref double a) where TV : struct where TS : ISimd<TV>
     {
         TV vms = TS.Splat(ms), vmt = TS.Splat(mt), vit = TS.Splat(invT), vitt = TS.Splat(invTt);
         for (int c0 = from; c0 < to; c0 += Chunk)
         {
             int c1 = Math.Min(to, c0 + Chunk);
-            TV accS = TS.Splat(0), accT = TS.Splat(0);
+            TV accS = TS.Splat(0), accT = TS.Splat(0), accA = TS.Splat(0);
             for (int i = c0; i < c1; i += TS.Count)
             {
-                var es = TS.Exp(TS.Mul(TS.Sub(TS.Load(s + i), vms), vit));
-                TS.Store(g + i, es);
-                accS = TS.Add(accS, es);
-                var et = TS.Exp(TS.Mul(TS.Sub(TS.Load(t + i), vmt), vitt));
-                TS.Store(buf + i, et);
-                accT = TS.Add(accT, et);
+                var xs = TS.Mul(TS.Sub(TS.Load(s + i), vms), vit);
+                var xt = TS.Mul(TS.Sub(TS.Load(t + i), vmt), vitt);
+                var eS = TS.Exp(xs);
+                var eT = TS.Exp(xt);
+                TS.Store(es + i, eS);
+                TS.Store(et + i, eT);
+                accS = TS.Add(accS, eS);
+                accT = TS.Add(accT, eT);
+                // e_t·(x̃_t − x̃_s), 0 where e_t = 0 (a masked class has −∞ − (−∞) there).
+                if (forwardKl) accA = TS.Add(accA, TS.IfPositive(eT, TS.Mul(eT, TS.Sub(xt, xs))));
             }
             zs += TS.Sum(accS);
             zt += TS.Sum(accT);
+            if (forwardKl) a += TS.Sum(accA);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Terms<TV, TS, TK>(float* s, float* t, float* g, float* buf, int from, int to, in Normalizers n, in RowConstants k, float gcoef,
+    private static void Terms<TV, TS, TK>(float* s, float* t, float* es, float* et, int from, int to, in Normalizers n, in RowConstants k,
         ref double d, ref double sumA) where TV : struct where TS : ISimd<TV> where TK : IDivergenceElement
     {
         TV vms = TS.Splat(n.Ms), vmt = TS.Splat(n.Mt), vit = TS.Splat(n.InvT), vitt = TS.Splat(n.InvTt);
-        TV vlzs = TS.Splat(n.Lzs), vlzt = TS.Splat(n.Lzt), vrzs = TS.Splat(n.Rzs), vrzt = TS.Splat(n.Rzt), vg = TS.Splat(gcoef);
+        TV vlzs = TS.Splat(n.Lzs), vlzt = TS.Splat(n.Lzt), vrzs = TS.Splat(n.Rzs), vrzt = TS.Splat(n.Rzt);
         for (int c0 = from; c0 < to; c0 += Chunk)
         {
             int c1 = Math.Min(to, c0 + Chunk);
@@ -263,30 +291,23 @@ internal static unsafe class FusedRows
             {
                 var lq = TS.Sub(TS.Mul(TS.Sub(TS.Load(s + i), vms), vit), vlzs);
                 var lp = TS.Sub(TS.Mul(TS.Sub(TS.Load(t + i), vmt), vitt), vlzt);
-                var q = TS.Mul(TS.Load(g + i), vrzs);
-                var p = TS.Mul(TS.Load(buf + i), vrzt);
+                var q = TS.Mul(TS.Load(es + i), vrzs);
+                var p = TS.Mul(TS.Load(et + i), vrzt);
                 accD = TS.Add(accD, TK.Eval<TV, TS>(lq, q, lp, p, k, out var a));
-                if (TK.Projects)
-                {
-                    TS.Store(buf + i, a);
-                    accA = TS.Add(accA, a);
-                }
-                else
-                {
-                    TS.Store(g + i, TS.Mul(a, vg));
-                }
+                TS.Store(et + i, a);
+                accA = TS.Add(accA, a);
             }
             d += TS.Sum(accD);
-            if (TK.Projects) sumA += TS.Sum(accA);
+            sumA += TS.Sum(accA);
         }
     }
 
-    /// <summary>g = c1·a + c2·e_s, i.e. gcoef·(a − q·Σa) with q = e_s/Z_s (c2 = −gcoef·Σa/Z_s).</summary>
+    /// <summary>g = c1·e_s + c2·e_t over [from, to), non-temporal stores (g + from is vector-aligned for the vector call).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Project<TV, TS>(float* g, float* buf, int from, int to, float c1, float c2) where TV : struct where TS : ISimd<TV>
+    private static void Combine<TV, TS>(float* g, float* es, float* et, int from, int to, float c1, float c2) where TV : struct where TS : ISimd<TV>
     {
         TV v1 = TS.Splat(c1), v2 = TS.Splat(c2);
         for (int i = from; i < to; i += TS.Count)
-            TS.Store(g + i, TS.Fma(TS.Load(buf + i), v1, TS.Mul(TS.Load(g + i), v2)));
+            TS.StoreStream(g + i, TS.Fma(TS.Load(es + i), v1, TS.Mul(TS.Load(et + i), v2)));
     }
 }

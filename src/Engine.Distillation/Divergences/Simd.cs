@@ -14,6 +14,10 @@ internal unsafe interface ISimd<TV> where TV : struct
     static abstract int Count { get; }
     static abstract TV Load(float* p);
     static abstract void Store(float* p, TV v);
+
+    /// <summary>Non-temporal store to a vector-aligned address (bypasses the caches: no read-for-ownership of the line).</summary>
+    static abstract void StoreStream(float* p, TV v);
+
     static abstract TV Splat(float x);
     static abstract TV Add(TV a, TV b);
     static abstract TV Sub(TV a, TV b);
@@ -61,6 +65,7 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     public static int Count => Vector512<float>.Count;
     public static Vector512<float> Load(float* p) => Vector512.Load(p);
     public static void Store(float* p, Vector512<float> v) => v.Store(p);
+    public static void StoreStream(float* p, Vector512<float> v) => v.StoreAlignedNonTemporal(p);
     public static Vector512<float> Splat(float x) => Vector512.Create(x);
     public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
     public static Vector512<float> Sub(Vector512<float> a, Vector512<float> b) => a - b;
@@ -102,6 +107,7 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     public static int Count => Vector256<float>.Count;
     public static Vector256<float> Load(float* p) => Vector256.Load(p);
     public static void Store(float* p, Vector256<float> v) => v.Store(p);
+    public static void StoreStream(float* p, Vector256<float> v) => v.StoreAlignedNonTemporal(p);
     public static Vector256<float> Splat(float x) => Vector256.Create(x);
     public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
     public static Vector256<float> Sub(Vector256<float> a, Vector256<float> b) => a - b;
@@ -148,6 +154,7 @@ internal readonly unsafe struct Simd1 : ISimd<float>
     public static int Count => 1;
     public static float Load(float* p) => *p;
     public static void Store(float* p, float v) => *p = v;
+    public static void StoreStream(float* p, float v) => *p = v;
     public static float Splat(float x) => x;
     public static float Add(float a, float b) => a + b;
     public static float Sub(float a, float b) => a - b;
