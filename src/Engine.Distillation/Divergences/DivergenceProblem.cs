@@ -84,10 +84,16 @@ internal sealed class DivergenceProblem
             throw new ArgumentException($"{op}: expected float32 or float64 student and teacher of one dtype; got student {student.DType.Name()} and teacher {teacher.DType.Name()}.");
         if (student.Device != teacher.Device)
             throw new ArgumentException($"{op}: student and teacher must be on one device; got {student.Device} and {teacher.Device}.");
-        long v = student.Size(-1);
+        return Create(op, kind, param, student.ShapeArray(), options, rowWeights);
+    }
+
+    /// <summary>Validates the options of a divergence over logits of shape <paramref name="logitsShape"/> (which may never exist as a tensor: the fused linear form).</summary>
+    public static DivergenceProblem Create(string op, DivergenceKind kind, double param, long[] logitsShape, DivergenceOptions options, Tensor? rowWeights)
+    {
+        long v = logitsShape[^1];
         if (v == 0)
-            throw new ArgumentException($"{op}: the class dim (last) of {Fmt(student.Shape)} is empty; a distribution needs at least one class.");
-        var rowsShape = student.ShapeArray()[..^1];
+            throw new ArgumentException($"{op}: the class dim (last) of {Fmt(logitsShape)} is empty; a distribution needs at least one class.");
+        var rowsShape = logitsShape[..^1];
         long rows = rowsShape.Aggregate(1L, (a, b) => a * b);
 
         if (!(options.Temperature > 0) || !double.IsFinite(options.Temperature))
@@ -138,7 +144,7 @@ internal sealed class DivergenceProblem
         {
             Reduction.None or Reduction.Sum => 1,
             Reduction.Mean => (double)counted * v,
-            Reduction.BatchMean => student.Rank >= 3 ? student.Size(0) : counted,
+            Reduction.BatchMean => logitsShape.Length >= 3 ? logitsShape[0] : counted,
             Reduction.TokenMean => counted,
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Reduction, $"{op}: unknown reduction {options.Reduction}."),
         };

@@ -45,44 +45,13 @@ internal static unsafe class FusedDivergence
     {
         bool needGrad = GradMode.IsEnabled && student.RequiresGrad;
         long n = pb.Rows;
-        int v = (int)pb.Classes;
         using var sDetached = student.Detach();
         using var tDetached = teacher.Detach();
         using var sc = sDetached.Contiguous();
         using var tc = TeacherRows(pb, tDetached);
         var grad = needGrad ? Tensor.Allocate(student.ShapeArray(), DType.Float32, zero: false, pb.Op) : null;
         var rowLoss = new double[n];
-        var kind = pb.Kind;
-        bool teacherLogits = pb.Options.TeacherInput == TeacherInput.Logits;
-        nint ps = (nint)sc.Ptr<float>(), pt = (nint)tc.Ptr<float>(), pg = grad is null ? 0 : (nint)grad.Ptr<float>();
-        Parallelism.For(n, n * (long)v >= Parallelism.ElementwiseThreshold / 4, r =>
-        {
-            float* g = pg == 0 ? Buffer(ref t_scratch, v) : (float*)pg + r * v;
-            double coef = pb.LossCoefficient(r);
-            if (coef == 0)
-            {
-                // Ignored rows (and a reduction over nothing) contribute 0 and get a zero gradient,
-                // whatever their logits hold.
-                if (pg != 0) new Span<float>(g, v).Clear();
-                return;
-            }
-            double temperature = pb.TemperatureOf(r);
-            var k = Constants(pb, r);
-            float gcoef = (float)(coef / temperature);
-            float* s = (float*)ps + r * v, t = (float*)pt + r * v, es = Buffer(ref t_studentExps, v), et = Buffer(ref t_teacherExps, v);
-            double d = kind switch
-            {
-                DivergenceKind.ForwardKl => FusedRows.Run<ForwardKlElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                DivergenceKind.ReverseKl => FusedRows.Run<ReverseKlElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                DivergenceKind.Jsd => FusedRows.Run<JsdElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                DivergenceKind.TotalVariation => FusedRows.Run<TotalVariationElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                DivergenceKind.SkewKl => FusedRows.Run<SkewKlElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                DivergenceKind.SkewReverseKl => FusedRows.Run<SkewReverseKlElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                DivergenceKind.Alpha => FusedRows.Run<AlphaElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-                _ => FusedRows.Run<BdKdElement>(s, t, g, es, et, v, (float)(1 / temperature), teacherLogits, k, gcoef),
-            };
-            rowLoss[r] = coef * d;
-        });
+        RunRows(pb, 0, n, sc.Ptr<float>(), tc.Ptr<float>(), grad is null ? null : grad.Ptr<float>(), rowLoss);
 
         Tensor result;
         if (pb.Options.Reduction == Reduction.None)
@@ -112,6 +81,50 @@ internal static unsafe class FusedDivergence
         });
         grad.Dispose(); // the node holds its own handle
         return result;
+    }
+
+    /// <summary>
+    /// Rows [<paramref name="first"/>, first + count) of <paramref name="pb"/> (their options: temperature, ignore,
+    /// coefficient, BD-KD weight), whose logits start at <paramref name="s"/> and <paramref name="t"/> (row-major,
+    /// V per row), in parallel: the scaled row losses into rowLoss[first..] and, when <paramref name="g"/> is not
+    /// null, the scaled gradient wrt s (g may equal s: each row is read fully before its gradient is written).
+    /// </summary>
+    internal static void RunRows(DivergenceProblem pb, long first, long count, float* s, float* t, float* g, double[] rowLoss)
+    {
+        int v = (int)pb.Classes;
+        var kind = pb.Kind;
+        bool teacherLogits = pb.Options.TeacherInput == TeacherInput.Logits;
+        nint ps = (nint)s, pt = (nint)t, pg = (nint)g;
+        Parallelism.For(count, count * (long)v >= Parallelism.ElementwiseThreshold / 4, i =>
+        {
+            long r = first + i;
+            float* gRow = pg == 0 ? Buffer(ref t_scratch, v) : (float*)pg + i * v;
+            double coef = pb.LossCoefficient(r);
+            if (coef == 0)
+            {
+                // Ignored rows (and a reduction over nothing) contribute 0 and get a zero gradient,
+                // whatever their logits hold.
+                if (pg != 0) new Span<float>(gRow, v).Clear();
+                rowLoss[r] = 0;
+                return;
+            }
+            double temperature = pb.TemperatureOf(r);
+            var k = Constants(pb, r);
+            float gcoef = (float)(coef / temperature), invT = (float)(1 / temperature);
+            float* sRow = (float*)ps + i * v, tRow = (float*)pt + i * v, es = Buffer(ref t_studentExps, v), et = Buffer(ref t_teacherExps, v);
+            double d = kind switch
+            {
+                DivergenceKind.ForwardKl => FusedRows.Run<ForwardKlElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
+                DivergenceKind.ReverseKl => FusedRows.Run<ReverseKlElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
+                DivergenceKind.Jsd => FusedRows.Run<JsdElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
+                DivergenceKind.TotalVariation => FusedRows.Run<TotalVariationElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
+                DivergenceKind.SkewKl => FusedRows.Run<SkewKlElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
+                DivergenceKind.SkewReverseKl => FusedRows.Run<SkewReverseKlElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
+                DivergenceKind.Alpha => FusedRows.Run<AlphaElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
+                _ => FusedRows.Run<BdKdElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
+            };
+            rowLoss[r] = coef * d;
+        });
     }
 
     /// <summary>createGraph backward: the composite form's gradient, recorded, so it can be differentiated again.</summary>
