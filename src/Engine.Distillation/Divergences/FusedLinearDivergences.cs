@@ -105,7 +105,7 @@ public static class FusedLinearDivergences
             throw new NotSupportedException($"{op}: the fused linear form computes gradients for the student's hidden states and weight only, and a teacher tensor requires grad; detach the teacher or use LossImplementation.Composite.");
         foreach (var x in new[] { hs, ws, ht, wt }) x.RequireCpu(op);
 
-        bool needGrad = GradMode.IsEnabled && (hs.RequiresGrad || ws.RequiresGrad);
+        bool needH = GradMode.IsEnabled && hs.RequiresGrad, needW = GradMode.IsEnabled && ws.RequiresGrad, needGrad = needH || needW;
         using var hsd = hs.Detach();
         using var wsd = ws.Detach();
         using var htd = ht.Detach();
@@ -114,13 +114,13 @@ public static class FusedLinearDivergences
         using var wsc = wsd.Contiguous();
         using var htc = htd.Contiguous();
         using var wtc = wtd.Contiguous();
-        var gradH = needGrad ? Tensor.Zeros([n, h], DType.Float32) : null;
-        var gradW = needGrad ? Tensor.Zeros([v, h], DType.Float32) : null;
+        var gradH = needH ? Tensor.Allocate([n, h], DType.Float32, zero: false, op) : null;
+        var gradW = needW ? Tensor.Zeros([v, h], DType.Float32) : null;
         int chunk = (int)Math.Min(chunkRows, Math.Max(n, 1));
         var rowLoss = new double[n];
         using (var zs = Tensor.Allocate([chunk, v], DType.Float32, zero: false, op))
         using (var zt = Tensor.Allocate([chunk, v], DType.Float32, zero: false, op))
-        using (var block = needGrad ? Tensor.Allocate([Math.Min(WeightBlockRows, v), h], DType.Float32, zero: false, op) : null)
+        using (var block = needW ? Tensor.Allocate([Math.Min(WeightBlockRows, v), h], DType.Float32, zero: false, op) : null)
             unsafe
             {
                 float* pzs = zs.Ptr<float>(), pzt = zt.Ptr<float>(), phs = hsc.Ptr<float>(), pws = wsc.Ptr<float>(), pht = htc.Ptr<float>(), pwt = wtc.Ptr<float>();
@@ -133,7 +133,8 @@ public static class FusedLinearDivergences
                     FusedDivergence.RunRows(pb, r0, c, pzs, pzt, needGrad ? pzs : null, rowLoss);
                     if (!needGrad) continue;
                     // ∂L/∂h[chunk] = ∂L/∂z·W (written straight into its rows).
-                    Gemm.Multiply(c, h, v, pzs, v, 1, pws, h, 1, gradH!.Ptr<float>() + r0 * h, h, parallel: true);
+                    if (needH) Gemm.Multiply(c, h, v, pzs, v, 1, pws, h, 1, gradH!.Ptr<float>() + r0 * h, h, parallel: true);
+                    if (!needW) continue;
                     // ∂L/∂W += (∂L/∂z)ᵀ·h[chunk], one block of W's rows at a time.
                     float* pgw = gradW!.Ptr<float>(), pb0 = block!.Ptr<float>();
                     for (long v0 = 0; v0 < v; v0 += WeightBlockRows)
@@ -150,7 +151,8 @@ public static class FusedLinearDivergences
         foreach (var x in rowLoss) total += x;
         var result = Tensor.Scalar(total, DType.Float32);
         if (!needGrad) return result;
-        Graph.Record(result, op, [hs, ws], [gradH!, gradW!, hs, ws, ht, wt], (gOut, saved) =>
+        var none = Tensor.Scalar(0, DType.Float32); // a placeholder for a gradient not computed
+        Graph.Record(result, op, [hs, ws], [gradH ?? none, gradW ?? none, hs, ws, ht, wt], (gOut, saved) =>
         {
             if (GradMode.IsEnabled)
             {
@@ -161,10 +163,12 @@ public static class FusedLinearDivergences
                 return [saved[2].RequiresGrad ? grads[0] : null, saved[3].RequiresGrad ? grads[^1] : null];
             }
             bool one = gOut.ToDouble() == 1;
-            return [one ? saved[0].Alias() : saved[0].Mul(gOut), one ? saved[1].Alias() : saved[1].Mul(gOut)];
+            Tensor? Scaled(Tensor? g) => g is null ? null : one ? g.Alias() : g.Mul(gOut);
+            return [Scaled(needH ? saved[0] : null), Scaled(needW ? saved[1] : null)];
         });
-        gradH!.Dispose();
-        gradW!.Dispose();
+        none.Dispose();
+        gradH?.Dispose();
+        gradW?.Dispose();
         return result;
     }
 

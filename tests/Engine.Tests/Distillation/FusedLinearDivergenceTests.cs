@@ -54,6 +54,30 @@ public class FusedLinearDivergenceTests
         TestUtil.AssertClose(reference.Gw, fused.Gw, 1e-4 * sw, 1e-3, name + " dL/dW");
     }
 
+    [Theory]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public void OnlyTheInputsThatRequireGrad_GetGradients(bool hidden, bool weight)
+    {
+        double[] Grad(LossImplementation impl)
+        {
+            using var scope = Tensor.NewDisposeScope();
+            var r = new Random(hidden ? 11 : 12);
+            var hs = TestUtil.Random(r, [9, 6], DType.Float32).RequiresGrad_(hidden);
+            var ws = TestUtil.Random(r, [13, 6], DType.Float32).RequiresGrad_(weight);
+            var ht = TestUtil.Random(r, [9, 4], DType.Float32);
+            var wt = TestUtil.Random(r, [13, 4], DType.Float32);
+            var loss = FusedLinearDivergences.ForwardKl(hs, ws, ht, wt, new DivergenceOptions { Implementation = impl }, chunkRows: 4);
+            loss.Backward();
+            Assert.Equal(hidden, hs.Grad is not null);
+            Assert.Equal(weight, ws.Grad is not null);
+            return (hidden ? hs.Grad! : ws.Grad!).ToArray<float>().Select(x => (double)x).ToArray();
+        }
+        var fused = Grad(LossImplementation.Auto);
+        var unfused = Grad(LossImplementation.Composite);
+        TestUtil.AssertClose(unfused, fused, 1e-6, 1e-4, hidden ? "dL/dh" : "dL/dW");
+    }
+
     [Fact]
     public void NeverAllocatesTheFullLogits()
     {
