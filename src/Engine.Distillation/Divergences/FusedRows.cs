@@ -268,8 +268,8 @@ internal static unsafe class FusedRows
                 TS.Store(et + i, eT);
                 accS = TS.Add(accS, eS);
                 accT = TS.Add(accT, eT);
-                // e_t·(x̃_t − x̃_s), 0 where e_t = 0 (a masked class has −∞ − (−∞) there).
-                if (forwardKl) accA = TS.Add(accA, TS.IfPositive(eT, TS.Mul(eT, TS.Sub(xt, xs))));
+                // e_t·(x̃_t − x̃_s); a class masked in both has e_t = 0 and −∞ − (−∞): SubNoNaN makes that 0·finite = 0.
+                if (forwardKl) accA = TS.Fma(eT, TS.SubNoNaN(xt, xs), accA);
             }
             zs += TS.Sum(accS);
             zt += TS.Sum(accT);
