@@ -3,7 +3,7 @@ using Engine.Tensors.NN;
 
 namespace Engine.Distillation;
 
-/// <summary>Distillation losses built from differentiable tensor ops (the fused forms come later).</summary>
+/// <summary>Distillation losses built on <see cref="Divergences"/> and differentiable tensor ops.</summary>
 public static class Losses
 {
     /// <summary>
@@ -28,11 +28,11 @@ public static class Losses
     /// its logits come from a no-grad forward): α · T · p_i ⊙ ((log p_i − log q_i) − KL_i) / B.
     /// </para>
     /// <para>
-    /// Numerics: everything is computed in the logits' dtype from log-softmaxes (max-subtracted), so
-    /// p·(log p − log q) never takes the log of an underflowed probability; a p that underflows to 0
-    /// contributes 0 (its log p is finite), as in <c>F.kl_div(..., log_target=True)</c>.
-    /// Built from <see cref="Tensor.LogSoftmax"/>, <see cref="Tensor.Exp"/>, products and sums, so the
-    /// loss is differentiable to any order.
+    /// Numerics: the KL term is <see cref="Divergences.ForwardKl"/> (batchmean, T² as asked): the fused one-pass
+    /// form for float32 CPU logits whose teacher needs no gradient (loss and gradient from one read of both
+    /// logits), the composite form from log-softmaxes otherwise (float64, a teacher that requires grad).
+    /// A p that underflows to 0 contributes 0, as in <c>F.kl_div(..., log_target=True)</c>; a backward with
+    /// createGraph recomputes through the composite form, so the loss is differentiable to any order.
     /// </para>
     /// </summary>
     /// <param name="studentLogits">Student scores [B, C], float32 or float64.</param>
@@ -62,16 +62,17 @@ public static class Losses
         if (labels.Rank != 1 || labels.Size(0) != studentLogits.Size(0))
             throw new ArgumentException($"{op}: expected labels [B] = [{studentLogits.Size(0)}]; got {Fmt(labels.Shape)}.");
 
-        long batch = studentLogits.Size(0);
         using var ce = Functional.CrossEntropy(studentLogits, labels);
-        using var logP = teacherLogits.LogSoftmax(1, temperature);
-        using var logQ = studentLogits.LogSoftmax(1, temperature);
-        using var p = logP.Exp();
-        using var diff = logP.Sub(logQ);
-        using var terms = p.Mul(diff);
-        using var total = terms.Sum();
-        double scale = alpha / Math.Max(batch, 1) * (scaleByTemperatureSquared ? temperature * temperature : 1.0);
-        using var kd = total.Mul(scale);
+        // The KL term through Divergences.ForwardKl: the fused one-pass form for float32 CPU logits whose
+        // teacher needs no gradient, the composite form otherwise (same math, any-order gradients).
+        var klOptions = new DivergenceOptions
+        {
+            Temperature = temperature,
+            ScaleByTemperatureSquared = scaleByTemperatureSquared,
+            Reduction = Reduction.BatchMean,
+        };
+        using var kl = Divergences.ForwardKl(studentLogits, teacherLogits, klOptions);
+        using var kd = kl.Mul(alpha);
         using var hard = ce.Mul(1 - alpha);
         return hard.Add(kd);
     }

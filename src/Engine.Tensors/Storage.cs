@@ -37,6 +37,9 @@ internal sealed class Storage
 
     public void AddRef() => Interlocked.Increment(ref _refs);
 
+    /// <summary>True when more than one tensor references this storage.</summary>
+    public bool IsShared => Volatile.Read(ref _refs) > 1;
+
     public void Release()
     {
         if (Interlocked.Decrement(ref _refs) == 0) Buffer.Dispose();

@@ -131,6 +131,15 @@ internal static class BackwardEngine
         if (leaf.IsDisposed) { Drop(grad, owned); return; }
         if (leaf.Grad is null)
         {
+            if (!createGraph && owned.Contains(grad) && grad.GradFn is null && grad.IsContiguous && !grad.Storage.IsShared)
+            {
+                // A gradient the engine made, contiguous, whose storage no other tensor references (e.g. the
+                // gradient a fused loss computed in its forward): it becomes the leaf's .Grad without a copy,
+                // as PyTorch steals such a gradient.
+                owned.Remove(grad);
+                leaf.Grad = grad;
+                return;
+            }
             // The leaf owns a fresh contiguous copy: the incoming gradient may be a broadcast view
             // or share storage with a tensor the caller still holds.
             leaf.Grad = createGraph ? grad.Clone() : grad.Detach().Clone();

@@ -1,0 +1,214 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Engine.Distillation;
+
+/// <summary>
+/// The float operations the fused divergence rows need, over one vector type: 512-bit
+/// (<see cref="Simd512"/>), 256-bit (<see cref="Simd256"/>) and one lane (<see cref="Simd1"/>, the
+/// tails and machines without SIMD). The row code is written once, generic over this interface; the JIT
+/// specializes it per struct and inlines every call, so there is no dispatch in the inner loops.
+/// </summary>
+internal unsafe interface ISimd<TV> where TV : struct
+{
+    static abstract int Count { get; }
+    static abstract TV Load(float* p);
+    static abstract void Store(float* p, TV v);
+
+    /// <summary>Non-temporal store to a vector-aligned address (bypasses the caches: no read-for-ownership of the line).</summary>
+    static abstract void StoreStream(float* p, TV v);
+
+    static abstract TV Splat(float x);
+    static abstract TV Add(TV a, TV b);
+    static abstract TV Sub(TV a, TV b);
+    static abstract TV Mul(TV a, TV b);
+    static abstract TV Div(TV a, TV b);
+    static abstract TV Max(TV a, TV b);
+    static abstract TV Abs(TV a);
+
+    /// <summary>a·b + c.</summary>
+    static abstract TV Fma(TV a, TV b, TV c);
+
+    /// <summary>x where c &gt; 0, else 0 (NaN-free: the unselected x is never used).</summary>
+    static abstract TV IfPositive(TV c, TV x);
+
+    /// <summary>a − b, with NaN (from −∞ − (−∞)) replaced by −float.MaxValue (finite, so 0·it is 0).</summary>
+    static abstract TV SubNoNaN(TV a, TV b);
+
+    /// <summary>+1 where a &gt; b, −1 where a &lt; b, 0 where equal.</summary>
+    static abstract TV SignOfDifference(TV a, TV b);
+
+    /// <summary>exp(x), <see cref="FastExp"/>'s algorithm (x ≤ 0 in every use here).</summary>
+    static abstract TV Exp(TV x);
+
+    /// <summary>Natural log (the runtime's vectorized log).</summary>
+    static abstract TV Log(TV x);
+
+    static abstract float Sum(TV v);
+    static abstract float MaxAcross(TV v);
+}
+
+/// <summary>
+/// exp for float32 (Cephes <c>expf</c>): x = n·ln2 + r with n = round(x·log2 e) and r from a two-part ln2
+/// (exact first part), e^r by a degree-6 polynomial, 2^n added to the exponent bits. Max error about 1 ulp
+/// on [−87.3, 88.7]. Inputs are clamped to [−88, 88.38] (so n ≥ −127); below about −87.34 the 2^n factor's bits are 0,
+/// so the result is exactly 0 there (and for −∞). The AVX-512 path applies 2^n with vscalefps instead (denormals
+/// between −104 and −87.3, exactly 0 below −104 and for −∞).
+/// About 15 vector instructions per vector, against ~40 for the runtime's Exp (which widens to double).
+/// </summary>
+internal static class FastExp
+{
+    public const float Lower = -88.0f, Upper = 88.3762626647949f, ScaleLower = -104.0f;
+    public const float Log2E = 1.44269504088896341f, C1 = 0.693359375f, C2 = -2.12194440e-4f;
+    public const float P0 = 1.9875691500e-4f, P1 = 1.3981999507e-3f, P2 = 8.3334519073e-3f,
+        P3 = 4.1665795894e-2f, P4 = 1.6666665459e-1f, P5 = 5.0000001201e-1f;
+}
+
+internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
+{
+    public static int Count => Vector512<float>.Count;
+    public static Vector512<float> Load(float* p) => Vector512.Load(p);
+    public static void Store(float* p, Vector512<float> v) => v.Store(p);
+    public static void StoreStream(float* p, Vector512<float> v) => v.StoreAlignedNonTemporal(p);
+    public static Vector512<float> Splat(float x) => Vector512.Create(x);
+    public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
+    public static Vector512<float> Sub(Vector512<float> a, Vector512<float> b) => a - b;
+    public static Vector512<float> Mul(Vector512<float> a, Vector512<float> b) => a * b;
+    public static Vector512<float> Div(Vector512<float> a, Vector512<float> b) => a / b;
+    public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+    public static Vector512<float> Abs(Vector512<float> a) => Vector512.Abs(a);
+    public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
+    public static Vector512<float> IfPositive(Vector512<float> c, Vector512<float> x)
+        => Vector512.ConditionalSelect(Vector512.GreaterThan(c, Vector512<float>.Zero), x, Vector512<float>.Zero);
+    public static Vector512<float> SubNoNaN(Vector512<float> a, Vector512<float> b)
+        => Vector512.ConditionalSelect(Vector512.Equals(a - b, a - b), a - b, Vector512.Create(-float.MaxValue));
+    public static Vector512<float> SignOfDifference(Vector512<float> a, Vector512<float> b)
+        => Vector512.ConditionalSelect(Vector512.GreaterThan(a, b), Vector512<float>.One, Vector512<float>.Zero)
+           - Vector512.ConditionalSelect(Vector512.LessThan(a, b), Vector512<float>.One, Vector512<float>.Zero);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp(Vector512<float> x)
+    {
+        if (Avx512F.IsSupported)
+        {
+            // The same polynomial; 2^n applied by vscalefps (one instruction instead of convert, add, shift,
+            // multiply). Clamped at −104 (not −88): results below 2^−126 are denormals, and below −103.97 the
+            // product rounds to exactly 0, so −∞ (a masked class) still gives exactly 0.
+            x = Vector512.Min(Vector512.Max(x, Vector512.Create(FastExp.ScaleLower)), Vector512.Create(FastExp.Upper));
+            var m = Vector512.Round(x * Vector512.Create(FastExp.Log2E));
+            var r = Vector512.FusedMultiplyAdd(m, Vector512.Create(-FastExp.C1), x);
+            r = Vector512.FusedMultiplyAdd(m, Vector512.Create(-FastExp.C2), r);
+            var z = Vector512.FusedMultiplyAdd(Vector512.Create(FastExp.P0), r, Vector512.Create(FastExp.P1));
+            z = Vector512.FusedMultiplyAdd(z, r, Vector512.Create(FastExp.P2));
+            z = Vector512.FusedMultiplyAdd(z, r, Vector512.Create(FastExp.P3));
+            z = Vector512.FusedMultiplyAdd(z, r, Vector512.Create(FastExp.P4));
+            z = Vector512.FusedMultiplyAdd(z, r, Vector512.Create(FastExp.P5));
+            z = Vector512.FusedMultiplyAdd(z, r * r, r + Vector512<float>.One);
+            return Avx512F.Scale(z, m);
+        }
+        x = Vector512.Min(Vector512.Max(x, Vector512.Create(FastExp.Lower)), Vector512.Create(FastExp.Upper));
+        var n = Vector512.Round(x * Vector512.Create(FastExp.Log2E));
+        x = Vector512.FusedMultiplyAdd(n, Vector512.Create(-FastExp.C1), x);
+        x = Vector512.FusedMultiplyAdd(n, Vector512.Create(-FastExp.C2), x);
+        var y = Vector512.FusedMultiplyAdd(Vector512.Create(FastExp.P0), x, Vector512.Create(FastExp.P1));
+        y = Vector512.FusedMultiplyAdd(y, x, Vector512.Create(FastExp.P2));
+        y = Vector512.FusedMultiplyAdd(y, x, Vector512.Create(FastExp.P3));
+        y = Vector512.FusedMultiplyAdd(y, x, Vector512.Create(FastExp.P4));
+        y = Vector512.FusedMultiplyAdd(y, x, Vector512.Create(FastExp.P5));
+        y = Vector512.FusedMultiplyAdd(y, x * x, x + Vector512<float>.One);
+        var bits = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23);
+        return y * bits.AsSingle();
+    }
+
+    public static Vector512<float> Log(Vector512<float> x) => Vector512.Log(x);
+    public static float Sum(Vector512<float> v) => Vector512.Sum(v);
+    public static float MaxAcross(Vector512<float> v) => MathF.Max(Simd256.MaxAcross(v.GetLower()), Simd256.MaxAcross(v.GetUpper()));
+}
+
+internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
+{
+    public static int Count => Vector256<float>.Count;
+    public static Vector256<float> Load(float* p) => Vector256.Load(p);
+    public static void Store(float* p, Vector256<float> v) => v.Store(p);
+    public static void StoreStream(float* p, Vector256<float> v) => v.StoreAlignedNonTemporal(p);
+    public static Vector256<float> Splat(float x) => Vector256.Create(x);
+    public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
+    public static Vector256<float> Sub(Vector256<float> a, Vector256<float> b) => a - b;
+    public static Vector256<float> Mul(Vector256<float> a, Vector256<float> b) => a * b;
+    public static Vector256<float> Div(Vector256<float> a, Vector256<float> b) => a / b;
+    public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
+    public static Vector256<float> Abs(Vector256<float> a) => Vector256.Abs(a);
+    public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
+    public static Vector256<float> IfPositive(Vector256<float> c, Vector256<float> x)
+        => Vector256.ConditionalSelect(Vector256.GreaterThan(c, Vector256<float>.Zero), x, Vector256<float>.Zero);
+    public static Vector256<float> SubNoNaN(Vector256<float> a, Vector256<float> b)
+        => Vector256.ConditionalSelect(Vector256.Equals(a - b, a - b), a - b, Vector256.Create(-float.MaxValue));
+    public static Vector256<float> SignOfDifference(Vector256<float> a, Vector256<float> b)
+        => Vector256.ConditionalSelect(Vector256.GreaterThan(a, b), Vector256<float>.One, Vector256<float>.Zero)
+           - Vector256.ConditionalSelect(Vector256.LessThan(a, b), Vector256<float>.One, Vector256<float>.Zero);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp(Vector256<float> x)
+    {
+        x = Vector256.Min(Vector256.Max(x, Vector256.Create(FastExp.Lower)), Vector256.Create(FastExp.Upper));
+        var n = Vector256.Round(x * Vector256.Create(FastExp.Log2E));
+        x = Vector256.FusedMultiplyAdd(n, Vector256.Create(-FastExp.C1), x);
+        x = Vector256.FusedMultiplyAdd(n, Vector256.Create(-FastExp.C2), x);
+        var y = Vector256.FusedMultiplyAdd(Vector256.Create(FastExp.P0), x, Vector256.Create(FastExp.P1));
+        y = Vector256.FusedMultiplyAdd(y, x, Vector256.Create(FastExp.P2));
+        y = Vector256.FusedMultiplyAdd(y, x, Vector256.Create(FastExp.P3));
+        y = Vector256.FusedMultiplyAdd(y, x, Vector256.Create(FastExp.P4));
+        y = Vector256.FusedMultiplyAdd(y, x, Vector256.Create(FastExp.P5));
+        y = Vector256.FusedMultiplyAdd(y, x * x, x + Vector256<float>.One);
+        var bits = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23);
+        return y * bits.AsSingle();
+    }
+
+    public static Vector256<float> Log(Vector256<float> x) => Vector256.Log(x);
+    public static float Sum(Vector256<float> v) => Vector256.Sum(v);
+    public static float MaxAcross(Vector256<float> v)
+    {
+        float m = v.GetElement(0);
+        for (int i = 1; i < Vector256<float>.Count; i++) m = MathF.Max(m, v.GetElement(i));
+        return m;
+    }
+}
+
+internal readonly unsafe struct Simd1 : ISimd<float>
+{
+    public static int Count => 1;
+    public static float Load(float* p) => *p;
+    public static void Store(float* p, float v) => *p = v;
+    public static void StoreStream(float* p, float v) => *p = v;
+    public static float Splat(float x) => x;
+    public static float Add(float a, float b) => a + b;
+    public static float Sub(float a, float b) => a - b;
+    public static float Mul(float a, float b) => a * b;
+    public static float Div(float a, float b) => a / b;
+    public static float Max(float a, float b) => MathF.Max(a, b);
+    public static float Abs(float a) => MathF.Abs(a);
+    public static float Fma(float a, float b, float c) => MathF.FusedMultiplyAdd(a, b, c);
+    public static float IfPositive(float c, float x) => c > 0 ? x : 0f;
+    public static float SubNoNaN(float a, float b) => float.IsNaN(a - b) ? -float.MaxValue : a - b;
+    public static float SignOfDifference(float a, float b) => a > b ? 1f : a < b ? -1f : 0f;
+
+    public static float Exp(float x)
+    {
+        x = MathF.Min(MathF.Max(x, FastExp.Lower), FastExp.Upper);
+        float n = MathF.Round(x * FastExp.Log2E);
+        x = MathF.FusedMultiplyAdd(n, -FastExp.C1, x);
+        x = MathF.FusedMultiplyAdd(n, -FastExp.C2, x);
+        float y = MathF.FusedMultiplyAdd(FastExp.P0, x, FastExp.P1);
+        y = MathF.FusedMultiplyAdd(y, x, FastExp.P2);
+        y = MathF.FusedMultiplyAdd(y, x, FastExp.P3);
+        y = MathF.FusedMultiplyAdd(y, x, FastExp.P4);
+        y = MathF.FusedMultiplyAdd(y, x, FastExp.P5);
+        y = MathF.FusedMultiplyAdd(y, x * x, x + 1f);
+        return y * BitConverter.Int32BitsToSingle(((int)n + 127) << 23);
+    }
+
+    public static float Log(float x) => MathF.Log(x);
+    public static float Sum(float v) => v;
+    public static float MaxAcross(float v) => v;
+}
