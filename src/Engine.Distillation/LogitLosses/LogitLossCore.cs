@@ -222,6 +222,15 @@ internal static class LogitLossCore
         return a.Mul(diff);
     }
 
+    /// <summary>log a where a &gt; 0 and 0 where a = 0: for the log p of an x·log x term, so that a zero
+    /// probability sends no 0/0 into a gradient (its term is guarded to 0 anyway).</summary>
+    public static Tensor SafeLog(Tensor a)
+    {
+        using var positive = a.Gt(0);
+        using var safe = Tensor.Where(positive, a, 1.0);
+        return safe.Log();
+    }
+
     /// <summary>Elementwise a·log b with 0 where a = 0 (no NaN from 0·(−∞), in values or gradients).</summary>
     public static Tensor XLogY(Tensor a, Tensor logB)
     {
