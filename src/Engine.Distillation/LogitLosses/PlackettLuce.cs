@@ -1,0 +1,156 @@
+using Engine.Tensors;
+
+namespace Engine.Distillation;
+
+public static partial class LogitLoss
+{
+    /// <summary>
+    /// Plackett–Luce distillation (PLD, Bassam et al. 2025): a confidence-weighted list-wise (ListMLE-style)
+    /// loss on the student logits for the "teacher-optimal" ranking. Per row with true class y and teacher
+    /// confidences w = softmax(t / T):
+    /// <code>
+    /// π   = (y, then the other classes by descending w; ties by ascending class index)
+    /// L_k = logsumexp_{j ≥ k} s_{π_j}                      (suffix log-sum-exp along the ranking)
+    /// row = −Σ_{k=1..V} w_{π_k} · (s_{π_k} − L_k)           (terms with w = 0 are 0)
+    /// </code>
+    /// The student logits are used as they are (no temperature); the temperature only softens the
+    /// confidence weights. Adding a constant to every s of a row leaves the loss unchanged (s − L_k is
+    /// shift-invariant). The ranking is a constant of the teacher (no gradient flows through the sort).
+    /// <para>
+    /// Gradient wrt s_{π_m}: <c>−w_{π_m} + Σ_{k ≤ m} w_{π_k} · exp(s_{π_m} − L_k)</c>; the fused form keeps the
+    /// prefix sum A_m = Σ_{k≤m} w_{π_k} e^{−L_k} in log space (log A_m = logaddexp(log A_{m−1}, log w_{π_m} − L_m))
+    /// so exp(s_{π_m} + log A_m) never overflows; loss and gradient in O(V log V) per row (the sort), float64.
+    /// The composite form builds the suffix log-sum-exps from an upper-triangular −∞ mask, O(V²) per row: it is
+    /// the reference and the createGraph path, not the fast one. Wrt the teacher (composite only): through w.
+    /// </para>
+    /// <para>
+    /// Special cases: V = 1 gives −w_y·(s_y − s_y) = 0. A student class at −∞ ranked where w &gt; 0 gives +∞.
+    /// Ignored rows (label = ignoreIndex) contribute nothing and count nowhere; all ignored gives 0. There
+    /// is no T² factor (the loss is not a divergence of tempered distributions). Forms: fused (CPU) and
+    /// composite; Auto picks fused unless the teacher or the per-row temperatures require grad.
+    /// </para>
+    /// </summary>
+    /// <param name="student">Student logits s [..., V].</param>
+    /// <param name="teacher">Teacher [..., V] (logits, log-probabilities or probabilities).</param>
+    /// <param name="labels">True classes, int64 of the batch shape.</param>
+    /// <param name="temperature">T of the teacher confidences (not applied to (log-)probabilities).</param>
+    /// <param name="temperatures">Optional per-row temperatures of the teacher confidences.</param>
+    /// <param name="ignoreIndex">Label value of ignored rows.</param>
+    /// <param name="reduction">How rows combine (default BatchMean).</param>
+    /// <param name="teacherInput">What <paramref name="teacher"/> holds.</param>
+    /// <param name="implementation">Fused, composite or Auto.</param>
+    /// <returns>The loss: 0-d, or the batch shape for <see cref="Reduction.None"/>.</returns>
+    /// <exception cref="ArgumentException">Shapes, dtypes or labels that do not fit (the message names "pld_loss").</exception>
+    public static Tensor PlackettLuce(Tensor student, Tensor teacher, Tensor labels, double temperature = 1.0, Tensor? temperatures = null,
+        long ignoreIndex = -100, Reduction reduction = Reduction.BatchMean, TeacherInput teacherInput = TeacherInput.Logits,
+        LossImplementation implementation = LossImplementation.Auto)
+    {
+        const string op = "pld_loss";
+        LogitLossCore.CheckLogits(op, student, nameof(student));
+        LogitLossCore.CheckLike(op, student, teacher, nameof(teacher));
+        LogitLossCore.CheckTemperature(op, temperature);
+        var layout = LogitLossCore.Layout(op, student, labels, ignoreIndex, labelsRequired: true);
+        var rowT = LogitLossCore.RowTemperatures(op, temperatures, layout);
+
+        Tensor Composite(Tensor s, Tensor[] x) => PlackettLuceComposite(s, x[0], x.Length > 1 ? x[1] : null, layout, rowT, temperature, teacherInput, reduction);
+        Tensor[] extras = temperatures is null ? [teacher] : [teacher, temperatures];
+        if (!LogitLossCore.UseFused(op, implementation, student, teacher, temperatures))
+            return Composite(student, extras);
+
+        using var tc = Contiguous(teacher);
+        var reader = new LogitLossCore.RowReader(tc, layout.Classes);
+        return LogitLossCore.RunFused(op, student, layout, reduction, (r, s, g) =>
+        {
+            int v = s.Length, y = (int)layout.Labels![r];
+            var w = PldLogConfidence(reader, r, v, teacherInput, rowT is null ? temperature : rowT[r]); // log w
+            var pi = Ranking(w, y);
+            var suffix = new double[v];
+            double acc = double.NegativeInfinity;
+            for (int k = v - 1; k >= 0; k--) suffix[k] = acc = LogitLossCore.LogAddExp(s[pi[k]], acc);
+            double loss = 0;
+            for (int k = 0; k < v; k++)
+            {
+                double wk = Math.Exp(w[pi[k]]);
+                if (wk > 0) loss -= wk * (s[pi[k]] - suffix[k]);
+            }
+            if (!g.IsEmpty)
+            {
+                double logA = double.NegativeInfinity;
+                for (int m = 0; m < v; m++)
+                {
+                    int c = pi[m];
+                    if (!double.IsNegativeInfinity(w[c])) logA = LogitLossCore.LogAddExp(logA, w[c] - suffix[m]); // w = 0 adds nothing (and −∞ − −∞ is NaN)
+                    double wm = Math.Exp(w[c]);
+                    g[c] = (double.IsNegativeInfinity(logA) ? 0 : Math.Exp(s[c] + logA)) - wm;
+                }
+            }
+            return loss;
+        }, Composite, extras);
+    }
+
+    /// <summary>The ranking: <paramref name="label"/> first, then the others by descending score (ties by ascending index).</summary>
+    private static int[] Ranking(double[] score, int label)
+    {
+        var pi = new int[score.Length];
+        pi[0] = label;
+        for (int j = 0, n = 1; j < score.Length; j++) if (j != label) pi[n++] = j;
+        // A total order (score descending, then index ascending), so the unstable Array.Sort gives one answer.
+        Array.Sort(pi, 1, score.Length - 1, Comparer<int>.Create((a, b) =>
+        {
+            int c = score[b].CompareTo(score[a]);
+            return c != 0 ? c : a.CompareTo(b);
+        }));
+        return pi;
+    }
+
+    /// <summary>Teacher log-confidences of row <paramref name="row"/> in float64 (the one computation both forms rank by).</summary>
+    private static double[] PldLogConfidence(LogitLossCore.RowReader teacher, long row, int v, TeacherInput input, double temperature)
+    {
+        var w = new double[v];
+        teacher.Read(row, w);
+        LogitLossCore.TeacherScores(w, input, temperature);
+        LogitLossCore.LogSoftmaxInPlace(w);
+        return w;
+    }
+
+    private static Tensor PlackettLuceComposite(Tensor student, Tensor teacher, Tensor? temperatures, RowLayout layout, double[]? rowT,
+        double temperature, TeacherInput input, Reduction reduction)
+    {
+        using var scope = Tensor.NewDisposeScope();
+        int v = (int)layout.Classes;
+        // The rankings (constants): computed from the teacher in float64, exactly as the fused form does.
+        var rows = layout.Counted is null ? Enumerable.Range(0, (int)layout.Rows).Select(r => (long)r).ToArray() : layout.Keep;
+        var order = new long[rows.Length * v];
+        using (Tensor.NoGrad())
+        {
+            var tc = teacher.Detach().Contiguous();
+            var reader = new LogitLossCore.RowReader(tc, v);
+            for (int i = 0; i < rows.Length; i++)
+            {
+                long r = rows[i];
+                var pi = Ranking(PldLogConfidence(reader, r, v, input, rowT is null ? temperature : rowT[r]), (int)layout.Labels![r]);
+                for (int k = 0; k < v; k++) order[i * v + k] = pi[k];
+            }
+        }
+        long n = rows.Length;
+        var piT = Tensor.FromArray(order, n, v);
+        var s = LogitLossCore.CountedRows(student, layout);
+        var t = LogitLossCore.CountedRows(teacher, layout);
+        var col = LogitLossCore.TemperatureColumn(temperatures, layout, student.DType);
+        var w = LogitLossCore.TeacherLogProbs(t, input, temperature, col).Exp();
+        var sP = s.Gather(1, piT);
+        var wP = w.Gather(1, piT);
+        // Suffix log-sum-exp: L[k] = logsumexp_j (sP[j] + M[k, j]), M = 0 for j ≥ k and −∞ below.
+        var mask = new double[v * v];
+        for (int k = 0; k < v; k++) for (int j = 0; j < v; j++) mask[k * v + j] = j >= k ? 0 : double.NegativeInfinity;
+        var m = Tensor.FromArray(mask, v, v).To(student.DType);
+        // −∞ student logits enter as the dtype's lowest finite value: the same sums, but a suffix holding only
+        // masked classes stays finite, so its log-sum-exp backward never computes 0·NaN (its weight is 0 anyway).
+        double lowest = student.DType == DType.Float32 ? float.MinValue : double.MinValue;
+        var sFinite = Tensor.Where(sP.Eq(double.NegativeInfinity), lowest, sP);
+        var suffix = sFinite.Unsqueeze(1).Add(m).LogSumExp(2);
+        var positive = wP.Gt(0);
+        var rowLoss = wP.Mul(Tensor.Where(positive, sP.Sub(suffix), 0.0)).Sum(1).Neg();
+        return LogitLossCore.Reduce(rowLoss, layout, reduction).MoveToOuterDisposeScope();
+    }
+}
