@@ -83,6 +83,11 @@ public class Adam : Optimizer
             StepSize: lr / (1 - Math.Pow(Beta1, t)),
             Bc2Sqrt: Math.Sqrt(1 - Math.Pow(Beta2, t)),
             Eps: Eps);
+        if (Kernels.KernelDispatch.IsAccelerated(parameter))
+        {
+            Kernels.KernelDispatch.AdamStep(parameter, grad, m, v, vmax, k.DecayFactor, k.L2, k.Beta1, k.Beta2, k.StepSize, k.Bc2Sqrt, k.Eps); // kernels/Optim
+            return;
+        }
         if (parameter.DType == DType.Float32) Run<float>(parameter, grad, m, v, vmax, k);
         else Run<double>(parameter, grad, m, v, vmax, k);
     }

@@ -63,6 +63,11 @@ public sealed class SGD : Optimizer
         if (Momentum != 0) buffer = state.Buffer("momentum_buffer", parameter, out first);
         state.Step++;
         var k = new Constants(group.LearningRate, group.WeightDecay, Momentum, Dampening, Nesterov, first);
+        if (Kernels.KernelDispatch.IsAccelerated(parameter))
+        {
+            Kernels.KernelDispatch.SgdStep(parameter, grad, buffer, k.Lr, k.WeightDecay, k.Momentum, k.Dampening, k.Nesterov, k.First); // kernels/Optim
+            return;
+        }
         if (parameter.DType == DType.Float32) Run<float>(parameter, grad, buffer, k);
         else Run<double>(parameter, grad, buffer, k);
     }
