@@ -27,7 +27,9 @@
 //           terms then a pairwise tree over DimX threads: relative error ≲ (n/DimX + log2 DimX)·ε per
 //           sum. log q uses log of the row sum (never the log of an underflowed q), so the loss of
 //           a class with vanishing probability is exact to float rounding. A −∞ logit is a masked
-//           class (probability 0, skipped when both sides are 0); a row whose logits are all −∞
+//           class (probability 0; a class masked on both sides is skipped: all its terms are 0). Classes
+//           whose probabilities merely underflow are not skipped (the α-divergence's p^α q^(1−α)
+//           can be large there for α ∉ [0, 1]). A row whose logits are all −∞
 //           (or contain NaN or +∞) gives NaN, as softmax does — such rows must be ignored via labels.
 // Bytes     Forward KL: s and t read twice (statistics, then loss + gradient) + grad written once:
 //           20 B per class (8 B of DRAM traffic + 4 B write when a row's 8·n bytes stay in L2).
@@ -157,7 +159,7 @@ internal static partial class DivergenceKernels
             float logP = (teacher[start + j] - maxes.B) * invT - logSumT;
             float q = XMath.Exp(logQ), p = XMath.Exp(logP);
             float g = 0f;
-            if (p != 0f || q != 0f)
+            if (logP != float.NegativeInfinity || logQ != float.NegativeInfinity)
             {
                 DivergenceTerm term = TOp.Term(logP, logQ, p, q, parameter);
                 loss += term.Loss;
@@ -177,7 +179,7 @@ internal static partial class DivergenceKernels
                 float logP = (teacher[start + j] - maxes.B) * invT - logSumT;
                 float q = XMath.Exp(logQ), p = XMath.Exp(logP);
                 float g = 0f;
-                if (p != 0f || q != 0f) g = TOp.Term(logP, logQ, p, q, parameter).Weight - q * totals.B;
+                if (logP != float.NegativeInfinity || logQ != float.NegativeInfinity) g = TOp.Term(logP, logQ, p, q, parameter).Weight - q * totals.B;
                 grad[start + j] = gradFactor * g;
             }
         }

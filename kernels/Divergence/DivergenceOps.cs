@@ -30,10 +30,10 @@
 //           with d = log a − log b, log(w·a + (1−w)·b) = log a + log1p((1−w)·expm1(−d)) for d ≥ 0 and
 //           log b + log1p(w·expm1(d)) otherwise, so the exponent never overflows, log M is exact
 //           (= log p) where p = q, and JSD/skew terms vanish exactly for teacher = student. Weights
-//           0 and 1 return the one side exactly. Alpha's w = p·exp((1−α)(log q − log p)) from the
-//           larger side (q·exp(α(log p − log q)) otherwise): w = p exactly where p = q.
-//           Special values: a class with p = q = 0 (−∞ in both logits) is skipped by the kernel (all
-//           terms 0). A class with mass on one side only gives what the math gives: KL(p‖q) = +∞
+//           0 and 1 return the one side exactly. Alpha's w = exp(log p + (1−α)(log q − log p)) from
+//           the larger side (exp(log q + α(log p − log q)) otherwise): w = p exactly where p = q.
+//           Special values: a class with log p = log q = −∞ (masked in both logits) is skipped by the
+//           kernel (all terms 0); underflowed probabilities (finite logs) are not skipped. A class with mass on one side only gives what the math gives: KL(p‖q) = +∞
 //           where q = 0 < p, KL(q‖p) = +∞ where p = 0 < q; JSD, TV, skew KL (λ > 0) and α ∈ (0, 1)
 //           stay finite.
 using Engine.Runtime.Kernels;
@@ -163,7 +163,9 @@ internal readonly struct SkewKLOp : IDivergenceOp
     {
         float logM = DivergenceMath.LogMix(logP, logQ, parameter);
         float loss = p > 0f ? p * (logP - logM) : 0f;
-        float weight = q > 0f ? -(1f - parameter) * p * XMath.Exp(logQ - logM) : 0f;
+        // p·q/M in one exp of logs: q/M stays ≤ 1/(1−λ) where q underflows (at λ = 0 it is exactly 1:
+        // u = −p), and at λ = 1 (M = p) it is exactly 0·q, never 0·∞.
+        float weight = -(1f - parameter) * XMath.Exp(logP + logQ - logM);
         return new DivergenceTerm { Loss = loss, Weight = weight };
     }
 }
@@ -200,8 +202,11 @@ internal readonly struct AlphaOp : IDivergenceOp
     public static DivergenceTerm Term(float logP, float logQ, float p, float q, float parameter)
     {
         float alpha = parameter, beta = 1f - parameter;
-        float w = logP >= logQ ? p * XMath.Exp(beta * (logQ - logP)) : q * XMath.Exp(alpha * (logP - logQ));
-        float loss = (alpha * (p - w) + beta * (q - w)) / (alpha * beta);
+        // One exp from the larger side: exactly p where log p = log q, and never 0·∞ where both underflow.
+        float w = logP >= logQ ? XMath.Exp(logP + beta * (logQ - logP)) : XMath.Exp(logQ + alpha * (logP - logQ));
+        // w = +∞ (α ∉ [0, 1] with one side underflowed): D = +∞ whatever the sign of α(1−α); the
+        // difference form would give ∞ − ∞.
+        float loss = w == float.PositiveInfinity ? w : (alpha * (p - w) + beta * (q - w)) / (alpha * beta);
         return new DivergenceTerm { Loss = loss, Weight = -w / alpha };
     }
 }
