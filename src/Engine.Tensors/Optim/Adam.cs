@@ -14,7 +14,8 @@ namespace Engine.Tensors.Optim;
 /// p = p - lr / (1 - beta1^t) * m / (sqrt(v̂) / sqrt(1 - beta2^t) + eps)
 /// </code>
 /// eps is added after the bias correction of sqrt(v), as torch does. The bias corrections are computed
-/// in float64; the per-element work runs in the parameter's dtype, one fused pass per parameter.
+/// in float64; the per-element work runs in the parameter's dtype, one fused pass per parameter (for a
+/// float32 parameter on an accelerator device, the AdamStep kernel of kernels/Optim).
 /// <see cref="AdamW"/> differs only in its weight decay.
 /// </summary>
 public class Adam : Optimizer

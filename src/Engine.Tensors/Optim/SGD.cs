@@ -13,7 +13,8 @@ namespace Engine.Tensors.Optim;
 /// d = nesterov ? d + momentum * b : b            (if momentum != 0)
 /// p = p - lr * d
 /// </code>
-/// One fused pass over p, grad and the momentum buffer per parameter, in the parameter's dtype.
+/// One fused pass over p, grad and the momentum buffer per parameter, in the parameter's dtype; for a
+/// parameter on an accelerator device (float32) that pass is the SgdStep kernel (kernels/Optim).
 /// </summary>
 public sealed class SGD : Optimizer
 {

@@ -309,6 +309,10 @@ public class DivergenceKernelTests
     public void EveryDivergence_OpenCL_MatchesFloat64()
         => RunAll(Device.Parse("opencl:0"), [(3, 1), (9, 7), (17, 33), (6, 1000), (3, 5003)], [0.05, 1, 20], DivergenceKernels.MaxGroup, everyTemperature: true);
 
+    [BackendFact("cuda")]
+    public void EveryDivergence_Cuda_MatchesFloat64()
+        => RunAll(Device.Parse("cuda:0"), [(3, 1), (9, 7), (17, 33), (6, 1000), (3, 5003), (4, 32000)], [0.05, 1, 20], DivergenceKernels.MaxGroup, everyTemperature: true);
+
     [Fact]
     public void NonContiguousInputs_AreCopied_AndScalarTemperatureTensorBroadcasts()
     {

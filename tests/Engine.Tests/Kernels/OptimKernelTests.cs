@@ -108,6 +108,9 @@ public class OptimKernelTests
     [BackendFact("opencl")]
     public void Optimizers_OnOpenCLParameters_MatchCpu() => Check(Device.Parse("opencl:0"), bitwise: false);
 
+    [BackendFact("cuda")]
+    public void Optimizers_OnCudaParameters_MatchCpu() => Check(Device.Parse("cuda:0"), bitwise: false);
+
     [Fact]
     public void Dispatch_RejectsMismatchedOperands()
     {
