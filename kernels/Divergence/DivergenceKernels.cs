@@ -10,6 +10,8 @@
 //           JSD_β, total variation, skew KL, skew reverse KL, α-divergence). No gradient for the
 //           teacher (it is frozen in distillation). The caller reduces rowLoss (sum / mean / ...)
 //           and folds its factor into `scale` so that grad is already the final gradient.
+//           The teacher may instead be given as log-probabilities log p (used as given) or
+//           probabilities p (log p = log t): then T applies to the student only.
 //           Ignored rows (labels[r] == ignoreIndex) get rowLoss 0 and a zero gradient row.
 // Passes    1. online softmax statistics of s and t in one read: each thread keeps a running max m
 //              and Σ exp((x − m)/T) for both, rescaling its sum when the max grows; then the group
@@ -100,6 +102,14 @@ internal static partial class DivergenceKernels
         return new FloatPair { A = stats.A, B = stats.B + XMath.Exp((x - stats.A) * invT) };
     }
 
+    /// <summary>
+    /// log p_j of the teacher's value x: from logits ((x − max)·invT − log Σ, <paramref name="input"/> 0),
+    /// given log-probabilities (x itself, 1) or given probabilities (log x, 2; 0 gives −∞, a masked class).
+    /// </summary>
+    [KernelFunction]
+    public static float TeacherLogProbability(float x, float max, float invT, float logSum, int input)
+        => input == 0 ? (x - max) * invT - logSum : input == 1 ? x : XMath.Log(x);
+
     /// <summary>A thread's partial sum rescaled from its own max to the row max (0 when it saw no finite element).</summary>
     [KernelFunction]
     public static float Rescale(float sum, float ownMax, float rowMax, float invT)
@@ -107,7 +117,7 @@ internal static partial class DivergenceKernels
 
     /// <summary>Loss and gradient of one divergence for every row (see the file header for the math and layout).</summary>
     /// <param name="student">Student logits s, [rows, n].</param>
-    /// <param name="teacher">Teacher logits t, [rows, n].</param>
+    /// <param name="teacher">Teacher t, [rows, n]: logits, log-probabilities or probabilities (<paramref name="teacherInput"/>).</param>
     /// <param name="temperatures">T per row, [rows], or [1] for all rows; empty: <paramref name="temperature"/> for all rows.</param>
     /// <param name="temperature">T of every row when <paramref name="temperatures"/> is empty.</param>
     /// <param name="labels">Per-row labels, [rows]; empty: no row is ignored.</param>
@@ -119,11 +129,13 @@ internal static partial class DivergenceKernels
     /// <param name="parameter">The op's parameter (β, λ or α; unused by KL and TV).</param>
     /// <param name="scale">Factor of every row's loss and gradient.</param>
     /// <param name="squareTemperature">Also multiply row r by T_r².</param>
+    /// <param name="teacherInput">0: t are logits (p = softmax(t/T)); 1: t are log p (used as given: no temperature, no
+    /// normalization); 2: t are p (log p = log t).</param>
     [Kernel, KernelInstance(typeof(ForwardKLOp)), KernelInstance(typeof(ReverseKLOp)), KernelInstance(typeof(JensenShannonOp)),
      KernelInstance(typeof(TotalVariationOp)), KernelInstance(typeof(SkewKLOp)), KernelInstance(typeof(SkewReverseKLOp)), KernelInstance(typeof(AlphaOp))]
     public static void Divergence<TOp>(ArrayView<float> student, ArrayView<float> teacher, ArrayView<float> temperatures, float temperature,
         ArrayView<long> labels, long ignoreIndex, ArrayView<float> rowLoss, ArrayView<float> grad,
-        int rows, int n, float parameter, float scale, bool squareTemperature) where TOp : IDivergenceOp
+        int rows, int n, float parameter, float scale, bool squareTemperature, int teacherInput) where TOp : IDivergenceOp
     {
         var shared = SharedMemory.Allocate<float>(2 * MaxGroup);
         int row = Grid.IdxX * Group.DimY + Group.IdxY;
@@ -137,10 +149,11 @@ internal static partial class DivergenceKernels
         // Pass 1: online max / sum of exponentials of both rows in one read.
         var ss = new FloatPair { A = float.NegativeInfinity, B = 0f };
         var ts = new FloatPair { A = float.NegativeInfinity, B = 0f };
+        bool teacherLogits = teacherInput == 0; // otherwise the teacher needs no statistics
         for (int j = Group.IdxX; j < count; j += Group.DimX)
         {
             ss = OnlineAdd(ss, student[start + j], invT);
-            ts = OnlineAdd(ts, teacher[start + j], invT);
+            if (teacherLogits) ts = OnlineAdd(ts, teacher[start + j], invT);
         }
         FloatPair maxes = RowReducePair<MaxReduce>(shared, ss.A, ts.A);
         FloatPair sums = RowReducePair<SumReduce>(shared, Rescale(ss.B, ss.A, maxes.A, invT), Rescale(ts.B, ts.A, maxes.B, invT));
@@ -156,7 +169,7 @@ internal static partial class DivergenceKernels
         for (int j = Group.IdxX; j < count; j += Group.DimX)
         {
             float logQ = (student[start + j] - maxes.A) * invT - logSumS;
-            float logP = (teacher[start + j] - maxes.B) * invT - logSumT;
+            float logP = TeacherLogProbability(teacher[start + j], maxes.B, invT, logSumT, teacherInput);
             float q = XMath.Exp(logQ), p = XMath.Exp(logP);
             float g = 0f;
             if (logP != float.NegativeInfinity || logQ != float.NegativeInfinity)
@@ -176,7 +189,7 @@ internal static partial class DivergenceKernels
             for (int j = Group.IdxX; j < count; j += Group.DimX)
             {
                 float logQ = (student[start + j] - maxes.A) * invT - logSumS;
-                float logP = (teacher[start + j] - maxes.B) * invT - logSumT;
+                float logP = TeacherLogProbability(teacher[start + j], maxes.B, invT, logSumT, teacherInput);
                 float q = XMath.Exp(logQ), p = XMath.Exp(logP);
                 float g = 0f;
                 if (logP != float.NegativeInfinity || logQ != float.NegativeInfinity) g = TOp.Term(logP, logQ, p, q, parameter).Weight - q * totals.B;

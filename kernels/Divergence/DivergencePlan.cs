@@ -27,6 +27,19 @@ internal enum DivergenceKind
     Alpha,
 }
 
+/// <summary>What the teacher tensor of the divergence kernel holds (the values match Engine.Distillation's TeacherInput).</summary>
+internal enum DivergenceTeacher
+{
+    /// <summary>Logits t: p = softmax(t/T).</summary>
+    Logits = 0,
+
+    /// <summary>Log-probabilities log p, used as given (no temperature, no normalization).</summary>
+    LogProbabilities = 1,
+
+    /// <summary>Probabilities p, used as given (log p = log t; zeros are masked classes).</summary>
+    Probabilities = 2,
+}
+
 /// <summary>Host side of DivergenceKernels: group shape, grid, and the op that runs for a kind and parameter.</summary>
 internal static class DivergencePlan
 {

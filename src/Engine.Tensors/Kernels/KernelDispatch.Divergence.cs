@@ -42,6 +42,9 @@ internal static partial class KernelDispatch
     /// <param name="ignoreIndex">The ignored label value (PyTorch's −100 by default).</param>
     /// <param name="scale">Factor of every row's loss and gradient (finite).</param>
     /// <param name="scaleByTemperatureSquared">Also multiply row r by T_r² (Hinton's KD).</param>
+    /// <param name="teacherInput">What <paramref name="teacherLogits"/> holds: logits (default; p = softmax(t/T)), log-probabilities
+    /// (log p = t as given, no temperature) or probabilities (log p = log t; zeros are masked classes). T then applies to the student only
+    /// (and to the T² factor).</param>
     /// <param name="maxGroup">Largest work group (a power of two ≤ 256; tests use small groups on the emulator).</param>
     /// <returns>RowLoss, float32 of the rows' shape [...]; GradStudent, float32 [..., V] contiguous; both on the logits' device.</returns>
     /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not match (the message names "divergence kernel" and all shapes/devices).</exception>
@@ -49,7 +52,7 @@ internal static partial class KernelDispatch
     /// <exception cref="NotSupportedException">Tensors on the CPU (use the CPU fused loss) or not float32.</exception>
     public static (Tensor RowLoss, Tensor GradStudent) Divergence(Tensor studentLogits, Tensor teacherLogits, DivergenceKind kind, double parameter,
         double temperature = 1, Tensor? temperatures = null, Tensor? labels = null, long ignoreIndex = -100, double scale = 1,
-        bool scaleByTemperatureSquared = false, int maxGroup = DivergenceKernels.MaxGroup)
+        bool scaleByTemperatureSquared = false, DivergenceTeacher teacherInput = DivergenceTeacher.Logits, int maxGroup = DivergenceKernels.MaxGroup)
     {
         const string op = "divergence kernel";
         ArgumentNullException.ThrowIfNull(studentLogits);
@@ -62,6 +65,8 @@ internal static partial class KernelDispatch
         if (studentLogits.Rank < 1 || !ShapeUtil.SameShape(studentLogits.Shape, teacherLogits.Shape) || studentLogits.Shape[^1] < 1)
             throw new ArgumentException($"{op}: expected student and teacher logits of one shape [..., V] with V ≥ 1; got student {ShapeUtil.Format(studentLogits.Shape)} and teacher {ShapeUtil.Format(teacherLogits.Shape)}.");
         var resolved = DivergencePlan.Resolve(kind, parameter);
+        if (teacherInput is not (DivergenceTeacher.Logits or DivergenceTeacher.LogProbabilities or DivergenceTeacher.Probabilities))
+            throw new ArgumentOutOfRangeException(nameof(teacherInput), teacherInput, $"{op}: unknown teacher input.");
         if (!double.IsFinite(scale))
             throw new ArgumentOutOfRangeException(nameof(scale), scale, $"{op}: scale must be finite.");
         long v = studentLogits.Shape[^1];
@@ -105,13 +110,13 @@ internal static partial class KernelDispatch
         int r = (int)rows, n = (int)v;
         switch (resolved)
         {
-            case DivergenceKind.ForwardKL: DivergenceKernels.Launch.Divergence__ForwardKLOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared); break;
-            case DivergenceKind.ReverseKL: DivergenceKernels.Launch.Divergence__ReverseKLOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared); break;
-            case DivergenceKind.JensenShannon: DivergenceKernels.Launch.Divergence__JensenShannonOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared); break;
-            case DivergenceKind.TotalVariation: DivergenceKernels.Launch.Divergence__TotalVariationOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared); break;
-            case DivergenceKind.SkewKL: DivergenceKernels.Launch.Divergence__SkewKLOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared); break;
-            case DivergenceKind.SkewReverseKL: DivergenceKernels.Launch.Divergence__SkewReverseKLOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared); break;
-            default: DivergenceKernels.Launch.Divergence__AlphaOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared); break;
+            case DivergenceKind.ForwardKL: DivergenceKernels.Launch.Divergence__ForwardKLOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared, (int)teacherInput); break;
+            case DivergenceKind.ReverseKL: DivergenceKernels.Launch.Divergence__ReverseKLOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared, (int)teacherInput); break;
+            case DivergenceKind.JensenShannon: DivergenceKernels.Launch.Divergence__JensenShannonOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared, (int)teacherInput); break;
+            case DivergenceKind.TotalVariation: DivergenceKernels.Launch.Divergence__TotalVariationOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared, (int)teacherInput); break;
+            case DivergenceKind.SkewKL: DivergenceKernels.Launch.Divergence__SkewKLOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared, (int)teacherInput); break;
+            case DivergenceKind.SkewReverseKL: DivergenceKernels.Launch.Divergence__SkewReverseKLOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared, (int)teacherInput); break;
+            default: DivergenceKernels.Launch.Divergence__AlphaOp(acc, grid, group, sv, tv, tempView, tScalar, labelView, ignoreIndex, lv, gv, r, n, p, c, scaleByTemperatureSquared, (int)teacherInput); break;
         }
         return (rowLoss, grad);
     }

@@ -11,7 +11,8 @@ namespace Engine.Tests.Kernels;
 /// every divergence's row loss and student gradient against a float64 reference written here (plain
 /// loops over the math of /work/shared/LOSSES.md; its gradient checked by central differences), on odd
 /// V (1, 7, 33, 1000, 5003), logits at ±1e4, −∞ masked classes, T = 0.05 / 1 / 20 and per-row T,
-/// ignored rows (whose logits are garbage: all −∞), teacher = student, non-contiguous inputs.
+/// ignored rows (whose logits are garbage: all −∞), teacher = student, the teacher given as log-probabilities
+/// or probabilities, non-contiguous inputs.
 /// </summary>
 public class DivergenceKernelTests
 {
@@ -122,10 +123,16 @@ public class DivergenceKernelTests
     }
 
     /// <summary>Row loss and ∂D/∂s (before the scale c) of one row in float64, with a tolerance per value for the float32 kernel.</summary>
-    private static (double Loss, double LossTol, double[] Grad, double[] GradTol) ReferenceRow(Config c, float[] s, float[] t, double temperature)
+    private static (double Loss, double LossTol, double[] Grad, double[] GradTol) ReferenceRow(Config c, float[] s, float[] t, double temperature,
+        DivergenceTeacher teacher = DivergenceTeacher.Logits)
     {
         var lq = LogSoftmax(s, temperature);
-        var lp = LogSoftmax(t, temperature);
+        var lp = teacher switch
+        {
+            DivergenceTeacher.Logits => LogSoftmax(t, temperature),
+            DivergenceTeacher.LogProbabilities => t.Select(v => (double)v).ToArray(),
+            _ => t.Select(v => Math.Log(v)).ToArray(),
+        };
         var (loss, u) = Reference(c, lp, lq);
         int n = s.Length;
         // Float32 log-probabilities err by ~ε·(|log p| + log n) (rounding of (x − m)/T and of log Σ);
@@ -196,7 +203,8 @@ public class DivergenceKernelTests
 
     // ------------------------------------------------------------------ cases
 
-    private sealed record Case(string Label, int Rows, int N, float[] S, float[] T, double Temperature, float[]? Temperatures, long[]? Labels);
+    private sealed record Case(string Label, int Rows, int N, float[] S, float[] T, double Temperature, float[]? Temperatures, long[]? Labels,
+        DivergenceTeacher Teacher = DivergenceTeacher.Logits);
 
     /// <summary>The inputs for one shape: narrow, ±1e4, masked (with an ignored all −∞ row), teacher = student.</summary>
     private static IEnumerable<Case> Cases(Random rng, int rows, int n, double temperature)
@@ -224,6 +232,20 @@ public class DivergenceKernelTests
 
         var same = Values(-4, 4);
         yield return new Case("teacher = student", rows, n, same, same.ToArray(), temperature, null, null);
+
+        // The teacher as log-probabilities (float32 log_softmax at T = 1.3, used as given) and as
+        // probabilities, with classes masked on both sides (−∞ / 0 in the teacher, −∞ in the student).
+        var s2 = Values(-3, 3);
+        var logP = new float[rows * n];
+        for (int r = 0; r < rows; r++)
+        {
+            var row = Values(-3, 3).AsSpan(0, n).ToArray();
+            for (int j = 2; j < n; j += 4) row[j] = s2[r * n + j] = float.NegativeInfinity;
+            var lp = LogSoftmax(row, 1.3);
+            for (int j = 0; j < n; j++) logP[r * n + j] = (float)lp[j];
+        }
+        yield return new Case("teacher log-probs", rows, n, s2, logP, temperature, null, null, DivergenceTeacher.LogProbabilities);
+        yield return new Case("teacher probs", rows, n, s2, logP.Select(v => (float)Math.Exp(v)).ToArray(), temperature, null, null, DivergenceTeacher.Probabilities);
     }
 
     private static void Check(Device device, Config c, Case k, int maxGroup, double scale, bool squareT)
@@ -235,7 +257,7 @@ public class DivergenceKernelTests
         using var td = t.To(device);
         using var temps = k.Temperatures is null ? null : Tensor.FromArray(k.Temperatures, k.Rows).To(device);
         using var labels = k.Labels is null ? null : Tensor.FromArray(k.Labels, k.Rows).To(device);
-        var (lossD, gradD) = KernelDispatch.Divergence(sd, td, c.Kind, c.Parameter, k.Temperature, temps, labels, Ignore, scale, squareT, maxGroup);
+        var (lossD, gradD) = KernelDispatch.Divergence(sd, td, c.Kind, c.Parameter, k.Temperature, temps, labels, Ignore, scale, squareT, k.Teacher, maxGroup);
         using (lossD)
         using (gradD)
         {
@@ -254,7 +276,7 @@ public class DivergenceKernelTests
                 }
                 double temperature = k.Temperatures is null ? (float)k.Temperature : k.Temperatures[r];
                 double factor = scale * (squareT ? temperature * temperature : 1);
-                var (refLoss, lossTol, refGrad, gradTol) = ReferenceRow(c, k.S.AsSpan(r * k.N, k.N).ToArray(), k.T.AsSpan(r * k.N, k.N).ToArray(), temperature);
+                var (refLoss, lossTol, refGrad, gradTol) = ReferenceRow(c, k.S.AsSpan(r * k.N, k.N).ToArray(), k.T.AsSpan(r * k.N, k.N).ToArray(), temperature, k.Teacher);
                 if (!double.IsFinite(refLoss) || Math.Max(Math.Abs(refLoss), Math.Abs(factor * refLoss)) > 1e35)
                 {
                     // Near or past float32's range (α ∉ [0, 1] with z spreads of ~100: w = p^α q^(1−α) ≈ e^100):
