@@ -13,15 +13,15 @@
 //           The teacher may instead be given as log-probabilities log p (used as given) or
 //           probabilities p (log p = log t): then T applies to the student only.
 //           Ignored rows (labels[r] == ignoreIndex) get rowLoss 0 and a zero gradient row.
-// Passes    1. online softmax statistics of s and t in one read: each thread keeps a running max m
+// Passes    1. online softmax statistics of s and t (t only when it holds logits) in one read: each thread keeps a running max m
 //              and Σ exp((x − m)/T) for both, rescaling its sum when the max grows; then the group
 //              combines them: max first, each thread rescales its sum to the row max, then the sum.
 //           2. per class: log p, log q, p, q → ℓ_j, u_j; row sums Σℓ and Σu. For ops whose Σu is a
 //              constant (forward KL: −1) the gradient is written here and pass 3 is skipped.
 //           3. (other ops) the gradient, recomputing u_j from s and t (no extra global buffer).
 // Layout    s, t, grad contiguous [rows, n] (row-major, the class dim last); rowLoss [rows];
-//           temperatures [rows], [1] (broadcast) or empty (then the scalar `temperature` for every row); labels
-//           int64 [rows] or empty (no row ignored). A group (DimX, DimY) works on DimY rows, DimX
+//           temperatures [rows], [1] (broadcast) or empty (then the scalar `temperature` for every
+//           row); labels int64 [rows] or empty (no row ignored). A group (DimX, DimY) works on DimY rows, DimX
 //           threads per row striding over its n classes (coalesced: adjacent threads, adjacent
 //           classes). Rows past `rows` in the last group take part in the barriers only.
 // Numerics  As the softmax kernels: (x − m)·(1/T) in float (the largest term is exactly exp(0) = 1,
@@ -31,11 +31,15 @@
 //           a class with vanishing probability is exact to float rounding. A −∞ logit is a masked
 //           class (probability 0; a class masked on both sides is skipped: all its terms are 0). Classes
 //           whose probabilities merely underflow are not skipped (the α-divergence's p^α q^(1−α)
-//           can be large there for α ∉ [0, 1]). A row whose logits are all −∞
-//           (or contain NaN or +∞) gives NaN, as softmax does — such rows must be ignored via labels.
+//           can be large there for α ∉ [0, 1]). A row whose logits are all −∞ (or contain NaN or
+//           +∞) gives NaN, as softmax does — such rows must be ignored via labels.
 // Bytes     Forward KL: s and t read twice (statistics, then loss + gradient) + grad written once:
 //           20 B per class (8 B of DRAM traffic + 4 B write when a row's 8·n bytes stay in L2).
-//           Other ops: s and t read three times + grad written: 28 B per class from L2.
+//           Other ops: s and t read three times + grad written: 28 B per class from L2. A teacher given
+//           as log-probabilities or probabilities needs no statistics: 4 B per class less.
+//           Registers (NVRTC, sm_70/80/90): 32 (forward KL) to 40 (α), no stack, no spills.
+//           Measured (indicative only, no GPU here): [512, 32000], T = 2 on PoCL, 2 shared CPU cores at
+//           load ~46: forward KL 2.3 s, JSD 10.2 s per launch (PoCL's scalar code; not a GPU estimate).
 // Flops     pass 1: 2 exps (+ rare rescales) and ~6 flops; pass 2: 2 exps + the op (LogMix: 1 expm1
 //           + 1 log1p; α: 1 exp) and ~15 flops; pass 3 repeats pass 2's math. Memory bound on GPUs
 //           for forward KL; the others are near balance (transcendentals on the SFU).
