@@ -18,7 +18,7 @@ namespace Engine.Tensors.Kernels;
 /// (<see cref="DeviceRegistry"/>), and reading a result (To(Device.Cpu)) waits for them.
 /// </para>
 /// </summary>
-internal static class KernelDispatch
+internal static partial class KernelDispatch
 {
     /// <summary>True when <paramref name="t"/> lives on an accelerator device (its ops run kernels).</summary>
     public static bool IsAccelerated(Tensor t) => t.Device.Type != DeviceType.Cpu;

@@ -14,7 +14,8 @@ namespace Engine.Tensors.Optim;
 /// p = p - lr / (1 - beta1^t) * m / (sqrt(v̂) / sqrt(1 - beta2^t) + eps)
 /// </code>
 /// eps is added after the bias correction of sqrt(v), as torch does. The bias corrections are computed
-/// in float64; the per-element work runs in the parameter's dtype, one fused pass per parameter.
+/// in float64; the per-element work runs in the parameter's dtype, one fused pass per parameter (for a
+/// float32 parameter on an accelerator device, the AdamStep kernel of kernels/Optim).
 /// <see cref="AdamW"/> differs only in its weight decay.
 /// </summary>
 public class Adam : Optimizer
@@ -83,6 +84,11 @@ public class Adam : Optimizer
             StepSize: lr / (1 - Math.Pow(Beta1, t)),
             Bc2Sqrt: Math.Sqrt(1 - Math.Pow(Beta2, t)),
             Eps: Eps);
+        if (Kernels.KernelDispatch.IsAccelerated(parameter))
+        {
+            Kernels.KernelDispatch.AdamStep(parameter, grad, m, v, vmax, k.DecayFactor, k.L2, k.Beta1, k.Beta2, k.StepSize, k.Bc2Sqrt, k.Eps); // kernels/Optim
+            return;
+        }
         if (parameter.DType == DType.Float32) Run<float>(parameter, grad, m, v, vmax, k);
         else Run<double>(parameter, grad, m, v, vmax, k);
     }

@@ -13,7 +13,8 @@ namespace Engine.Tensors.Optim;
 /// d = nesterov ? d + momentum * b : b            (if momentum != 0)
 /// p = p - lr * d
 /// </code>
-/// One fused pass over p, grad and the momentum buffer per parameter, in the parameter's dtype.
+/// One fused pass over p, grad and the momentum buffer per parameter, in the parameter's dtype; for a
+/// parameter on an accelerator device (float32) that pass is the SgdStep kernel (kernels/Optim).
 /// </summary>
 public sealed class SGD : Optimizer
 {
@@ -63,6 +64,11 @@ public sealed class SGD : Optimizer
         if (Momentum != 0) buffer = state.Buffer("momentum_buffer", parameter, out first);
         state.Step++;
         var k = new Constants(group.LearningRate, group.WeightDecay, Momentum, Dampening, Nesterov, first);
+        if (Kernels.KernelDispatch.IsAccelerated(parameter))
+        {
+            Kernels.KernelDispatch.SgdStep(parameter, grad, buffer, k.Lr, k.WeightDecay, k.Momentum, k.Dampening, k.Nesterov, k.First); // kernels/Optim
+            return;
+        }
         if (parameter.DType == DType.Float32) Run<float>(parameter, grad, buffer, k);
         else Run<double>(parameter, grad, buffer, k);
     }
