@@ -59,7 +59,7 @@ public static partial class LogitLoss
 
         using var tc = Contiguous(teacher);
         var reader = new LogitLossCore.RowReader(tc, layout.Classes);
-        return LogitLossCore.RunFused(op, student, layout, reduction, (r, s, g) =>
+        return LogitLossCore.RunFused(op, student, layout, reduction, (r, s, g, work) =>
         {
             int v = s.Length, y = (int)layout.Labels![r];
             var w = PldLogConfidence(reader, r, v, teacherInput, rowT is null ? temperature : rowT[r]); // log w
@@ -91,15 +91,25 @@ public static partial class LogitLoss
     /// <summary>The ranking: <paramref name="label"/> first, then the others by descending score (ties by ascending index).</summary>
     private static int[] Ranking(double[] score, int label)
     {
-        var pi = new int[score.Length];
+        int v = score.Length;
+        var pi = new int[v];
+        var keys = new double[v]; // keys[i] belongs to pi[i]; position 0 (the label) is not sorted
         pi[0] = label;
-        for (int j = 0, n = 1; j < score.Length; j++) if (j != label) pi[n++] = j;
-        // A total order (score descending, then index ascending), so the unstable Array.Sort gives one answer.
-        Array.Sort(pi, 1, score.Length - 1, Comparer<int>.Create((a, b) =>
+        for (int j = 0, n = 1; j < v; j++)
         {
-            int c = score[b].CompareTo(score[a]);
-            return c != 0 ? c : a.CompareTo(b);
-        }));
+            if (j == label) continue;
+            pi[n] = j;
+            keys[n++] = -score[j]; // ascending −score = descending score
+        }
+        // Primitive-key sort (fast), then runs of equal keys put in ascending class order: a total order, one answer.
+        Array.Sort(keys, pi, 1, v - 1);
+        for (int a = 1; a < v;)
+        {
+            int b = a + 1;
+            while (b < v && keys[b] == keys[a]) b++;
+            if (b - a > 1) Array.Sort(pi, a, b - a);
+            a = b;
+        }
         return pi;
     }
 
