@@ -1,3 +1,4 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using Engine.Tensors;
 using NNF = Engine.Tensors.NN.Functional;
 using NNReduction = Engine.Tensors.NN.Reduction;
@@ -85,7 +86,7 @@ public static partial class LogitLoss
         using var tc = Contiguous(teacher);
         var tReader = new LogitLossCore.RowReader(tc, layout.Classes);
         return LogitLossCore.RunFused(op, student, layout, reduction,
-            (r, s, g) => DkdRow(s, tReader, r, (int)layout.Labels![r], rowT is null ? temperature : rowT[r], p, g),
+            (r, s, g, w) => DkdRow(s, tReader, r, (int)layout.Labels![r], rowT is null ? temperature : rowT[r], p, g, w),
             Composite, extras);
     }
 
@@ -134,8 +135,12 @@ public static partial class LogitLoss
         using (Tensor.NoGrad()) return x.Contiguous();
     }
 
-    /// <summary>The fused DKD row (float64): loss and, if <paramref name="grad"/> is not empty, its gradient wrt s.</summary>
-    private static double DkdRow(ReadOnlySpan<double> s, LogitLossCore.RowReader teacher, long row, int g, double temperature, DkdParams p, Span<double> grad)
+    /// <summary>
+    /// The fused DKD row (float64; bulk passes vectorized with TensorPrimitives): loss and, if
+    /// <paramref name="grad"/> is not empty, its gradient wrt s. Work rows: z = s/T, e_s, u (teacher scores), e_t.
+    /// </summary>
+    private static double DkdRow(ReadOnlySpan<double> s, LogitLossCore.RowReader teacher, long row, int g, double temperature, DkdParams p,
+        Span<double> grad, Span<double> work)
     {
         int v = s.Length;
         if (v == 1)
@@ -143,41 +148,41 @@ public static partial class LogitLoss
             grad.Clear();
             return 0;
         }
-        Span<double> u = v <= 512 ? stackalloc double[v] : new double[v];
+        Span<double> z = work[..v], es = work.Slice(v, v), u = work.Slice(2 * v, v), et = work.Slice(3 * v, v);
         teacher.Read(row, u);
         LogitLossCore.TeacherScores(u, p.Input, temperature);
-        // Student z = s/T: non-target logsumexp and the full one (logaddexp with the target).
-        Span<double> z = v <= 512 ? stackalloc double[v] : new double[v];
-        for (int j = 0; j < v; j++) z[j] = s[j] / temperature;
-        double lseOs = LogitLossCore.LogSumExp(z, g), lseAs = LogitLossCore.LogAddExp(z[g], lseOs);
-        double lseOt = LogitLossCore.LogSumExp(u, g), lseAt = LogitLossCore.LogAddExp(u[g], lseOt);
-        double logBs0 = z[g] - lseAs, logBs1 = lseOs - lseAs;
-        double logBt0 = u[g] - lseAt, logBt1 = lseOt - lseAt;
+        TensorPrimitives.Divide(s, temperature, z);
+        // Non-target log-sum-exps (the target left out), then the full ones by logaddexp with the target.
+        double zg = z[g], ug = u[g];
+        double lseOs = LogitLossCore.LogSumExpExcept(z, g, es, out double sumS);
+        double lseOt = LogitLossCore.LogSumExpExcept(u, g, et, out double sumT);
+        double lseAs = LogitLossCore.LogAddExp(zg, lseOs), lseAt = LogitLossCore.LogAddExp(ug, lseOt);
+        double logBs0 = zg - lseAs, logBs1 = lseOs - lseAs;
+        double logBt0 = ug - lseAt, logBt1 = lseOt - lseAt;
         double bt0 = Math.Exp(logBt0), bt1 = Math.Exp(logBt1), bs0 = Math.Exp(logBs0);
         double tckd = (bt0 > 0 ? bt0 * (logBt0 - logBs0) : 0) + (bt1 > 0 ? bt1 * (logBt1 - logBs1) : 0);
-        double nckd = 0;
-        for (int j = 0; j < v; j++)
+        // q̂ = e_s / Σ e_s and p̂ = e_t / Σ e_t over the non-target classes (0 at the target; all 0 if none has mass).
+        if (sumS > 0) TensorPrimitives.Divide(es, sumS, es);
+        if (sumT > 0) TensorPrimitives.Divide(et, sumT, et);
+        double nckd = 0, shift = lseOs - lseOt; // log p̂_j − log q̂_j = (u_j − z_j) + (lseOs − lseOt)
+        if (sumT > 0 && double.IsFinite(TensorPrimitives.Sum(u)) && double.IsFinite(TensorPrimitives.Sum(z)) && double.IsFinite(shift))
         {
-            if (j == g) continue;
-            double logPh = u[j] - lseOt;
-            double ph = Math.Exp(logPh);
-            if (ph > 0) nckd += ph * (logPh - (z[j] - lseOs));
+            // Everything finite: Σ_{j≠g} p̂_j (u_j − z_j) + shift·Σ p̂ (p̂_g = 0, Σ p̂ = 1), vectorized.
+            nckd = TensorPrimitives.Dot(et, u) - TensorPrimitives.Dot(et, z) + shift;
+        }
+        else
+        {
+            for (int j = 0; j < v; j++)
+                if (j != g && et[j] > 0) nckd += et[j] * (u[j] - z[j] + shift);
         }
         double t2 = p.ScaleT2 ? temperature * temperature : 1;
         double loss = p.Warm * t2 * (p.Alpha * tckd + p.Beta * nckd);
         if (grad.IsEmpty) return loss;
+        // j ≠ g: c·[α·q̂_j·(p_g − q_g) + β·(q̂_j − p̂_j)] = q̂_j·c(α(p_g − q_g) + β) − cβ·p̂_j;  j = g: c·α·(q_g − p_g).
         double c = p.Warm * t2 / temperature;
-        for (int j = 0; j < v; j++)
-        {
-            if (j == g)
-            {
-                grad[j] = c * p.Alpha * (bs0 - bt0);
-                continue;
-            }
-            double qh = double.IsNegativeInfinity(lseOs) ? 0 : Math.Exp(z[j] - lseOs);
-            double ph = double.IsNegativeInfinity(lseOt) ? 0 : Math.Exp(u[j] - lseOt);
-            grad[j] = c * (p.Alpha * qh * (bt0 - bs0) + p.Beta * (qh - ph));
-        }
+        TensorPrimitives.Multiply(es, c * (p.Alpha * (bt0 - bs0) + p.Beta), grad);
+        TensorPrimitives.MultiplyAdd(et, -c * p.Beta, grad, grad);
+        grad[g] = c * p.Alpha * (bs0 - bt0);
         return loss;
     }
 

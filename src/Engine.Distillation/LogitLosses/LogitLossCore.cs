@@ -1,4 +1,5 @@
 using System.Buffers;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using Engine.Runtime;
 using Engine.Tensors;
 using Engine.Tensors.AutoDiff;
@@ -275,11 +276,15 @@ internal static class LogitLossCore
 
     // ------------------------------------------------------------------ fused machinery
 
+    /// <summary>Rows of V doubles of scratch every fused row function gets (<see cref="FusedRow"/>'s work).</summary>
+    public const int WorkRows = 4;
+
     /// <summary>
     /// One row of a fused loss: given the student row s (float64 copy) returns the row's loss and, when
-    /// <paramref name="grad"/> is not empty, writes d(row loss)/ds into it.
+    /// <paramref name="grad"/> is not empty, writes d(row loss)/ds into it. <paramref name="work"/> is
+    /// <see cref="WorkRows"/>·V doubles of scratch (contents undefined on entry).
     /// </summary>
-    public delegate double FusedRow(long row, ReadOnlySpan<double> s, Span<double> grad);
+    public delegate double FusedRow(long row, ReadOnlySpan<double> s, Span<double> grad, Span<double> work);
 
     /// <summary>Reads rows of a contiguous float32/float64 tensor [rows, width] into float64 spans.</summary>
     public readonly unsafe struct RowReader
@@ -296,18 +301,13 @@ internal static class LogitLossCore
             _width = width;
         }
 
-        /// <summary>Copies row <paramref name="row"/> into <paramref name="dst"/> (length = width).</summary>
+        /// <summary>Copies row <paramref name="row"/> into <paramref name="dst"/> (length = width; float32 widened, vectorized).</summary>
         public void Read(long row, Span<double> dst)
         {
             if (_single)
-            {
-                float* p = (float*)_ptr + row * _width;
-                for (int j = 0; j < dst.Length; j++) dst[j] = p[j];
-            }
+                TensorPrimitives.ConvertTruncating<float, double>(new ReadOnlySpan<float>((float*)_ptr + row * _width, dst.Length), dst);
             else
-            {
                 new ReadOnlySpan<double>((double*)_ptr + row * _width, dst.Length).CopyTo(dst);
-            }
         }
     }
 
@@ -349,33 +349,28 @@ internal static class LogitLossCore
             {
                 if (!layout.Counts(r)) return;
                 var sBuf = ArrayPool<double>.Shared.Rent(width);
+                var wBuf = ArrayPool<double>.Shared.Rent(width * WorkRows);
                 var gBuf = needGrad ? ArrayPool<double>.Shared.Rent(width) : null;
                 try
                 {
                     var sRow = sBuf.AsSpan(0, width);
                     reader.Read(r, sRow);
                     var gRow = gBuf is null ? Span<double>.Empty : gBuf.AsSpan(0, width);
-                    losses[r] = body(r, sRow, gRow);
+                    losses[r] = body(r, sRow, gRow, wBuf.AsSpan(0, width * WorkRows));
                     if (gBuf is not null)
                     {
+                        if (factor != 1) TensorPrimitives.Multiply(gRow, factor, gRow);
                         unsafe
                         {
-                            if (single)
-                            {
-                                float* g = (float*)gptr + r * v;
-                                for (int j = 0; j < width; j++) g[j] = (float)(gRow[j] * factor);
-                            }
-                            else
-                            {
-                                double* g = (double*)gptr + r * v;
-                                for (int j = 0; j < width; j++) g[j] = gRow[j] * factor;
-                            }
+                            if (single) TensorPrimitives.ConvertTruncating<double, float>(gRow, new Span<float>((float*)gptr + r * v, width));
+                            else gRow.CopyTo(new Span<double>((double*)gptr + r * v, width));
                         }
                     }
                 }
                 finally
                 {
                     ArrayPool<double>.Shared.Return(sBuf);
+                    ArrayPool<double>.Shared.Return(wBuf);
                     if (gBuf is not null) ArrayPool<double>.Shared.Return(gBuf);
                 }
             });
@@ -447,6 +442,51 @@ internal static class LogitLossCore
         if (double.IsPositiveInfinity(m)) return m;
         double sum = 0;
         for (int j = 0; j < x.Length; j++) if (j != skip) sum += Math.Exp(x[j] - m);
+        return m + Math.Log(sum);
+    }
+
+    /// <summary>
+    /// log Σ_j exp(x_j), vectorized (TensorPrimitives over float64): m = max x, e ← exp(x − m),
+    /// <paramref name="sum"/> = Σ e, result m + log sum. All −∞: −∞ with e = 0 and sum = 0.
+    /// </summary>
+    public static double LogSumExp(ReadOnlySpan<double> x, Span<double> e, out double sum)
+    {
+        double m = TensorPrimitives.Max(x);
+        if (double.IsNegativeInfinity(m))
+        {
+            e.Clear();
+            sum = 0;
+            return m;
+        }
+        TensorPrimitives.Subtract(x, m, e);
+        TensorPrimitives.Exp(e, e);
+        sum = TensorPrimitives.Sum<double>(e);
+        return m + Math.Log(sum);
+    }
+
+    /// <summary>
+    /// log Σ_{j≠skip} exp(x_j), vectorized; e ← exp(x − m) with e[skip] = 0, <paramref name="sum"/> = Σ e.
+    /// x[skip] is replaced by m (exp 0 = 1) during the exp pass and restored, and then e[skip] is zeroed, so
+    /// the skipped entry needs no −∞ (nor an overflowing x[skip] − m) in the vector exp, and the result is exact.
+    /// </summary>
+    public static double LogSumExpExcept(Span<double> x, int skip, Span<double> e, out double sum)
+    {
+        double xs = x[skip];
+        x[skip] = double.NegativeInfinity;
+        double m = TensorPrimitives.Max(x);
+        if (double.IsNegativeInfinity(m))
+        {
+            x[skip] = xs;
+            e.Clear();
+            sum = 0;
+            return m;
+        }
+        x[skip] = m;
+        TensorPrimitives.Subtract(x, m, e);
+        TensorPrimitives.Exp(e, e);
+        x[skip] = xs;
+        e[skip] = 0;
+        sum = TensorPrimitives.Sum<double>(e);
         return m + Math.Log(sum);
     }
 

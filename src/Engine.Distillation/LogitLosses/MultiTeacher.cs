@@ -1,4 +1,5 @@
 using Engine.Tensors;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Engine.Distillation;
 
@@ -89,31 +90,48 @@ public static partial class LogitLoss
         try
         {
             var readers = contiguous.Select(c => new LogitLossCore.RowReader(c, layout.Classes)).ToArray();
-            return LogitLossCore.RunFused(op, student, layout, reduction, (r, s, g) =>
+            return LogitLossCore.RunFused(op, student, layout, reduction, (r, s, g, work) =>
             {
+                // Work rows: p̄, one teacher's scores / probabilities, the student's e = exp(z − max), log p̄.
                 double tr = rowT is null ? temperature : rowT[r];
                 int v = s.Length;
-                var pbar = new double[v];
-                var u = new double[v];
+                Span<double> pbar = work[..v], u = work.Slice(v, v), e = work.Slice(2 * v, v), logP = work.Slice(3 * v, v);
+                pbar.Clear();
                 for (int k = 0; k < K; k++)
                 {
                     readers[k].Read(r, u);
                     LogitLossCore.TeacherScores(u, teacherInput, tks is null ? tr : tks[k]);
-                    LogitLossCore.LogSoftmaxInPlace(u);
-                    for (int j = 0; j < v; j++) pbar[j] += wn[k] * Math.Exp(u[j]);
+                    LogitLossCore.LogSumExp(u, u, out double sum);
+                    TensorPrimitives.MultiplyAdd(u, wn[k] / sum, pbar, pbar);
                 }
-                for (int j = 0; j < v; j++) u[j] = s[j] / tr;
-                double lse = LogitLossCore.LogSumExp(u);
+                TensorPrimitives.Divide(s, tr, u); // z
+                double lse = LogitLossCore.LogSumExp(u, e, out double eSum);
+                TensorPrimitives.Log(pbar, logP);
                 double t2 = scaleByTemperatureSquared ? tr * tr : 1;
                 double value = 0;
-                for (int j = 0; j < v; j++)
+                bool kl = loss == SoftTargetLoss.KullbackLeibler;
+                if (TensorPrimitives.Min(pbar) > 0 && double.IsFinite(TensorPrimitives.Sum(u)))
                 {
-                    if (!(pbar[j] > 0)) continue;
-                    double logQ = u[j] - lse;
-                    value += loss == SoftTargetLoss.KullbackLeibler ? pbar[j] * (Math.Log(pbar[j]) - logQ) : -pbar[j] * logQ;
+                    // Every class has mass and z is finite: Σ p̄ (log p̄ − z + lse) (KL) or Σ p̄ (lse − z) (CE), vectorized.
+                    double cross = lse * TensorPrimitives.Sum<double>(pbar) - TensorPrimitives.Dot(pbar, u);
+                    value = kl ? TensorPrimitives.Dot(pbar, logP) + cross : cross;
+                }
+                else
+                {
+                    for (int j = 0; j < v; j++)
+                    {
+                        if (!(pbar[j] > 0)) continue;
+                        double logQ = u[j] - lse;
+                        value += kl ? pbar[j] * (logP[j] - logQ) : -pbar[j] * logQ;
+                    }
                 }
                 if (!g.IsEmpty)
-                    for (int j = 0; j < v; j++) g[j] = t2 / tr * (Math.Exp(u[j] - lse) - pbar[j]);
+                {
+                    // T²/T · (q − p̄), q = e / Σe.
+                    TensorPrimitives.Multiply(e, 1 / eSum, g);
+                    TensorPrimitives.Subtract(g, pbar, g);
+                    TensorPrimitives.Multiply(g, t2 / tr, g);
+                }
                 return t2 * value;
             }, Composite, extras);
         }

@@ -1,4 +1,5 @@
 using Engine.Tensors;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Engine.Distillation;
 
@@ -18,8 +19,10 @@ public static partial class LogitLoss
     /// shift-invariant). The ranking is a constant of the teacher (no gradient flows through the sort).
     /// <para>
     /// Gradient wrt s_{π_m}: <c>−w_{π_m} + Σ_{k ≤ m} w_{π_k} · exp(s_{π_m} − L_k)</c>; the fused form keeps the
-    /// prefix sum A_m = Σ_{k≤m} w_{π_k} e^{−L_k} in log space (log A_m = logaddexp(log A_{m−1}, log w_{π_m} − L_m))
-    /// so exp(s_{π_m} + log A_m) never overflows; loss and gradient in O(V log V) per row (the sort), float64.
+    /// suffix sums S_k = Σ_{j≥k} e^{s_{π_j} − M} (M = max s) and the prefix B_m = Σ_{k≤m} w_{π_k}/S_k in linear space,
+    /// gradient e^{s_{π_m} − M}·B_m − w_{π_m}; where S_k would underflow (logits spanning ~640 or more) the tail is
+    /// done exactly in log space (L_k = logaddexp(s_{π_k}, L_{k+1}), log A_m = logaddexp(log A_{m−1}, log w_{π_m} − L_m)).
+    /// Loss and gradient in O(V log V) per row (the sort), float64.
     /// The composite form builds the suffix log-sum-exps from an upper-triangular −∞ mask, O(V²) per row: it is
     /// the reference and the createGraph path, not the fast one. Wrt the teacher (composite only): through w.
     /// </para>
@@ -59,29 +62,53 @@ public static partial class LogitLoss
 
         using var tc = Contiguous(teacher);
         var reader = new LogitLossCore.RowReader(tc, layout.Classes);
-        return LogitLossCore.RunFused(op, student, layout, reduction, (r, s, g) =>
+        return LogitLossCore.RunFused(op, student, layout, reduction, (r, s, g, work) =>
         {
             int v = s.Length, y = (int)layout.Labels![r];
             var w = PldLogConfidence(reader, r, v, teacherInput, rowT is null ? temperature : rowT[r]); // log w
             var pi = Ranking(w, y);
-            var suffix = new double[v];
-            double acc = double.NegativeInfinity;
-            for (int k = v - 1; k >= 0; k--) suffix[k] = acc = LogitLossCore.LogAddExp(s[pi[k]], acc);
+            // Work rows: sπ (student in ranking order), e = exp(sπ − M), S (suffix sums of e), L (suffix log-sum-exps).
+            Span<double> sp = work[..v], e = work.Slice(v, v), S = work.Slice(2 * v, v), L = work.Slice(3 * v, v);
+            for (int k = 0; k < v; k++) sp[k] = s[pi[k]];
+            double M = TensorPrimitives.Max(sp);
+            if (double.IsNegativeInfinity(M)) M = 0; // every class masked: e = 0, the loss is +∞ or 0 below
+            TensorPrimitives.Subtract(sp, M, e);
+            TensorPrimitives.Exp(e, e);
+            double acc = 0;
+            for (int k = v - 1; k >= 0; k--) S[k] = acc += e[k];
+            // Linear space where the suffix sum is far from underflow: L_k = M + log S_k. The tail where it is not
+            // (logits spanning ~640 or more) uses the exact log-space recurrence L_k = logaddexp(sπ_k, L_{k+1}).
+            const double Tiny = 1e-280;
+            int k0 = v;
+            while (k0 > 0 && S[k0 - 1] < Tiny) k0--;
+            TensorPrimitives.Log(S[..k0], L[..k0]);
+            TensorPrimitives.Add(L[..k0], M, L[..k0]);
+            double tail = double.NegativeInfinity;
+            for (int k = v - 1; k >= k0; k--) L[k] = tail = LogitLossCore.LogAddExp(sp[k], tail);
             double loss = 0;
             for (int k = 0; k < v; k++)
             {
                 double wk = Math.Exp(w[pi[k]]);
-                if (wk > 0) loss -= wk * (s[pi[k]] - suffix[k]);
+                if (wk > 0) loss -= wk * (sp[k] - L[k]);
             }
             if (!g.IsEmpty)
             {
-                double logA = double.NegativeInfinity;
-                for (int m = 0; m < v; m++)
+                // ∂/∂sπ_m = e_m·B_m − w_m with B_m = Σ_{k≤m} w_k / S_k (= e^M·Σ_{k≤m} w_k e^{−L_k}); in the tail the
+                // same prefix in log space, log A = log B − M, so exp(sπ_m + log A) never overflows.
+                double B = 0;
+                for (int m = 0; m < k0; m++)
+                {
+                    double wm = Math.Exp(w[pi[m]]);
+                    B += wm / S[m];
+                    g[pi[m]] = e[m] * B - wm;
+                }
+                double logA = B > 0 ? Math.Log(B) - M : double.NegativeInfinity;
+                for (int m = k0; m < v; m++)
                 {
                     int c = pi[m];
-                    if (!double.IsNegativeInfinity(w[c])) logA = LogitLossCore.LogAddExp(logA, w[c] - suffix[m]); // w = 0 adds nothing (and −∞ − −∞ is NaN)
+                    if (!double.IsNegativeInfinity(w[c])) logA = LogitLossCore.LogAddExp(logA, w[c] - L[m]); // w = 0 adds nothing (and −∞ − −∞ is NaN)
                     double wm = Math.Exp(w[c]);
-                    g[c] = (double.IsNegativeInfinity(logA) ? 0 : Math.Exp(s[c] + logA)) - wm;
+                    g[c] = (double.IsNegativeInfinity(logA) ? 0 : Math.Exp(sp[m] + logA)) - wm;
                 }
             }
             return loss;
@@ -91,15 +118,25 @@ public static partial class LogitLoss
     /// <summary>The ranking: <paramref name="label"/> first, then the others by descending score (ties by ascending index).</summary>
     private static int[] Ranking(double[] score, int label)
     {
-        var pi = new int[score.Length];
+        int v = score.Length;
+        var pi = new int[v];
+        var keys = new double[v]; // keys[i] belongs to pi[i]; position 0 (the label) is not sorted
         pi[0] = label;
-        for (int j = 0, n = 1; j < score.Length; j++) if (j != label) pi[n++] = j;
-        // A total order (score descending, then index ascending), so the unstable Array.Sort gives one answer.
-        Array.Sort(pi, 1, score.Length - 1, Comparer<int>.Create((a, b) =>
+        for (int j = 0, n = 1; j < v; j++)
         {
-            int c = score[b].CompareTo(score[a]);
-            return c != 0 ? c : a.CompareTo(b);
-        }));
+            if (j == label) continue;
+            pi[n] = j;
+            keys[n++] = -score[j]; // ascending −score = descending score
+        }
+        // Primitive-key sort (fast), then runs of equal keys put in ascending class order: a total order, one answer.
+        Array.Sort(keys, pi, 1, v - 1);
+        for (int a = 1; a < v;)
+        {
+            int b = a + 1;
+            while (b < v && keys[b] == keys[a]) b++;
+            if (b - a > 1) Array.Sort(pi, a, b - a);
+            a = b;
+        }
         return pi;
     }
 

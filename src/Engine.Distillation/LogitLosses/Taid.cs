@@ -1,4 +1,5 @@
 using Engine.Tensors;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Engine.Distillation;
 
@@ -59,7 +60,7 @@ public static partial class LogitLoss
         using var tc = Contiguous(teacher);
         var tReader = new LogitLossCore.RowReader(tc, layout.Classes);
         return LogitLossCore.RunFused(op, student, layout, reduction,
-            (r, s, g) => TaidRow(s, tReader, r, u, teacherInput, g), Composite, [teacher]);
+            (r, s, g, w) => TaidRow(s, tReader, r, u, teacherInput, g, w), Composite, [teacher]);
     }
 
     /// <summary>
@@ -83,31 +84,45 @@ public static partial class LogitLoss
         return Taid(student, teacher, schedule.Value, labels, ignoreIndex, reduction, teacherInput, implementation);
     }
 
-    private static double TaidRow(ReadOnlySpan<double> s, LogitLossCore.RowReader teacher, long row, double u, TeacherInput input, Span<double> grad)
+    /// <summary>The fused TAID row (float64, bulk passes vectorized). Work rows: r (target), e (exp of the student).</summary>
+    private static double TaidRow(ReadOnlySpan<double> s, LogitLossCore.RowReader teacher, long row, double u, TeacherInput input, Span<double> grad, Span<double> work)
     {
         int v = s.Length;
-        Span<double> r = v <= 512 ? stackalloc double[v] : new double[v];
+        Span<double> r = work[..v], e = work.Slice(v, v);
         teacher.Read(row, r);
         LogitLossCore.TeacherScores(r, input, 1);
-        for (int j = 0; j < v; j++)
+        // (1 − u)·s + u·t; a zero factor drops its term, so 0·∞ never happens.
+        if (u == 0) s.CopyTo(r);
+        else if (u < 1)
         {
-            // (1 − u)·s + u·t, written so that a factor 0 never multiplies an infinity.
-            double a = u == 1 ? 0 : (1 - u) * s[j], b = u == 0 ? 0 : u * r[j];
-            r[j] = a + b;
+            TensorPrimitives.Multiply(r, u, r);
+            TensorPrimitives.MultiplyAdd(s, 1 - u, r, r);
         }
-        LogitLossCore.LogSoftmaxInPlace(r);
-        for (int j = 0; j < v; j++) r[j] = Math.Exp(r[j]);
-        double lse = LogitLossCore.LogSumExp(s);
+        LogitLossCore.LogSumExp(r, r, out double rSum); // r ← exp(mixed − max)
+        TensorPrimitives.Divide(r, rSum, r);
+        double lse = LogitLossCore.LogSumExp(s, e, out double eSum);
         double loss = 0, mass = 0;
-        for (int j = 0; j < v; j++)
+        bool allFinite = double.IsFinite(TensorPrimitives.Sum(s)); // a finite sum has no ±∞ or NaN term
+        if (allFinite)
         {
-            if (!double.IsFinite(s[j])) continue;
-            mass += r[j];
-            if (r[j] > 0) loss -= r[j] * (s[j] - lse);
+            mass = TensorPrimitives.Sum<double>(r);
+            loss = lse * mass - TensorPrimitives.Dot(r, s); // −Σ r (s − lse), vectorized
+        }
+        else
+        {
+            for (int j = 0; j < v; j++)
+            {
+                if (!double.IsFinite(s[j])) continue;
+                mass += r[j];
+                if (r[j] > 0) loss -= r[j] * (s[j] - lse);
+            }
         }
         if (grad.IsEmpty) return loss;
-        for (int j = 0; j < v; j++)
-            grad[j] = double.IsFinite(s[j]) ? mass * Math.Exp(s[j] - lse) - r[j] : 0;
+        // R·q − r with q = e / Σe; 0 at masked classes.
+        TensorPrimitives.Multiply(e, mass / eSum, grad);
+        TensorPrimitives.Subtract(grad, r, grad);
+        if (!allFinite)
+            for (int j = 0; j < v; j++) if (!double.IsFinite(s[j])) grad[j] = 0;
         return loss;
     }
 

@@ -1,4 +1,5 @@
 using Engine.Tensors;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Engine.Distillation;
 
@@ -100,7 +101,7 @@ public static partial class LogitLoss
         using var vc = Contiguous(teacherValues);
         var reader = new LogitLossCore.RowReader(vc, k);
         int kk = (int)k;
-        return LogitLossCore.RunFused(op, student, layout, reduction, (r, s, g) =>
+        return LogitLossCore.RunFused(op, student, layout, reduction, (r, s, g, work) =>
         {
             double tr = rowT is null ? temperature : rowT[r];
             int vv = s.Length;
@@ -122,18 +123,17 @@ public static partial class LogitLoss
                 for (int i = 0; i < kk; i++) mass += p[i];
                 rho = vv == kk ? 0 : Math.Max(0, 1 - mass) / (vv - kk);
             }
-            // Student: max, Σ exp, Σ z in passes over the row (z = s/T).
-            double m = double.NegativeInfinity, sumZ = 0;
-            for (int j = 0; j < vv; j++) { double z = s[j] / tr; if (z > m) m = z; sumZ += z; }
-            double sumExp = 0;
-            for (int j = 0; j < vv; j++) sumExp += Math.Exp(s[j] / tr - m);
-            double lse = m + Math.Log(sumExp);
+            // Student: z = s/T, its max, Σ exp(z − max) and Σ z (vectorized passes over the row).
+            Span<double> z = work[..vv], e = work.Slice(vv, vv);
+            TensorPrimitives.Divide(s, tr, z);
+            double lse = LogitLossCore.LogSumExp(z, e, out double sumExp);
+            double sumZ = TensorPrimitives.Sum<double>(z);
             double value = 0, sumZk = 0;
             for (int i = 0; i < kk; i++)
             {
-                double z = s[(int)idx[i]] / tr;
-                sumZk += z;
-                if (p[i] > 0) value += p[i] * (Math.Log(p[i]) - (z - lse));
+                double zi = z[(int)idx[i]];
+                sumZk += zi;
+                if (p[i] > 0) value += p[i] * (Math.Log(p[i]) - (zi - lse));
             }
             if (rho > 0) value += rho * ((vv - kk) * (Math.Log(rho) + lse) - (sumZ - sumZk));
             double t2 = scaleByTemperatureSquared ? tr * tr : 1;
@@ -144,7 +144,8 @@ public static partial class LogitLoss
                 double total = rho * (vv - kk);
                 for (int i = 0; i < kk; i++) total += p[i];
                 double c = t2 / tr;
-                for (int j = 0; j < vv; j++) g[j] = c * (total * Math.Exp(s[j] / tr - lse) - rho);
+                TensorPrimitives.Multiply(e, c * total / sumExp, g); // c·P·q
+                if (rho != 0) TensorPrimitives.Subtract(g, c * rho, g);
                 for (int i = 0; i < kk; i++) g[(int)idx[i]] += c * (rho - p[i]);
             }
             return t2 * value;
