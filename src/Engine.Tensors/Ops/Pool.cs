@@ -40,6 +40,7 @@ public sealed partial class Tensor
     /// </summary>
     public (Tensor Values, Tensor Indices) MaxPool2dWithIndices((int H, int W) kernelSize, (int H, int W)? stride = null, (int H, int W)? padding = null, (int H, int W)? dilation = null)
     {
+        if (Kernels.KernelDispatch.IsAccelerated(this)) return Kernels.KernelDispatch.MaxPool2dWithIndices(this, kernelSize, stride, padding, dilation);
         const string op = "max_pool2d";
         var geo = PoolGeometry(op, kernelSize, stride, padding, dilation);
         RequirePoolInput(op);
@@ -140,7 +141,7 @@ public sealed partial class Tensor
             throw new ArgumentException($"{op}: expects a 4-D [N, C, H, W] float tensor, got {DType.Name()} {ShapeUtil.Format(Shape)}.");
     }
 
-    private static ConvGeometry PoolGeometry(string op, (int H, int W) kernel, (int H, int W)? stride, (int H, int W)? padding, (int H, int W)? dilation)
+    internal static ConvGeometry PoolGeometry(string op, (int H, int W) kernel, (int H, int W)? stride, (int H, int W)? padding, (int H, int W)? dilation)
     {
         var geo = ConvGeometry.Create(op, kernel, stride ?? kernel, padding, dilation);
         if (geo.PH > geo.KH / 2 || geo.PW > geo.KW / 2)

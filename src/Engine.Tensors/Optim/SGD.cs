@@ -62,6 +62,11 @@ public sealed class SGD : Optimizer
         bool first = false;
         if (Momentum != 0) buffer = state.Buffer("momentum_buffer", parameter, out first);
         state.Step++;
+        if (Kernels.KernelDispatch.IsAccelerated(parameter))
+        {
+            Kernels.KernelDispatch.SgdStep(parameter, grad, buffer, group.LearningRate, group.WeightDecay, Momentum, Dampening, Nesterov, first);
+            return;
+        }
         var k = new Constants(group.LearningRate, group.WeightDecay, Momentum, Dampening, Nesterov, first);
         if (parameter.DType == DType.Float32) Run<float>(parameter, grad, buffer, k);
         else Run<double>(parameter, grad, buffer, k);
