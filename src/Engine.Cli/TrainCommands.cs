@@ -22,7 +22,7 @@ public static class TrainCommands
         public readonly Option<double> WeightDecay = new("--weight-decay") { Description = "L2 weight decay.", DefaultValueFactory = _ => 5e-4 };
         public readonly Option<ulong> Seed = new("--seed") { Description = "Seeds the initialization, dropout, shuffling and augmentation.", DefaultValueFactory = _ => 0UL };
         public readonly Option<int?> Threads = new("--threads") { Description = "Threads for the CPU ops (default: all processors)." };
-        public readonly Option<string> Device = new("--device") { Description = "Device to train on (only cpu today).", DefaultValueFactory = _ => "cpu" };
+        public readonly Option<string> Device = new("--device") { Description = "Device to train on: cpu, emulator, opencl[:N] or cuda[:N].", DefaultValueFactory = _ => "cpu" };
         public readonly Option<string?> Data = new("--data") { Description = $"Directory of the Fashion-MNIST IDX files (default {FashionMnist.DefaultDirectory})." };
         public readonly Option<int?> Limit = new("--limit") { Description = "Train on the first N training images only (quick runs)." };
         public readonly Option<int?> TestLimit = new("--test-limit") { Description = "Evaluate on the first N test images only (quick runs)." };
