@@ -169,6 +169,7 @@ public static class TrainCommands
                 var (net, kind, meta) = Checkpoint.Load(path, Checkpoint.ParseKind(r.GetValue(model)));
                 using (net)
                 {
+                    if (Trainer.ParseDevice(s.Device) is { Type: not Engine.Runtime.DeviceType.Cpu } device) net.To(device);
                     var test = FashionMnist.Load(FashionMnist.Split.Test, s.DataDirectory);
                     if (s.TestLimit is int n && n < test.Count) test = test.Take(n);
                     double acc = Trainer.Evaluate(net, test);

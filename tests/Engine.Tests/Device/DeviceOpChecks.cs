@@ -265,6 +265,44 @@ internal static class DeviceOpChecks
         Differential(device, "mean of all", [p], t => t[0].Mean(), tol: 1e-5);
     }
 
+    public static void LayerNormAndAvgPool(Device device)
+    {
+        var rng = Rng("layernorm");
+        using var x0 = TestUtil.Random(rng, [3, 4, 7]);
+        using var x = x0.Add(2.0);
+        using var cpu = new LayerNorm([4, 7]);
+        using var dev = new LayerNorm([4, 7]);
+        using (Tensor.NoGrad())
+        using (var w = TestUtil.Random(rng, [4, 7], lo: 0.5, hi: 1.5))
+        {
+            cpu.Weight!.CopyFrom_(w);
+            dev.Weight!.CopyFrom_(w);
+        }
+        dev.To(device);
+        var inputs = new[] { x.Detach().RequiresGrad_(), StridedOn(x, device).Detach().RequiresGrad_() };
+        try
+        {
+            using var y = cpu.Forward(inputs[0]);
+            using var dy = dev.Forward(inputs[1]);
+            Same(y, dy, "layer_norm", 1e-5);
+            using var w = TestUtil.Random(rng, y.ShapeArray());
+            using var dw = w.To(device);
+            using (var s = y.Mul(w).Sum()) s.Backward();
+            using (var s = dy.Mul(dw).Sum()) s.Backward();
+            Same(inputs[0].Grad!, inputs[1].Grad!, "layer_norm input gradient", 1e-4);
+            Same(cpu.Weight!.Grad!, dev.Weight!.Grad!, "layer_norm weight gradient", 1e-4);
+            Same(cpu.Bias!.Grad!, dev.Bias!.Grad!, "layer_norm bias gradient", 1e-4);
+        }
+        finally
+        {
+            foreach (var t in inputs) t.Dispose();
+        }
+        using var img = TestUtil.Random(rng, [2, 3, 7, 6]);
+        Differential(device, "avg_pool2d", [img], t => t[0].AvgPool2d((2, 2)), tol: 1e-6);
+        Differential(device, "avg_pool2d (padding, count_include_pad false)", [img], t => t[0].AvgPool2d((3, 3), (2, 2), (1, 1), countIncludePad: false), tol: 1e-6);
+        Differential(device, "adaptive_avg_pool2d", [img], t => t[0].AdaptiveAvgPool2d(3, 4), tol: 1e-6);
+    }
+
     public static void BatchNorm(Device device)
     {
         var rng = Rng("batchnorm");

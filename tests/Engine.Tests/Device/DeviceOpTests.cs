@@ -14,6 +14,7 @@ public class EmulatorOpTests
     [Fact] public void IndexSelectCatOneHotMatchCpu() => DeviceOpChecks.IndexSelectCatOneHot(Emulator);
     [Fact] public void WhereMaskArgMaxMatchCpu() => DeviceOpChecks.WhereMaskArgMax(Emulator);
     [Fact] public void StatisticsMatchCpu() => DeviceOpChecks.Statistics(Emulator);
+    [Fact] public void LayerNormAndAvgPoolMatchCpu() => DeviceOpChecks.LayerNormAndAvgPool(Emulator);
     [Fact] public void BatchNormMatchesCpu() => DeviceOpChecks.BatchNorm(Emulator);
     [Fact] public void DropoutMasksEqualCpu() => DeviceOpChecks.Dropout(Emulator);
     [Fact] public void LossesMatchCpu() => DeviceOpChecks.Losses(Emulator);
@@ -33,6 +34,7 @@ public class OpenCLOpTests
     [BackendFact("opencl")] public void IndexSelectCatOneHotMatchCpu() => DeviceOpChecks.IndexSelectCatOneHot(OpenCL);
     [BackendFact("opencl")] public void WhereMaskArgMaxMatchCpu() => DeviceOpChecks.WhereMaskArgMax(OpenCL);
     [BackendFact("opencl")] public void StatisticsMatchCpu() => DeviceOpChecks.Statistics(OpenCL);
+    [BackendFact("opencl")] public void LayerNormAndAvgPoolMatchCpu() => DeviceOpChecks.LayerNormAndAvgPool(OpenCL);
     [BackendFact("opencl")] public void BatchNormMatchesCpu() => DeviceOpChecks.BatchNorm(OpenCL);
     [BackendFact("opencl")] public void DropoutMasksEqualCpu() => DeviceOpChecks.Dropout(OpenCL);
     [BackendFact("opencl")] public void LossesMatchCpu() => DeviceOpChecks.Losses(OpenCL);
@@ -52,6 +54,7 @@ public class CudaOpTests
     [BackendFact("cuda")] public void IndexSelectCatOneHotMatchCpu() => DeviceOpChecks.IndexSelectCatOneHot(Cuda);
     [BackendFact("cuda")] public void WhereMaskArgMaxMatchCpu() => DeviceOpChecks.WhereMaskArgMax(Cuda);
     [BackendFact("cuda")] public void StatisticsMatchCpu() => DeviceOpChecks.Statistics(Cuda);
+    [BackendFact("cuda")] public void LayerNormAndAvgPoolMatchCpu() => DeviceOpChecks.LayerNormAndAvgPool(Cuda);
     [BackendFact("cuda")] public void BatchNormMatchesCpu() => DeviceOpChecks.BatchNorm(Cuda);
     [BackendFact("cuda")] public void DropoutMasksEqualCpu() => DeviceOpChecks.Dropout(Cuda);
     [BackendFact("cuda")] public void LossesMatchCpu() => DeviceOpChecks.Losses(Cuda);
