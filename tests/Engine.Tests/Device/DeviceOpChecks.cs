@@ -89,6 +89,7 @@ internal static class DeviceOpChecks
         {
             ([2, 3, 5, 6], (3, 3), (1, 1), (1, 1), (1, 1)), ([1, 2, 7, 5], (2, 3), (2, 1), (0, 1), (1, 1)),
             ([2, 1, 6, 7], (3, 2), (2, 3), (1, 0), (2, 1)), ([1, 1, 1, 1], (1, 1), (1, 1), (0, 0), (1, 1)),
+            ([0, 2, 4, 4], (2, 2), (1, 1), (0, 0), (1, 1)), ([2, 0, 4, 4], (3, 3), (1, 1), (1, 1), (1, 1)),
         };
         foreach (var (shape, k, s, p, d) in cases)
         {
@@ -131,6 +132,7 @@ internal static class DeviceOpChecks
         foreach (var (shape, k, s, p, d) in new (long[], (int, int), (int, int)?, (int, int), (int, int))[]
         {
             ([2, 3, 6, 6], (2, 2), null, (0, 0), (1, 1)), ([1, 2, 7, 5], (3, 3), (2, 2), (1, 1), (1, 1)), ([1, 1, 7, 7], (2, 3), (1, 2), (1, 1), (2, 1)),
+            ([0, 3, 4, 4], (2, 2), null, (0, 0), (1, 1)), ([1, 1, 1, 1], (1, 1), null, (0, 0), (1, 1)),
         })
         {
             using var x = TestUtil.Random(rng, shape);
@@ -174,6 +176,12 @@ internal static class DeviceOpChecks
             using var self = TestUtil.Random(rng, selfShape);
             Differential(device, $"scatter_add dim {dim}", [self, index, src], t => t[0].ScatterAdd(dim, t[1], t[2]), tol: 1e-5);
         }
+        // An empty index gathers nothing; a 0-d gather reads one element.
+        using var empty = Tensor.Zeros([0, 5, 3], DType.Int64);
+        Differential(device, "gather with an empty index", [x, empty], t => t[0].Gather(0, t[1]));
+        using var scalar = TestUtil.Random(rng, []);
+        using var zeroIndex = Tensor.Zeros([], DType.Int64);
+        Differential(device, "gather of a 0-d tensor", [scalar, zeroIndex], t => t[0].Gather(0, t[1]), tol: 0);
         // src larger than the index: the gradient of the unused src elements is 0.
         using var small = Tensor.FromArray(new long[] { 2, 0, 1 }, 1, 3);
         using var big = TestUtil.Random(rng, [2, 4]);
@@ -249,7 +257,7 @@ internal static class DeviceOpChecks
     public static void Statistics(Device device)
     {
         var rng = Rng("stats");
-        foreach (var (shape, dims) in new (long[], int[])[] { ([4, 3, 5, 2], [0, 2, 3]), ([6, 7], [1]), ([5, 9], [0]), ([300], [0]), ([2, 1, 3], [1]) })
+        foreach (var (shape, dims) in new (long[], int[])[] { ([4, 3, 5, 2], [0, 2, 3]), ([6, 7], [1]), ([5, 9], [0]), ([300], [0]), ([2, 1, 3], [1]), ([0, 4], [0]), ([3, 0], [0]) })
         {
             using var x0 = TestUtil.Random(rng, shape);
             using var x = x0.Add(3.0); // a mean far from 0: Welford must not cancel
