@@ -348,6 +348,31 @@ internal static class DeviceOpChecks
         Same(cpu.RunningMean!, dev.RunningMean!, "running mean", 1e-6);
         Same(cpu.RunningVar!, dev.RunningVar!, "running var", 1e-5);
         Assert.Equal(2L, dev.NumBatchesTracked!.ToArray<long>()[0]);
+        // Second order (create_graph): the fused op's backward switches to its differentiable form.
+        {
+            using var xc = x.Detach().RequiresGrad_();
+            using var xd = x.To(device).Detach().RequiresGrad_();
+            using var w2 = TestUtil.Random(rng, x.ShapeArray());
+            using var dw2 = w2.To(device);
+            foreach (var (m, t, weights) in new[] { (cpu, xc, w2), (dev, xd, dw2) })
+            {
+                using var y = m.Forward(t);
+                using var l = y.Mul(y).Mul(weights).Sum();
+                using var g = Autograd.Grad(l, t, createGraph: true);
+                using var g2 = g.Mul(g).Sum();
+                g2.Backward();
+            }
+            Same(xc.Grad!, xd.Grad!, "batch_norm2d second order", 1e-3);
+            cpu.ZeroGrad();
+            dev.ZeroGrad();
+        }
+        // Without affine parameters and without running statistics.
+        using (var plainCpu = new BatchNorm2d(4, affine: false, trackRunningStats: false))
+        using (var plainDev = new BatchNorm2d(4, affine: false, trackRunningStats: false))
+        {
+            plainDev.To(device);
+            Differential(device, "batch_norm2d without affine", [x], t => (t[0].Device.Type == Engine.Runtime.DeviceType.Cpu ? plainCpu : plainDev).Forward(t[0]), tol: 1e-5);
+        }
         cpu.Eval();
         dev.Eval();
         using var dx = x.To(device);
