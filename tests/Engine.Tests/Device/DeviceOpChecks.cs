@@ -254,6 +254,59 @@ internal static class DeviceOpChecks
         using (var e = r.ArgMax(1)) using (var g = dr.ArgMax(1)) Assert.Equal(e.ToArray<long>(), g.ToArray<long>());
     }
 
+    public static void MasksAndConversions(Device device)
+    {
+        var rng = Rng("masks");
+        using var a = TestUtil.FromDoubles([1, -2, 0, double.NaN, 3, 3, -0.0, 7, 2, 2, 5, -1], [3, 4]);
+        using var b = TestUtil.FromDoubles([2, -2, double.NaN, 3], [4]);
+        using var da = StridedOn(a, device);
+        using var db = b.To(device);
+        foreach (var (name, op) in new (string, Func<Tensor, Tensor, Tensor>)[]
+        {
+            ("eq", (x, y) => x.Eq(y)), ("ne", (x, y) => x.Ne(y)), ("lt", (x, y) => x.Lt(y)),
+            ("le", (x, y) => x.Le(y)), ("gt", (x, y) => x.Gt(y)), ("ge", (x, y) => x.Ge(y)),
+        })
+        {
+            using var e = op(a, b);
+            using var g = op(da, db);
+            Assert.Equal(DType.Bool, g.DType);
+            Assert.Equal(device, g.Device);
+            Assert.Equal(e.ToArray<bool>(), g.ToArray<bool>());
+            using var es = op(a, b.Select(0, 1));
+            using var gs = op(da, db.Select(0, 1));
+            Assert.Equal(es.ToArray<bool>(), gs.ToArray<bool>());
+        }
+        using (var e = a.Gt(0.0)) using (var g = da.Gt(0.0)) Assert.Equal(e.ToArray<bool>(), g.ToArray<bool>());
+        // Conversions: bool, int64, int32 → float32 and float32 → bool, from strided views.
+        using var mask = a.Ge(2.0);
+        using var dmask = da.Ge(2.0);
+        using (var e = mask.To(DType.Float32)) using (var g = dmask.To(DType.Float32)) Same(e, g, "bool → float32", 0);
+        using var longs = Tensor.FromArray(new long[] { 3, -5, 1L << 40, 16777217, 0, 7 }, 2, 3);
+        using var dl = longs.To(device);
+        using (var t = longs.T) using (var dt = dl.T) using (var e = t.To(DType.Float32)) using (var g = dt.To(DType.Float32)) Same(e, g, "int64 → float32", 0);
+        using var ints = Tensor.FromArray(new int[] { 3, -5, 16777217, 9 }, 4);
+        using var di = ints.To(device);
+        using (var e = ints.To(DType.Float32)) using (var g = di.To(DType.Float32)) Same(e, g, "int32 → float32", 0);
+        using (var e = a.To(DType.Bool)) using (var g = da.To(DType.Bool)) Assert.Equal(e.ToArray<bool>(), g.ToArray<bool>());
+        // One-hot targets as floats, and a where on a device-made mask, with gradients.
+        using var labels = Tensor.FromArray(new long[] { 2, 0, 3 }, 3);
+        using var x = TestUtil.Random(rng, [3, 4]);
+        Differential(device, "one_hot · x", [x, labels], t =>
+        {
+            using var oh = Tensor.OneHot(t[1], 4);
+            using var f = oh.To(DType.Float32);
+            return t[0].Mul(f);
+        }, tol: 0);
+        Differential(device, "where(x > 0.2, x, -x)", [x], t =>
+        {
+            using var m = t[0].Gt(0.2);
+            using var n = t[0].Neg();
+            return Tensor.Where(m, t[0], n);
+        }, tol: 0);
+        using var d64 = Tensor.Ones([2], DType.Float64).To(device);
+        Assert.Contains("To(float32) of a float64 tensor", Assert.Throws<NotSupportedException>(() => d64.To(DType.Float32)).Message);
+    }
+
     public static void Statistics(Device device)
     {
         var rng = Rng("stats");

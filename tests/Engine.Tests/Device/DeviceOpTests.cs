@@ -13,6 +13,7 @@ public class EmulatorOpTests
     [Fact] public void GatherScatterMatchCpu() => DeviceOpChecks.GatherScatter(Emulator);
     [Fact] public void IndexSelectCatOneHotMatchCpu() => DeviceOpChecks.IndexSelectCatOneHot(Emulator);
     [Fact] public void WhereMaskArgMaxMatchCpu() => DeviceOpChecks.WhereMaskArgMax(Emulator);
+    [Fact] public void MasksAndConversionsMatchCpu() => DeviceOpChecks.MasksAndConversions(Emulator);
     [Fact] public void StatisticsMatchCpu() => DeviceOpChecks.Statistics(Emulator);
     [Fact] public void LayerNormAndAvgPoolMatchCpu() => DeviceOpChecks.LayerNormAndAvgPool(Emulator);
     [Fact] public void BatchNormMatchesCpu() => DeviceOpChecks.BatchNorm(Emulator);
@@ -33,6 +34,7 @@ public class OpenCLOpTests
     [BackendFact("opencl")] public void GatherScatterMatchCpu() => DeviceOpChecks.GatherScatter(OpenCL);
     [BackendFact("opencl")] public void IndexSelectCatOneHotMatchCpu() => DeviceOpChecks.IndexSelectCatOneHot(OpenCL);
     [BackendFact("opencl")] public void WhereMaskArgMaxMatchCpu() => DeviceOpChecks.WhereMaskArgMax(OpenCL);
+    [BackendFact("opencl")] public void MasksAndConversionsMatchCpu() => DeviceOpChecks.MasksAndConversions(OpenCL);
     [BackendFact("opencl")] public void StatisticsMatchCpu() => DeviceOpChecks.Statistics(OpenCL);
     [BackendFact("opencl")] public void LayerNormAndAvgPoolMatchCpu() => DeviceOpChecks.LayerNormAndAvgPool(OpenCL);
     [BackendFact("opencl")] public void BatchNormMatchesCpu() => DeviceOpChecks.BatchNorm(OpenCL);
@@ -53,6 +55,7 @@ public class CudaOpTests
     [BackendFact("cuda")] public void GatherScatterMatchCpu() => DeviceOpChecks.GatherScatter(Cuda);
     [BackendFact("cuda")] public void IndexSelectCatOneHotMatchCpu() => DeviceOpChecks.IndexSelectCatOneHot(Cuda);
     [BackendFact("cuda")] public void WhereMaskArgMaxMatchCpu() => DeviceOpChecks.WhereMaskArgMax(Cuda);
+    [BackendFact("cuda")] public void MasksAndConversionsMatchCpu() => DeviceOpChecks.MasksAndConversions(Cuda);
     [BackendFact("cuda")] public void StatisticsMatchCpu() => DeviceOpChecks.Statistics(Cuda);
     [BackendFact("cuda")] public void LayerNormAndAvgPoolMatchCpu() => DeviceOpChecks.LayerNormAndAvgPool(Cuda);
     [BackendFact("cuda")] public void BatchNormMatchesCpu() => DeviceOpChecks.BatchNorm(Cuda);
