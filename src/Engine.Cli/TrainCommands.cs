@@ -22,7 +22,7 @@ public static class TrainCommands
         public readonly Option<double> WeightDecay = new("--weight-decay") { Description = "L2 weight decay.", DefaultValueFactory = _ => 5e-4 };
         public readonly Option<ulong> Seed = new("--seed") { Description = "Seeds the initialization, dropout, shuffling and augmentation.", DefaultValueFactory = _ => 0UL };
         public readonly Option<int?> Threads = new("--threads") { Description = "Threads for the CPU ops (default: all processors)." };
-        public readonly Option<string> Device = new("--device") { Description = "Device to train on (only cpu today).", DefaultValueFactory = _ => "cpu" };
+        public readonly Option<string> Device = new("--device") { Description = "Device to train on: cpu, emulator, opencl[:N] or cuda[:N].", DefaultValueFactory = _ => "cpu" };
         public readonly Option<string?> Data = new("--data") { Description = $"Directory of the Fashion-MNIST IDX files (default {FashionMnist.DefaultDirectory})." };
         public readonly Option<int?> Limit = new("--limit") { Description = "Train on the first N training images only (quick runs)." };
         public readonly Option<int?> TestLimit = new("--test-limit") { Description = "Evaluate on the first N test images only (quick runs)." };
@@ -169,6 +169,7 @@ public static class TrainCommands
                 var (net, kind, meta) = Checkpoint.Load(path, Checkpoint.ParseKind(r.GetValue(model)));
                 using (net)
                 {
+                    if (Trainer.ParseDevice(s.Device) is { Type: not Engine.Runtime.DeviceType.Cpu } device) net.To(device);
                     var test = FashionMnist.Load(FashionMnist.Split.Test, s.DataDirectory);
                     if (s.TestLimit is int n && n < test.Count) test = test.Take(n);
                     double acc = Trainer.Evaluate(net, test);

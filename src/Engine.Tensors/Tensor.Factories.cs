@@ -152,7 +152,7 @@ public sealed partial class Tensor
     public Tensor To(DType dtype)
     {
         if (dtype == DType) return this;
-        if (KernelDispatch.IsAccelerated(this)) throw KernelDispatch.NoKernel($"To({dtype.Name()}) of a {DType.Name()} tensor", Device);
+        if (KernelDispatch.IsAccelerated(this)) return KernelDispatch.Convert(this, dtype);
         var y = Allocate(ShapeArray(), dtype, zero: false, "To");
         Cpu.Copy.Into(this, y);
         if (dtype.IsFloatingPoint() && DType.IsFloatingPoint())

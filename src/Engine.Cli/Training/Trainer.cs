@@ -9,6 +9,8 @@ using Engine.Tensors.Cpu;
 using Engine.Tensors.NN;
 using Engine.Tensors.NN.Models;
 using Engine.Tensors.Optim;
+using Device = Engine.Runtime.Device;
+using DeviceType = Engine.Runtime.DeviceType;
 
 namespace Engine.Cli.Training;
 
@@ -40,20 +42,37 @@ public static class Trainer
     /// <summary>Images per evaluation batch (fixed, so <c>eval</c> reproduces the accuracy <c>train</c> stored).</summary>
     public const int EvalBatchSize = 500;
 
-    /// <summary>The ops one training step runs; every one needs a device implementation before <c>--device</c> can name that device.</summary>
+    /// <summary>
+    /// The ops one training step runs; each has a kernel for accelerator devices (kernels/: im2col and
+    /// col2im with the device GEMM, max-pool, Welford batch statistics, Philox dropout masks, gather,
+    /// where, log-softmax, argmax, elementwise ops; the SGD update as device tensor ops).
+    /// </summary>
     public static readonly IReadOnlyList<string> TrainingOps =
         ["conv2d (forward, input and weight gradients)", "batch_norm2d", "max_pool2d", "relu", "dropout", "linear (matmul)", "log_softmax", "cross_entropy", "kd_loss", "sgd_step"];
 
-    /// <summary>Applies <c>--device</c>: only "cpu" trains today; any other device is an error naming the missing ops.</summary>
-    public static void CheckDevice(string device)
+    /// <summary>
+    /// Parses <c>--device</c> (cpu, emulator, opencl[:N], cuda[:N]) and checks that the device exists
+    /// here; an unknown name or a missing backend is a <see cref="CliException"/> saying why.
+    /// </summary>
+    public static Device ParseDevice(string device)
     {
-        string d = device.Trim().ToLowerInvariant();
-        if (d == "cpu") return;
-        string kind = d.Split(':')[0];
-        if (kind is not ("cuda" or "opencl"))
-            throw new CliException($"unknown device '{device}'; expected cpu, cuda[:N] or opencl[:N] (engine devices lists what this machine has).");
-        throw new CliException($"--device {device}: training runs on the CPU only for now; these ops have no {kind} implementation yet: {string.Join(", ", TrainingOps)}. Use --device cpu.");
+        Device d;
+        try { d = Device.Parse(device); }
+        catch (FormatException)
+        {
+            throw new CliException($"unknown device '{device}'; expected cpu, emulator, cuda[:N] or opencl[:N] (engine devices lists what this machine has).");
+        }
+        if (d.Type == DeviceType.Cpu) return d;
+        if (Engine.Runtime.DeviceRegistry.MissingReason(d) is { } reason)
+            throw new CliException($"--device {device}: {reason}. Use --device cpu.");
+        return d;
     }
+
+    /// <summary>Applies <c>--device</c>: throws a <see cref="CliException"/> unless the device is usable (see <see cref="ParseDevice"/>).</summary>
+    public static void CheckDevice(string device) => ParseDevice(device);
+
+    /// <summary>The device <paramref name="model"/>'s parameters are on (the CPU for a model without parameters).</summary>
+    public static Device DeviceOf(Module model) => model.Parameters().FirstOrDefault()?.Device ?? Device.Cpu;
 
     /// <summary>Applies <c>--threads</c> and <c>--device</c>, and checks the numeric settings.</summary>
     public static void Prepare(TrainSettings s)
@@ -89,17 +108,18 @@ public static class Trainer
     /// <summary>The standardization every image goes through (Fashion-MNIST's mean and std).</summary>
     public static IBatchTransform Normalization { get; } = new Normalize(FashionMnist.Mean, FashionMnist.Std);
 
-    /// <summary>Fraction of <paramref name="test"/> that <paramref name="model"/> classifies right (eval mode, no grad, batches of <see cref="EvalBatchSize"/>).</summary>
+    /// <summary>Fraction of <paramref name="test"/> that <paramref name="model"/> classifies right (eval mode, no grad, batches of <see cref="EvalBatchSize"/>, on the model's device).</summary>
     public static double Evaluate(Module model, ImageDataset test)
     {
         model.Eval();
+        var device = DeviceOf(model);
         var loader = new DataLoader(test, EvalBatchSize, shuffle: false, transform: Normalization);
         long correct = 0;
         using (Tensor.NoGrad())
             foreach (var batch in loader)
                 using (batch)
                 using (Tensor.NewDisposeScope())
-                    correct += CountCorrect(model.Forward(batch.Images), batch.Labels);
+                    correct += CountCorrect(model.Forward(batch.Images.To(device)), batch.Labels);
         return test.Count == 0 ? 0 : (double)correct / test.Count;
     }
 
@@ -120,9 +140,16 @@ public static class Trainer
         TeacherLogits? teacherCache = null)
     {
         var total = Stopwatch.StartNew();
+        var device = ParseDevice(s.Device);
+        bool onDevice = device.Type != DeviceType.Cpu;
         var model = Build(kind, s.Seed);
+        // --device: the model (and the teacher, for this run) live on the device; batches move there per
+        // step. The model is initialized on the CPU first, so a seed gives the same weights everywhere.
+        var teacherHome = teacher is null ? Device.Cpu : DeviceOf(teacher);
         try
         {
+            if (onDevice) model.To(device);
+            if (onDevice && teacher is not null) teacher.To(device);
             teacher?.Eval();
             bool augmented = s.AugmentFor(kind) || s.Flip;
             if (teacher is not null && !augmented && (teacherCache is null || !ReferenceEquals(teacherCache.Dataset, train)))
@@ -152,6 +179,7 @@ public static class Trainer
                 if (s.Metrics is not null) AppendMetrics(s.Metrics, kind, teacher is null ? "ce" : "kd", s.Seed, metrics);
             }
             double finalAcc = epochs[^1].TestAccuracy;
+            if (onDevice) model.To(Device.Cpu); // the returned model (and the checkpoint) are on the CPU
             if (s.Out is not null)
             {
                 var meta = new Dictionary<string, string>
@@ -182,12 +210,17 @@ public static class Trainer
             model.Dispose();
             throw;
         }
+        finally
+        {
+            if (teacher is not null && DeviceOf(teacher) != teacherHome) teacher.To(teacherHome);
+        }
     }
 
     private static EpochMetrics RunEpoch(FashionMnistNet model, Module? teacher, TeacherLogits? cache, DistillSettings? distill, DataLoader loader,
         Optimizer optimizer, LRScheduler schedule, int epoch, CliConsole console, string title)
     {
         model.Train();
+        var device = DeviceOf(model);
         double lossSum = 0;
         long correct = 0, seen = 0;
         var clock = Stopwatch.StartNew();
@@ -200,15 +233,17 @@ public static class Trainer
                 using (batch)
                 using (Tensor.NewDisposeScope())
                 {
-                    var logits = model.Forward(batch.Images);
+                    var images = batch.Images.To(device);
+                    var labels = batch.Labels.To(device);
+                    var logits = model.Forward(images);
                     Tensor loss;
-                    if (teacher is null) loss = Functional.CrossEntropy(logits, batch.Labels);
+                    if (teacher is null) loss = Functional.CrossEntropy(logits, labels);
                     else
                     {
                         Tensor teacherLogits;
-                        if (cache is not null) teacherLogits = cache.Gather(order!, done * loader.BatchSize, batch.Labels);
-                        else using (Tensor.NoGrad()) teacherLogits = teacher.Forward(batch.Images);
-                        loss = Losses.KnowledgeDistillation(logits, teacherLogits, batch.Labels, distill!.Temperature, distill.Alpha);
+                        if (cache is not null) teacherLogits = cache.Gather(order!, done * loader.BatchSize, batch.Labels).To(device);
+                        else using (Tensor.NoGrad()) teacherLogits = teacher.Forward(images);
+                        loss = Losses.KnowledgeDistillation(logits, teacherLogits, labels, distill!.Temperature, distill.Alpha);
                     }
                     optimizer.ZeroGrad();
                     loss.Backward();
@@ -282,10 +317,11 @@ public sealed class TeacherLogits
     /// <summary>The images the logits belong to.</summary>
     public ImageDataset Dataset { get; }
 
-    /// <summary>Runs <paramref name="teacher"/> (eval mode, no grad) over <paramref name="dataset"/> in order.</summary>
+    /// <summary>Runs <paramref name="teacher"/> (eval mode, no grad, on its device) over <paramref name="dataset"/> in order.</summary>
     public static TeacherLogits Compute(Module teacher, ImageDataset dataset, CliConsole console)
     {
         teacher.Eval();
+        var device = Trainer.DeviceOf(teacher);
         var loader = new DataLoader(dataset, Trainer.EvalBatchSize, shuffle: false, transform: Trainer.Normalization);
         float[]? all = null;
         int classes = 0, row = 0;
@@ -297,7 +333,7 @@ public sealed class TeacherLogits
                     using (batch)
                     using (Tensor.NewDisposeScope())
                     {
-                        var logits = teacher.Forward(batch.Images).Contiguous();
+                        var logits = teacher.Forward(batch.Images.To(device)).Contiguous();
                         classes = (int)logits.Size(1);
                         all ??= new float[(long)dataset.Count * classes];
                         logits.ToArray<float>().CopyTo(all, (long)row * classes);

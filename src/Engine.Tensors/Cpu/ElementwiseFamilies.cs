@@ -79,7 +79,7 @@ internal static class ElementwiseDispatch
     public static Tensor Compare<TOp>(string name, Tensor a, Tensor b) where TOp : IComparison
     {
         KernelDispatch.CheckSameDevice(name, a, b);
-        if (KernelDispatch.IsAccelerated(a)) throw KernelDispatch.NoKernel(name, a.Device);
+        if (KernelDispatch.IsAccelerated(a)) return KernelDispatch.Compare<TOp>(name, a, b);
         var shape = ShapeUtil.Broadcast(name, a.Shape, b.Shape);
         var dtype = DTypes.Promote(a.DType, b.DType);
         if (dtype == DType.Bool) dtype = DType.Int32;

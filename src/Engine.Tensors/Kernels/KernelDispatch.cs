@@ -73,7 +73,7 @@ internal static partial class KernelDispatch
         return y;
     }
 
-    /// <summary>op(x) for a float math function with a kernel (exp, log, tanh, sigmoid).</summary>
+    /// <summary>op(x) for a float math function with a kernel (exp, log, tanh, sigmoid; sqrt and rsqrt from kernels/Norm).</summary>
     public static Tensor FloatUnary<TOp>(string op, Tensor x) where TOp : IFloatUnary
     {
         Action<IKernelLauncher, Dim3, Dim3, ArrayView<float>, ArrayView<float>, ElementwiseLayout> launch =
@@ -81,6 +81,8 @@ internal static partial class KernelDispatch
             : typeof(TOp) == typeof(Tensor.LogOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_LogOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.TanhOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_TanhOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.SigmoidOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_SigmoidOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.SqrtOp) ? (l, g, s, v, y, p) => NormKernels.Launch.NormUnary__Tensor_SqrtOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.RsqrtOp) ? (l, g, s, v, y, p) => NormKernels.Launch.NormUnary__Tensor_RsqrtOp(l, g, s, v, y, p)
             : throw NoKernel(op, x.Device);
         return Unary(op, x, launch);
     }
@@ -112,6 +114,11 @@ internal static partial class KernelDispatch
     public static void Copy(string op, Tensor src, Tensor dst)
     {
         CheckSameDevice(op, src, dst);
+        if (dst.DType != DType.Float32 && src.DType == dst.DType)
+        {
+            CopyBits(op, src, dst); // int64, float64, int32, bool: KernelDispatch.Indexing.cs
+            return;
+        }
         RequireFloat32(op, dst);
         if (src.DType != dst.DType)
             throw NoKernel($"{op} from {src.DType.Name()} to {dst.DType.Name()}", dst.Device);

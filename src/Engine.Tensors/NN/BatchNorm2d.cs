@@ -80,6 +80,15 @@ public sealed class BatchNorm2d : Module
             long n = input.Shape[0] * input.Shape[2] * input.Shape[3];
             if (n <= 1)
                 throw new ArgumentException($"{Describe()}: expected more than 1 value per channel when training, got input of shape {ShapeUtil.Format(input.Shape)}.");
+            if (Kernels.KernelDispatch.IsAccelerated(input))
+            {
+                // One fused Welford-statistics + normalize kernel pair, and a fused backward (kernels/Norm/BatchNormKernels.cs).
+                var (y, batchMean, batchVar) = Kernels.KernelDispatch.BatchNorm2dTrain(input, Weight, Bias, Eps);
+                using (batchMean)
+                using (batchVar)
+                    if (Training && TrackRunningStats) UpdateRunningStats(batchMean, batchVar, n);
+                return y;
+            }
             int[] dims = [0, 2, 3];
             using var mean = input.Mean(dims, keepDim: true);
             using var variance = input.Var(dims, keepDim: true, correction: 0);

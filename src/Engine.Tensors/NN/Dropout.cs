@@ -33,7 +33,9 @@ public sealed class Dropout : Module
         if (!Training || P == 0) return input.Alias();
         if (!input.DType.IsFloatingPoint())
             throw new ArgumentException($"{Describe()}: expects a float tensor, got {input.DType.Name()} {ShapeUtil.Format(input.Shape)}.");
-        using var mask = Tensor.Bernoulli(input.ShapeArray(), 1 - P, input.DType, Generator);
+        using var mask = Kernels.KernelDispatch.IsAccelerated(input)
+            ? Kernels.KernelDispatch.Bernoulli(input.ShapeArray(), 1 - P, input.DType, Generator, input.Device) // same Philox stream: same mask
+            : Tensor.Bernoulli(input.ShapeArray(), 1 - P, input.DType, Generator);
         if (P == 1) return input.Mul(mask); // all zeros, graph kept
         using var scaled = mask.Mul(1 / (1 - P)); // the mask requires no grad: nothing is recorded
         return input.Mul(scaled);

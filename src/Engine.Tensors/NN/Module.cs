@@ -214,6 +214,36 @@ public abstract class Module : IDisposable
         return this;
     }
 
+    /// <summary>
+    /// Moves every parameter and buffer to <paramref name="device"/> in place (values unchanged; the
+    /// kernels of that device then run the module's ops). Parameters stay leaves that require grad;
+    /// their gradients are dropped. Returns this module.
+    /// </summary>
+    public Module To(Engine.Runtime.Device device)
+    {
+        foreach (var (_, m) in NamedModules())
+        {
+            foreach (var n in m._parameterNames)
+            {
+                var p = m._parameters[n];
+                if (p is null || p.Device == device) continue;
+                Tensor moved;
+                using (Tensor.NoGrad()) using (var detached = p.Detach()) moved = detached.To(device);
+                moved.DetachFromDisposeScope();
+                moved.RequiresGrad = p.RequiresGrad;
+                p.Dispose();
+                m._parameters[n] = moved;
+            }
+            foreach (var n in m._bufferNames)
+            {
+                var b = m._buffers[n];
+                if (b is null || b.Device == device) continue;
+                m.SetBuffer(n, b.To(device));
+            }
+        }
+        return this;
+    }
+
     // ------------------------------------------------------------------ state dict
 
     /// <summary>

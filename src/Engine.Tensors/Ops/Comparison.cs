@@ -90,12 +90,12 @@ public sealed partial class Tensor
         }
     }
 
-    private readonly struct EqOp : IComparison { public static bool Invoke<T>(T a, T b) where T : INumber<T> => a == b; }
-    private readonly struct NeOp : IComparison { public static bool Invoke<T>(T a, T b) where T : INumber<T> => a != b; }
-    private readonly struct LtOp : IComparison { public static bool Invoke<T>(T a, T b) where T : INumber<T> => a < b; }
-    private readonly struct LeOp : IComparison { public static bool Invoke<T>(T a, T b) where T : INumber<T> => a <= b; }
-    private readonly struct GtOp : IComparison { public static bool Invoke<T>(T a, T b) where T : INumber<T> => a > b; }
-    private readonly struct GeOp : IComparison { public static bool Invoke<T>(T a, T b) where T : INumber<T> => a >= b; }
+    internal readonly struct EqOp : IComparison { public static bool Invoke<T>(T a, T b) where T : INumber<T> => a == b; }
+    internal readonly struct NeOp : IComparison { public static bool Invoke<T>(T a, T b) where T : INumber<T> => a != b; }
+    internal readonly struct LtOp : IComparison { public static bool Invoke<T>(T a, T b) where T : INumber<T> => a < b; }
+    internal readonly struct LeOp : IComparison { public static bool Invoke<T>(T a, T b) where T : INumber<T> => a <= b; }
+    internal readonly struct GtOp : IComparison { public static bool Invoke<T>(T a, T b) where T : INumber<T> => a > b; }
+    internal readonly struct GeOp : IComparison { public static bool Invoke<T>(T a, T b) where T : INumber<T> => a >= b; }
 
     private readonly struct AndOp : IBinaryOp<AndOp, bool, bool, bool> { public static bool Invoke(bool a, bool b) => a & b; }
     private readonly struct OrOp : IBinaryOp<OrOp, bool, bool, bool> { public static bool Invoke(bool a, bool b) => a | b; }

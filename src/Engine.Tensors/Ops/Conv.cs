@@ -33,6 +33,7 @@ public sealed partial class Tensor
     /// <param name="dilation">Spacing between kernel taps, each ≥ 1; default (1, 1).</param>
     public Tensor Unfold((int H, int W) kernelSize, (int H, int W)? stride = null, (int H, int W)? padding = null, (int H, int W)? dilation = null)
     {
+        if (Kernels.KernelDispatch.IsAccelerated(this)) return Kernels.KernelDispatch.Unfold(this, kernelSize, stride, padding, dilation);
         const string op = "unfold";
         var geo = ConvGeometry.Create(op, kernelSize, stride, padding, dilation);
         RequireCpu(op);
@@ -59,6 +60,7 @@ public sealed partial class Tensor
     /// the thread count.</remarks>
     public Tensor Fold((long H, long W) outputSize, (int H, int W) kernelSize, (int H, int W)? stride = null, (int H, int W)? padding = null, (int H, int W)? dilation = null)
     {
+        if (Kernels.KernelDispatch.IsAccelerated(this)) return Kernels.KernelDispatch.Fold(this, outputSize, kernelSize, stride, padding, dilation);
         const string op = "fold";
         var geo = ConvGeometry.Create(op, kernelSize, stride, padding, dilation);
         RequireCpu(op);

@@ -35,7 +35,7 @@ public sealed partial class Tensor
         for (int i = 0; i < tensors.Length; i++)
         {
             var t = tensors[i];
-            t.RequireCpu("cat");
+            Kernels.KernelDispatch.CheckSameDevice("cat", first, t);
             if (t.DType != first.DType)
                 throw new ArgumentException(
                     $"cat: all tensors must have one dtype; tensor 0 is {first.DType.Name()} {ShapeUtil.Format(first.Shape)} but tensor {i} is {t.DType.Name()} {ShapeUtil.Format(t.Shape)}.");
@@ -49,7 +49,7 @@ public sealed partial class Tensor
                         $"cat: sizes must match except in dim {d}; shapes {ShapeUtil.Format(first.Shape)} and {ShapeUtil.Format(t.Shape)} (tensor {i}) differ in dim {k}.");
             outShape[d] += t._shape[d];
         }
-        var y = Allocate(outShape, first.DType, zero: false, "cat");
+        var y = Allocate(outShape, first.DType, zero: false, "cat", first.Device);
         var starts = new long[tensors.Length];
         var lengths = new long[tensors.Length];
         var skipped = new bool[tensors.Length];
@@ -73,7 +73,7 @@ public sealed partial class Tensor
             for (int i = 0; i < needs.Length; i++)
             {
                 if (!needs[i]) continue;
-                grads[i] = skipped[i] ? Zeros([0], g.DType) : g.Narrow(d, starts[i], lengths[i]);
+                grads[i] = skipped[i] ? Zeros([0], g.DType, g.Device) : g.Narrow(d, starts[i], lengths[i]);
             }
             return grads;
         });
@@ -88,10 +88,10 @@ public sealed partial class Tensor
         ArgumentNullException.ThrowIfNull(tensors);
         if (tensors.Length == 0) throw new ArgumentException("stack: expects a non-empty array of tensors.");
         var first = tensors[0];
-        first.RequireCpu("stack");
         for (int i = 1; i < tensors.Length; i++)
         {
             var t = tensors[i];
+            Kernels.KernelDispatch.CheckSameDevice("stack", first, t);
             if (t.DType != first.DType || !ShapeUtil.SameShape(t.Shape, first.Shape))
                 throw new ArgumentException(
                     $"stack: all tensors must have one shape and dtype; tensor 0 is {first.DType.Name()} {ShapeUtil.Format(first.Shape)} but tensor {i} is {t.DType.Name()} {ShapeUtil.Format(t.Shape)}.");
@@ -99,7 +99,7 @@ public sealed partial class Tensor
         int d = ShapeUtil.NormalizeDim("stack", dim, first.Rank + 1);
         var outShape = first._shape.ToList();
         outShape.Insert(d, tensors.Length);
-        var y = Allocate(outShape.ToArray(), first.DType, zero: false, "stack");
+        var y = Allocate(outShape.ToArray(), first.DType, zero: false, "stack", first.Device);
         using (NoGrad())
             for (int i = 0; i < tensors.Length; i++)
                 using (var slot = y.Select(d, i)) slot.CopyFrom_(tensors[i]);
@@ -122,6 +122,7 @@ public sealed partial class Tensor
     public Tensor IndexSelect(int dim, Tensor index)
     {
         ArgumentNullException.ThrowIfNull(index);
+        if (Kernels.KernelDispatch.IsAccelerated(this)) return Kernels.KernelDispatch.IndexSelect(this, dim, index);
         const string op = "index_select";
         RequireCpu(op);
         if (Rank == 0) throw new ArgumentException($"{op}: cannot index a 0-d tensor; reshape it to [1] first.");
@@ -198,6 +199,7 @@ public sealed partial class Tensor
     public Tensor Gather(int dim, Tensor index)
     {
         ArgumentNullException.ThrowIfNull(index);
+        if (Kernels.KernelDispatch.IsAccelerated(this)) return Kernels.KernelDispatch.Gather(this, dim, index);
         const string op = "gather";
         RequireCpu(op);
         int d = ShapeUtil.NormalizeDim(op, dim, Rank);
@@ -233,6 +235,7 @@ public sealed partial class Tensor
     {
         ArgumentNullException.ThrowIfNull(index);
         ArgumentNullException.ThrowIfNull(src);
+        if (Kernels.KernelDispatch.IsAccelerated(this)) return Kernels.KernelDispatch.ScatterAdd(this, dim, index, src);
         const string op = "scatter_add";
         RequireCpu(op);
         int d = ShapeUtil.NormalizeDim(op, dim, Rank);
@@ -288,6 +291,7 @@ public sealed partial class Tensor
     public static Tensor OneHot(Tensor labels, long numClasses = -1)
     {
         ArgumentNullException.ThrowIfNull(labels);
+        if (Kernels.KernelDispatch.IsAccelerated(labels)) return Kernels.KernelDispatch.OneHot(labels, numClasses);
         const string op = "one_hot";
         labels.RequireCpu(op);
         var idx = IndexValues(op, labels);
@@ -320,6 +324,7 @@ public sealed partial class Tensor
     public Tensor MaskedFill(Tensor mask, double value)
     {
         ArgumentNullException.ThrowIfNull(mask);
+        if (Kernels.KernelDispatch.IsAccelerated(this)) return Kernels.KernelDispatch.MaskedFill(this, mask, value);
         const string op = "masked_fill";
         RequireCpu(op);
         if (mask.DType != DType.Bool)

@@ -40,6 +40,7 @@ public sealed partial class Tensor
     /// </summary>
     public (Tensor Values, Tensor Indices) MaxPool2dWithIndices((int H, int W) kernelSize, (int H, int W)? stride = null, (int H, int W)? padding = null, (int H, int W)? dilation = null)
     {
+        if (Kernels.KernelDispatch.IsAccelerated(this)) return Kernels.KernelDispatch.MaxPool2dWithIndices(this, kernelSize, stride, padding, dilation);
         const string op = "max_pool2d";
         var geo = PoolGeometry(op, kernelSize, stride, padding, dilation);
         RequirePoolInput(op);
@@ -90,7 +91,7 @@ public sealed partial class Tensor
         using var sum = cols.Sum(1);            // [N·C, L]
         Tensor counts;
         using (NoGrad())
-        using (var ones = Ones([1, 1, h, w], DType))
+        using (var ones = Ones([1, 1, h, w], DType, Device))
         using (var onesCols = ones.Unfold(kernelSize, s, p))
             counts = onesCols.Sum(1);           // [1, L]: in-bounds elements per window
         using (counts)
@@ -112,15 +113,15 @@ public sealed partial class Tensor
         long h = _shape[2], w = _shape[3];
         if (h < 1 || w < 1)
             throw new ArgumentException($"{op}: input of shape {ShapeUtil.Format(Shape)} has an empty plane.");
-        using var ph = AveragingMatrix(outputH, h, DType);        // [oH, H]
-        using var pw = AveragingMatrix(outputW, w, DType);        // [oW, W]
+        using var ph = AveragingMatrix(outputH, h, DType, Device); // [oH, H]
+        using var pw = AveragingMatrix(outputW, w, DType, Device); // [oW, W]
         using var pwt = pw.T;                                   // [W, oW]
         using var rows = ph.MatMul(this);                         // [N, C, oH, W]
         return rows.MatMul(pwt);                                  // [N, C, oH, oW]
     }
 
     /// <summary>[outSize, inSize] matrix whose row i averages torch's adaptive window i.</summary>
-    private static Tensor AveragingMatrix(long outSize, long inSize, DType dtype)
+    private static Tensor AveragingMatrix(long outSize, long inSize, DType dtype, Engine.Runtime.Device device)
     {
         var m = new double[outSize * inSize];
         for (long i = 0; i < outSize; i++)
@@ -130,17 +131,20 @@ public sealed partial class Tensor
             for (long j = start; j < end; j++) m[i * inSize + j] = 1.0 / (end - start);
         }
         using var t = FromArray(m, outSize, inSize);
-        return dtype == DType.Float64 ? t.Clone() : t.To(dtype);
+        var typed = dtype == DType.Float64 ? t.Clone() : t.To(dtype);
+        if (device == typed.Device) return typed;
+        using (typed) return typed.To(device); // average pooling on an accelerator: the matmuls run there
     }
 
     private void RequirePoolInput(string op)
     {
-        RequireCpu(op);
+        // No CPU-only check: max-pool dispatches to its kernel before this; average pools are composed of
+        // Unfold, mean and matmul, which run on every device.
         if (Rank != 4 || !DType.IsFloatingPoint())
             throw new ArgumentException($"{op}: expects a 4-D [N, C, H, W] float tensor, got {DType.Name()} {ShapeUtil.Format(Shape)}.");
     }
 
-    private static ConvGeometry PoolGeometry(string op, (int H, int W) kernel, (int H, int W)? stride, (int H, int W)? padding, (int H, int W)? dilation)
+    internal static ConvGeometry PoolGeometry(string op, (int H, int W) kernel, (int H, int W)? stride, (int H, int W)? padding, (int H, int W)? dilation)
     {
         var geo = ConvGeometry.Create(op, kernel, stride ?? kernel, padding, dilation);
         if (geo.PH > geo.KH / 2 || geo.PW > geo.KW / 2)

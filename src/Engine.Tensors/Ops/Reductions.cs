@@ -28,9 +28,10 @@ public sealed partial class Tensor
     {
         RequireFloat(op);
         long n = ReducedCount(mask);
-        var y = ReductionRunner.SumOf(this, mask, keepDim, op);
+        bool device = KernelDispatch.IsAccelerated(this);
+        var y = device ? KernelDispatch.Mean(op, this, mask, keepDim, n) : ReductionRunner.SumOf(this, mask, keepDim, op);
         // n = 0 gives 0 · ∞ = NaN, PyTorch's mean of no elements.
-        using (NoGrad()) Cpu.ReductionKernels.ScaleInPlace(y, 1.0 / n);
+        if (!device) using (NoGrad()) Cpu.ReductionKernels.ScaleInPlace(y, 1.0 / n);
         var inputShape = _shape;
         return Graph.Record(y, op, this, g =>
         {
@@ -76,7 +77,8 @@ public sealed partial class Tensor
         RequireFloat(op);
         long n = ReducedCount(mask);
         double divisor = Math.Max(0, n - correction);
-        var y = ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowVar(DType, divisor, std));
+        var y = KernelDispatch.IsAccelerated(this) ? KernelDispatch.VarStd(op, this, mask, keepDim, divisor, std)
+            : ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowVar(DType, divisor, std));
         return Graph.Record(y, op, [this], std ? [this, y] : [this], (g, s) =>
         {
             using var mean = s[0].Mean(op, mask, keepDim: true);
@@ -177,6 +179,7 @@ public sealed partial class Tensor
     {
         RequireNumeric(op);
         RequireNonEmptyReduction(op, mask);
+        if (KernelDispatch.IsAccelerated(this) && max) return KernelDispatch.ArgMax(op, this, mask, keepDim);
         return ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowArg(DType, max, values: null), DType.Int64);
     }
 

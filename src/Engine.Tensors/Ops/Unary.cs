@@ -317,14 +317,14 @@ public sealed partial class Tensor
         }
     }
 
-    private readonly struct SqrtOp : IFloatUnary
+    internal readonly struct SqrtOp : IFloatUnary
     {
         public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => T.Sqrt(x);
         public static void Invoke<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T> => TensorPrimitives.Sqrt(x, y);
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct RsqrtOp : IFloatUnary
+    internal readonly struct RsqrtOp : IFloatUnary
     {
         public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => T.One / T.Sqrt(x);
         public static void Invoke<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T> => TensorPrimitives.ReciprocalSqrt(x, y);

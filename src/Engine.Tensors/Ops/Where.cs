@@ -17,12 +17,12 @@ public sealed partial class Tensor
         ArgumentNullException.ThrowIfNull(condition);
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
-        var y = ElementwiseDispatch.Where("where", condition, a, b);
+        var y = Kernels.KernelDispatch.IsAccelerated(a) ? Kernels.KernelDispatch.Where("where", condition, a, b) : ElementwiseDispatch.Where("where", condition, a, b);
         bool ga = a.RequiresGrad, gb = b.RequiresGrad;
         var (sa, sb) = (a._shape, b._shape);
         return Graph.Record(y, "where", [a, b], [condition], (g, s) =>
         {
-            using var zero = ScalarLike(0, g.DType);
+            using var zero = ScalarLike(0, g.DType, g.Device);
             Tensor? da = null, db = null;
             if (ga)
             {

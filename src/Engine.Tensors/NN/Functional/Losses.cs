@@ -71,7 +71,7 @@ public static partial class Functional
             count++;
         }
 
-        using var keepMask = Tensor.FromArray(keep, n);
+        using var keepMask = OnDeviceOf(x, Tensor.FromArray(keep, n));
         using var logp = x.LogSoftmax(1);
         Tensor perRow;
         if (count == 0)
@@ -83,7 +83,7 @@ public static partial class Functional
         }
         else
         {
-            using var index = Tensor.FromArray(safe, n, 1);
+            using var index = OnDeviceOf(x, Tensor.FromArray(safe, n, 1));
             using var picked = logp.Gather(1, index);
             using var pickedRows = picked.Squeeze(1);
             using var nll = pickedRows.Neg();
@@ -118,5 +118,12 @@ public static partial class Functional
             default:
                 throw new ArgumentOutOfRangeException(nameof(reduction), reduction, $"{op}: unknown reduction.");
         }
+    }
+
+    /// <summary><paramref name="host"/> (a new CPU tensor, consumed) moved to <paramref name="like"/>'s device.</summary>
+    private static Tensor OnDeviceOf(Tensor like, Tensor host)
+    {
+        if (like.Device == host.Device) return host;
+        using (host) return host.To(like.Device);
     }
 }
