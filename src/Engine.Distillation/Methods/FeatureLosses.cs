@@ -205,8 +205,9 @@ public static class FeatureLosses
         var m = new double[b * b];
         for (long i = 0; i < b; i++)
             for (long j = 0; j < b; j++) m[i * b + j] = i == j ? 0 : 1;
-        using var t = Tensor.FromArray(m, b, b);
-        return t.To(dtype);
+        var t = Tensor.FromArray(m, b, b);
+        if (dtype == DType.Float64) return t;
+        using (t) return t.To(dtype);
     }
 
     private static void SameShape(string op, Tensor a, Tensor b)
