@@ -81,7 +81,7 @@ public static class ExperimentCommand
                     {
                         throw new CliException(e.Message, e);
                     }
-                    report.Command = "engine experiment " + string.Join(" ", r.Tokens.Select(t => t.Value));
+                    report.Command = "engine " + string.Join(" ", r.Tokens.Select(t => t.Value));
                     string md = report.WriteTo(dir);
                     console.Out.WriteLine();
                     console.Out.Write(report.MarkdownTable());
