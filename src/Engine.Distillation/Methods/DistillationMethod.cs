@@ -51,6 +51,8 @@ public abstract class DistillationMethod : IDistillationMethod
     {
         ArgumentNullException.ThrowIfNull(plan);
         Plan = plan;
+        _featureCache = null;   // a new run: new samples
+        _cacheRefused = false;
     }
 
     /// <inheritdoc/>
@@ -81,11 +83,43 @@ public abstract class DistillationMethod : IDistillationMethod
         using (Tensor.NoGrad()) return Teachers[index].Forward(batch.Images);
     }
 
-    /// <summary>Teacher <paramref name="index"/>'s logits and features on the batch, without gradients.</summary>
+    /// <summary>
+    /// The most bytes <see cref="TeacherFeatures"/> may keep for its per-sample cache (default 1 GiB; 0 turns
+    /// the cache off); beyond it the teacher simply runs at every step.
+    /// </summary>
+    public long TeacherFeatureCacheBytes { get; set; } = 1L << 30;
+
+    /// <summary>The teacher features a feature method reads (only these are cached); empty for the others.</summary>
+    protected virtual IReadOnlyCollection<string> TeacherFeatureNames => [];
+
+    private TeacherFeatureCache? _featureCache;
+    private bool _cacheRefused;
+
+    /// <summary>
+    /// Teacher <paramref name="index"/>'s logits and features on the batch, without gradients.
+    /// <para>
+    /// When the plan says the inputs are fixed (no augmentation), the frozen teacher (eval mode) gives each
+    /// sample the same outputs in every epoch, so the logits and the features named by
+    /// <see cref="TeacherFeatureNames"/> are stored per sample index (float32) the first time a sample is
+    /// seen and gathered afterwards; the values are the same as the forward pass, bit for bit. Only
+    /// those features are present in the returned output. Skipped (forward every step) when the cache
+    /// would exceed <see cref="TeacherFeatureCacheBytes"/>.
+    /// </para>
+    /// </summary>
     protected FeatureOutput TeacherFeatures(DistillationBatch batch, int index)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        using (Tensor.NoGrad()) return AsFeatureModel(Teachers[index], "teacher").ForwardFeatures(batch.Images);
+        bool cacheable = index == 0 && Plan is { FixedInputs: true } && !_cacheRefused && TeacherFeatureNames.Count > 0 && batch.Images.DType == DType.Float32;
+        if (cacheable && _featureCache is { } c && c.Has(batch.Indices)) return c.Gather(batch.Indices);
+        FeatureOutput output;
+        using (Tensor.NoGrad()) output = AsFeatureModel(Teachers[index], "teacher").ForwardFeatures(batch.Images);
+        if (cacheable)
+        {
+            _featureCache ??= TeacherFeatureCache.Create(Plan!.DatasetSize, output, TeacherFeatureNames, TeacherFeatureCacheBytes);
+            if (_featureCache is null) _cacheRefused = true;
+            else _featureCache.Store(batch.Indices, output);
+        }
+        return output;
     }
 
     /// <summary>The model as an <see cref="IFeatureModel"/>, or an exception naming the method and the role.</summary>
@@ -132,6 +166,7 @@ public abstract class DistillationMethod : IDistillationMethod
     {
         if (!disposing) return;
         foreach (var m in _extra) m.Dispose();
+        _featureCache = null;
     }
 }
 
@@ -169,5 +204,59 @@ public abstract class LogitDistillationMethod : DistillationMethod
         {
             foreach (var x in t) x?.Dispose();
         }
+    }
+}
+
+/// <summary>Per-sample float32 copies of a frozen teacher's logits and chosen features (see <see cref="DistillationMethod.TeacherFeatureCacheBytes"/>).</summary>
+internal sealed class TeacherFeatureCache
+{
+    private readonly string[] _names;          // "" = the output (logits), then the features
+    private readonly long[][] _shapes;         // per-sample shapes
+    private readonly long[] _sizes;
+    private readonly float[][] _data;
+    private readonly bool[] _present;
+
+    private TeacherFeatureCache(string[] names, long[][] shapes, int samples)
+    {
+        _names = names;
+        _shapes = shapes;
+        _sizes = shapes.Select(s => s.Aggregate(1L, (a, b) => a * b)).ToArray();
+        _data = _sizes.Select(n => new float[n * samples]).ToArray();
+        _present = new bool[samples];
+    }
+
+    /// <summary>A cache shaped after <paramref name="sample"/>, or null when it would exceed <paramref name="maxBytes"/>.</summary>
+    public static TeacherFeatureCache? Create(int samples, FeatureOutput sample, IReadOnlyCollection<string> names, long maxBytes)
+    {
+        var chosen = new List<string> { "" };
+        chosen.AddRange(names.Distinct());
+        var shapes = chosen.Select(n => (n.Length == 0 ? sample.Output : sample[n]).ShapeArray()[1..]).ToArray();
+        long bytes = shapes.Sum(s => s.Aggregate(1L, (a, b) => a * b)) * samples * sizeof(float);
+        return bytes > maxBytes || bytes > (long)Array.MaxLength ? null : new TeacherFeatureCache([.. chosen], shapes, samples);
+    }
+
+    public bool Has(long[] indices) => indices.All(i => _present[i]);
+
+    public void Store(long[] indices, FeatureOutput output)
+    {
+        for (int k = 0; k < _names.Length; k++)
+        {
+            var t = _names[k].Length == 0 ? output.Output : output[_names[k]];
+            var v = t.Contiguous().ToArray<float>();
+            for (int i = 0; i < indices.Length; i++) Array.Copy(v, i * _sizes[k], _data[k], indices[i] * _sizes[k], _sizes[k]);
+        }
+        foreach (var i in indices) _present[i] = true;
+    }
+
+    public FeatureOutput Gather(long[] indices)
+    {
+        var tensors = new Tensor[_names.Length];
+        for (int k = 0; k < _names.Length; k++)
+        {
+            var v = new float[indices.Length * _sizes[k]];
+            for (int i = 0; i < indices.Length; i++) Array.Copy(_data[k], indices[i] * _sizes[k], v, i * _sizes[k], _sizes[k]);
+            tensors[k] = Tensor.FromArray(v, [indices.Length, .. _shapes[k]]);
+        }
+        return new FeatureOutput(tensors[0], _names.Skip(1).Select((n, k) => (n, tensors[k + 1])));
     }
 }

@@ -39,6 +39,9 @@ public sealed class FitNetsMethod : DistillationMethod
     /// <summary>The guided layer's name.</summary>
     public string StudentFeature { get; }
 
+    /// <inheritdoc/>
+    protected override IReadOnlyCollection<string> TeacherFeatureNames => [TeacherFeature];
+
     /// <summary>The hint layer's name.</summary>
     public string TeacherFeature { get; }
 
@@ -103,6 +106,9 @@ public sealed class AttentionTransferMethod : DistillationMethod
     /// <summary>The matched stages.</summary>
     public IReadOnlyList<(string Student, string Teacher)> Pairs { get; }
 
+    /// <inheritdoc/>
+    protected override IReadOnlyCollection<string> TeacherFeatureNames => Pairs.Select(p => p.Teacher).ToList();
+
     /// <summary>w.</summary>
     public double Weight { get; }
 
@@ -147,6 +153,9 @@ public sealed class RelationalKDMethod : DistillationMethod
 
     /// <summary>The student's embedding feature.</summary>
     public string StudentFeature { get; }
+
+    /// <inheritdoc/>
+    protected override IReadOnlyCollection<string> TeacherFeatureNames => [TeacherFeature];
 
     /// <summary>The teacher's embedding feature.</summary>
     public string TeacherFeature { get; }

@@ -70,7 +70,9 @@ public readonly record struct MethodLoss(Tensor Value, Tensor Logits);
 /// <param name="Classes">Number of classes.</param>
 /// <param name="Epochs">Number of epochs.</param>
 /// <param name="StepsPerEpoch">Batches per epoch.</param>
-public sealed record TrainingPlan(int DatasetSize, int Classes, int Epochs, int StepsPerEpoch)
+/// <param name="FixedInputs">True when every epoch shows each sample unchanged (no augmentation), so a frozen
+/// teacher's outputs on a sample never change and may be cached by sample index.</param>
+public sealed record TrainingPlan(int DatasetSize, int Classes, int Epochs, int StepsPerEpoch, bool FixedInputs = false)
 {
     /// <summary>Epochs × steps per epoch.</summary>
     public long TotalSteps => (long)Epochs * StepsPerEpoch;

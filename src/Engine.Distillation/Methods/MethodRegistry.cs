@@ -66,8 +66,6 @@ public static class MethodRegistry
 {
     private static readonly List<MethodInfo> _methods =
     [
-        new("scratch", "cross-entropy on the labels only (the baseline)", TeacherRequirement.None,
-            c => new CrossEntropyMethod(c.Student, c.Options.Temperature ?? 1)),
         new("kd", "Hinton KD: (1-a)*CE + a*T^2*KL(teacher || student), T = 4, a = 0.9", TeacherRequirement.Required,
             c => new KnowledgeDistillationMethod(c.Student, Need(c, "kd"), c.Options.Temperature ?? 4, c.Options.Alpha ?? 0.9)),
         new("fitnets", "FitNets: CE + 100*MSE(1x1-conv regressor(student block1), teacher block2)", TeacherRequirement.Required,
@@ -84,6 +82,8 @@ public static class MethodRegistry
             c => new BornAgainMethod(c.Student, Need(c, "ban"), c.Options.Temperature ?? 1, c.Options.Alpha ?? 1)),
         new("defensive", "defensive distillation: CE on the teacher's soft labels at T = 20 (teacher trained at the same T)", TeacherRequirement.Required,
             c => new DefensiveDistillationMethod(c.Student, Need(c, "defensive"), c.Options.Temperature ?? 20)),
+        new("scratch", "cross-entropy on the labels only (the baseline)", TeacherRequirement.None,
+            c => new CrossEntropyMethod(c.Student, c.Options.Temperature ?? 1)),
     ];
 
     /// <summary>Every registered method, in registration order.</summary>

@@ -173,7 +173,7 @@ public static class MethodTrainer
             var schedules = optimizers.Select(o => warmupSteps >= 1
                 ? (LRScheduler)LRScheduler.WarmupCosine(o, warmupSteps, totalSteps, warmupStartFactor: 0.1)
                 : new CosineAnnealingLR(o, tMax: Math.Max(totalSteps, 1))).ToList();
-            method.BeginTraining(new TrainingPlan(train.Count, train.NumClasses, settings.Epochs, loader.BatchCount));
+            method.BeginTraining(new TrainingPlan(train.Count, train.NumClasses, settings.Epochs, loader.BatchCount, FixedInputs: !augmented));
             var epochs = new List<MethodEpoch>();
             long globalStep = 0;
             for (int epoch = 0; epoch < settings.Epochs; epoch++)

@@ -194,3 +194,32 @@ public class TrainerAndRobustnessTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+/// <summary>The per-sample teacher-feature cache of the feature methods changes nothing but the time.</summary>
+public class TeacherFeatureCacheTests
+{
+    [Theory]
+    [InlineData("fitnets")]
+    [InlineData("at")]
+    [InlineData("rkd")]
+    public void CachedTeacherFeaturesTrainExactlyLikeTheTeacherForward(string name)
+    {
+        var train = TrainerAndRobustnessTests.Tiny(40, 31);
+        var test = TrainerAndRobustnessTests.Tiny(20, 32);
+        using var teacher = FashionMnistModels.Teacher(new Generator(33));
+        var settings = new MethodTrainSettings { Epochs = 2, BatchSize = 16, LearningRate = 0.005, Seed = 4 };
+        var results = new List<MethodRunResult>();
+        foreach (long budget in new long[] { 1L << 30, 0 })
+        {
+            using var student = FashionMnistModels.Student(new Generator(5));
+            using var method = (DistillationMethod)MethodRegistry.Create(name, MethodTests.Context(student, teacher));
+            method.TeacherFeatureCacheBytes = budget;
+            results.Add(MethodTrainer.Train(method, settings, train, test));
+        }
+        for (int e = 0; e < 2; e++)
+        {
+            Assert.Equal(results[1].Epochs[e].TrainLoss, results[0].Epochs[e].TrainLoss, 1e-6);
+            Assert.Equal(results[1].Epochs[e].TestAccuracy, results[0].Epochs[e].TestAccuracy);
+        }
+    }
+}
