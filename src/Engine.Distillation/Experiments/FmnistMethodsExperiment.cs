@@ -73,7 +73,7 @@ public sealed class FmnistMethodsExperiment : IExperiment
                         (ulong)seed, new MethodOptions());
                     using var method = MethodRegistry.Create(name, context);
                     string label = $"[{done + 1}/{total}] {name} seed {seed}";
-                    var r = MethodTrainer.Train(method, settings.Training with { Seed = (ulong)seed, Augment = false }, train, test, observer, label);
+                    var r = MethodTrainer.Train(method, settings.Training with { Epochs = settings.Epochs, Seed = (ulong)seed, Augment = false }, train, test, observer, label);
                     results[name].Add(r);
                     done++;
                     log.WriteLine(string.Create(CultureInfo.InvariantCulture,

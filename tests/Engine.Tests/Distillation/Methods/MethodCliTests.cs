@@ -75,6 +75,8 @@ public class MethodCliTests(CliFixture fx) : IClassFixture<CliFixture>
         Assert.True(rc == 0, err);
         Assert.Contains("teacher epoch 1/1", output);
         Assert.Contains("[8/8] dml seed 1: test accuracy", output);
+        Assert.Contains("[8/8] dml seed 1 epoch 1/1:", output);
+        Assert.DoesNotContain("epoch 2/", output);
         Assert.Contains("| method | test accuracy (%) | vs scratch (points) | train s/epoch | s/run |", output);
         string md = File.ReadAllText(Path.Combine(dir, "results.md"));
         foreach (var m in new[] { "| scratch |", "| kd |", "| at |", "| dml |", "| teacher (1.7M parameters) |" }) Assert.Contains(m, md);
