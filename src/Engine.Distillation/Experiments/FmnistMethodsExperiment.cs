@@ -125,7 +125,7 @@ public sealed class FmnistMethodsExperiment : IExperiment
         report.Notes.Add(string.Create(CultureInfo.InvariantCulture,
             $"{trainCount} training images, {testCount} test images; every student: {settings.Epochs} epochs, batch {t.BatchSize}, SGD lr {t.LearningRate} (warmup {t.WarmupEpochs} epoch, cosine to 0), momentum {t.Momentum}, weight decay {t.WeightDecay}, no augmentation; mean ± std over {settings.Seeds} seed(s) (sample std)."));
         report.Notes.Add($"Teacher: {teacherNote}. Hyperparameters: each method's defaults (mdistiller's): KD T = 4, α = 0.9; FitNets w = 100 (student block1 → 1×1 conv → teacher block2); AT w = 1000, p = 2 (block1↔block2, block2↔block3); RKD 25/50 on the embeddings; DML 2 peers; PS-KD α_T = 0.8.");
-        report.Notes.Add("train s/epoch: wall time of the training steps (evaluation and KD's one-off teacher-logit pass excluded; feature methods run the teacher at every step); s/run: everything. The machine's cores may have been shared.");
+        report.Notes.Add("train s/epoch: wall time of the training steps, evaluation excluded (KD computes the teacher's logits once before epoch 1, outside it; FitNets/AT/RKD run the teacher in epoch 1 and reuse its cached features afterwards, inside it); s/run: everything. The machine's cores may have been shared.");
         report.Charts.Add(("accuracy.svg", SvgChart.Bars("Fashion-MNIST student: test accuracy (mean ± std over seeds)", "test accuracy (%)",
             methods.Select(m =>
             {
