@@ -63,13 +63,14 @@ public static class TrainCommands
     /// <summary>Default epochs of <c>train --model student</c> and <c>distill</c>.</summary>
     public const int DefaultStudentEpochs = 10;
 
-    /// <summary>Adds train, distill, eval and main-job to <paramref name="root"/>.</summary>
+    /// <summary>Adds train, distill, eval, main-job and experiment to <paramref name="root"/>.</summary>
     public static void AddTo(RootCommand root, Func<TextWriter, TextWriter, CliConsole> consoleFactory)
     {
         root.Subcommands.Add(Train(consoleFactory));
         root.Subcommands.Add(Distill(consoleFactory));
         root.Subcommands.Add(Eval(consoleFactory));
         root.Subcommands.Add(MainJob(consoleFactory));
+        root.Subcommands.Add(ExperimentCommand.Create(consoleFactory));
     }
 
     private static int Guard(string name, CliConsole console, Func<int> body)
@@ -116,11 +117,15 @@ public static class TrainCommands
     private static Command Distill(Func<TextWriter, TextWriter, CliConsole> factory)
     {
         var common = new Common();
-        var teacherPath = new Option<string>("--teacher") { Description = "Teacher checkpoint (from engine train --model teacher).", Required = true };
-        var method = new Option<string>("--method") { Description = "Distillation method: kd (Hinton).", DefaultValueFactory = _ => "kd" };
-        var temperature = new Option<double>("--temperature") { Description = "Softmax temperature T of the soft targets.", DefaultValueFactory = _ => 4.0 };
-        var alpha = new Option<double>("--alpha") { Description = "Weight of the KD term; 1 - alpha weighs the cross-entropy.", DefaultValueFactory = _ => 0.9 };
-        var command = new Command("distill", "Train the student from a frozen teacher: (1-a)*CE + a*T^2*KL(teacher || student).") { teacherPath, method, temperature, alpha };
+        var teacherPath = new Option<string?>("--teacher") { Description = "Teacher checkpoint (from engine train --model teacher); for --method ban, generation 0 (a student checkpoint; without it generation 0 is trained first)." };
+        var method = new Option<string>("--method") { Description = $"Distillation method: {Engine.Distillation.Methods.MethodRegistry.Names}.", DefaultValueFactory = _ => "kd" };
+        var temperature = new Option<double?>("--temperature") { Description = "Softmax temperature T (kd: 4, ban: 1, defensive: 20)." };
+        var alpha = new Option<double?>("--alpha") { Description = "Weight of the distillation term against the labels (kd: 0.9, ban: 1), or PS-KD's alpha_T (0.8)." };
+        var featureWeight = new Option<double?>("--feature-weight") { Description = "Weight of the feature term (fitnets: 100, at: 1000)." };
+        var peers = new Option<int?>("--peers") { Description = "Peers of dml (2)." };
+        var generations = new Option<int>("--generations") { Description = "Born-again generations after generation 0 (ban).", DefaultValueFactory = _ => 1 };
+        var command = new Command("distill", "Train the student with a distillation method (default kd: (1-a)*CE + a*T^2*KL(teacher || student)).")
+            { teacherPath, method, temperature, alpha, featureWeight, peers, generations };
         common.AddTo(command);
         command.SetAction(r =>
         {
@@ -128,24 +133,17 @@ public static class TrainCommands
             return Guard("distill", console, () =>
             {
                 string m = r.GetValue(method)!;
-                if (m != "kd") throw new CliException($"--method {m}: unknown distillation method; available: kd.");
-                var d = new DistillSettings(r.GetValue(temperature), r.GetValue(alpha));
-                if (!(d.Temperature > 0) || double.IsInfinity(d.Temperature)) throw new CliException($"--temperature {d.Temperature}: expected a positive number.");
-                if (!(d.Alpha >= 0 && d.Alpha <= 1)) throw new CliException($"--alpha {d.Alpha}: expected a number in [0, 1].");
-                var s = common.Read(r, DefaultStudentEpochs);
-                Trainer.Prepare(s);
-                string path = r.GetValue(teacherPath)!;
-                var (teacher, kind, _) = Checkpoint.Load(path);
-                using (teacher)
+                if (Engine.Distillation.Methods.MethodRegistry.Find(m) is null)
+                    throw new CliException($"--method {m}: unknown distillation method; available: {Engine.Distillation.Methods.MethodRegistry.Names}.");
+                var options = new Engine.Distillation.Methods.MethodOptions
                 {
-                    if (kind != ModelKind.Teacher) throw new CliException($"--teacher {path} holds a {Checkpoint.KindName(kind)}; expected a teacher checkpoint.");
-                    var (train, test) = Trainer.LoadData(s);
-                    using var result = new Disposer(Trainer.Train(ModelKind.Student, s, train, test, console, teacher, d,
-                        new Dictionary<string, string> { ["teacher"] = path }));
-                    console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"kd student: test accuracy {result.Value.TestAccuracy*100:F2}% after {s.Epochs} epochs ({result.Value.Seconds:F1} s){(s.Out is null ? "" : $"; saved {s.Out}")}"));
-                }
-                return 0;
+                    Temperature = r.GetValue(temperature), Alpha = r.GetValue(alpha), FeatureWeight = r.GetValue(featureWeight), Peers = r.GetValue(peers),
+                };
+                if (options.Temperature is double t && (!(t > 0) || double.IsInfinity(t))) throw new CliException($"--temperature {t}: expected a positive number.");
+                if (options.Alpha is double a && !(a >= 0 && a <= 1)) throw new CliException($"--alpha {a}: expected a number in [0, 1].");
+                if (options.Peers is int p && p < 2) throw new CliException($"--peers {p}: expected at least 2.");
+                var s = common.Read(r, DefaultStudentEpochs);
+                return MethodRun.Distill(console, s, m, r.GetValue(teacherPath), options, r.GetValue(generations));
             });
         });
         return command;
