@@ -1,4 +1,5 @@
 using Engine.Tensors;
+using Engine.Tensors.AutoDiff;
 using Engine.Tensors.NN;
 using Engine.Tensors.Optim;
 
@@ -110,19 +111,26 @@ public sealed class GradientMatching : DatasetDistillationMethod
     /// The DC term of one class: <see cref="Distance"/> between the gradient of the mean cross-entropy on
     /// the real batch (computed without a graph) and on the synthetic batch (with createGraph, so the result
     /// is differentiable with respect to <paramref name="syntheticImages"/>), both with respect to
-    /// <paramref name="parameters"/> (which must require grad).
+    /// <paramref name="parameters"/> (which must require grad). Under <see cref="Tensor.NoGrad"/> the
+    /// inner gradients are still computed (grad mode is switched on for them) and only the value is returned.
     /// </summary>
     public static Tensor ClassObjective(ConvNetSpec spec, IReadOnlyList<Tensor> parameters, Tensor realImages, Tensor realLabels, Tensor syntheticImages, Tensor syntheticLabels)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         var ps = parameters.ToArray();
-        Tensor?[] gr;
-        using (var logitsR = DistillConvNet.Forward(spec, ps, realImages))
-        using (var lossR = Functional.CrossEntropy(logitsR, realLabels))
-            gr = Autograd.Grad([lossR], ps, allowUnused: true);
-        using var logitsS = DistillConvNet.Forward(spec, ps, syntheticImages);
-        using var lossS = Functional.CrossEntropy(logitsS, syntheticLabels);
-        var gs = Autograd.Grad([lossS], ps, createGraph: true, allowUnused: true);
+        // The inner gradients need recording even when the caller runs without grad (then only the value
+        // is wanted, so the synthetic gradient is taken without createGraph): torch.enable_grad's role.
+        bool record = GradMode.IsEnabled;
+        Tensor?[] gr, gs;
+        using (GradMode.Set(true))
+        {
+            using (var logitsR = DistillConvNet.Forward(spec, ps, realImages))
+            using (var lossR = Functional.CrossEntropy(logitsR, realLabels))
+                gr = Autograd.Grad([lossR], ps, allowUnused: true);
+            using var logitsS = DistillConvNet.Forward(spec, ps, syntheticImages);
+            using var lossS = Functional.CrossEntropy(logitsS, syntheticLabels);
+            gs = Autograd.Grad([lossS], ps, createGraph: record, allowUnused: true);
+        }
         try
         {
             var real = new List<Tensor>();

@@ -1,4 +1,5 @@
 using Engine.Tensors;
+using Engine.Tensors.AutoDiff;
 using Engine.Tensors.NN;
 using Engine.Tensors.Optim;
 
@@ -144,6 +145,7 @@ public sealed class TrajectoryMatching : DatasetDistillationMethod
     /// where step k uses the synthetic rows <paramref name="batches"/>[k] (null: all rows at every step).
     /// Differentiable with respect to <paramref name="syntheticImages"/> and <paramref name="learningRate"/>
     /// (a 0-d tensor) through every step. <paramref name="start"/> and <paramref name="target"/> are not changed.
+    /// Under <see cref="Tensor.NoGrad"/> the inner gradients are still computed and only the value is returned.
     /// </summary>
     public static Tensor Objective(ConvNetSpec spec, IReadOnlyList<Tensor> start, IReadOnlyList<Tensor> target, Tensor syntheticImages, Tensor syntheticLabels,
         Tensor learningRate, int steps, IReadOnlyList<long[]>? batches = null)
@@ -154,6 +156,7 @@ public sealed class TrajectoryMatching : DatasetDistillationMethod
         if (start.Count != target.Count) throw new ArgumentException($"mtt: {start.Count} start tensors but {target.Count} target tensors.");
         if (steps < 1) throw new ArgumentException($"mtt: steps must be ≥ 1, got {steps}.");
         if (batches is not null && batches.Count < steps) throw new ArgumentException($"mtt: {batches.Count} batches for {steps} steps.");
+        bool record = GradMode.IsEnabled;
         var created = new List<Tensor>(); // every θ_k made here, disposed at the end (the graph keeps what it needs)
         try
         {
@@ -173,9 +176,12 @@ public sealed class TrajectoryMatching : DatasetDistillationMethod
                 Tensor?[] grads;
                 try
                 {
+                    // Inner gradients need recording even when the caller runs without grad (then the
+                    // steps are taken without createGraph and each θ_k is a fresh leaf).
+                    using var on = GradMode.Set(true);
                     using var logits = DistillConvNet.Forward(spec, theta, x);
                     using var loss = Functional.CrossEntropy(logits, y);
-                    grads = Autograd.Grad([loss], theta, createGraph: true, allowUnused: true);
+                    grads = Autograd.Grad([loss], theta, createGraph: record, allowUnused: true);
                 }
                 finally
                 {
@@ -188,6 +194,7 @@ public sealed class TrajectoryMatching : DatasetDistillationMethod
                     using var g = grads[i]!;
                     using var step = g.Mul(learningRate);
                     next[i] = theta[i].Sub(step);
+                    if (!record) next[i].RequiresGrad = true;
                     created.Add(next[i]);
                 }
                 theta = next;
