@@ -47,6 +47,7 @@ public static class DatasetDistillCommand
         var synSteps = new Option<int>("--syn-steps") { Description = "mtt: unrolled SGD steps on the synthetic set.", DefaultValueFactory = _ => 10 };
         var expertEpochs = new Option<int>("--expert-epochs") { Description = "mtt: expert epochs between start and target.", DefaultValueFactory = _ => 2 };
         var maxStart = new Option<int>("--max-start-epoch") { Description = "mtt: latest start epoch.", DefaultValueFactory = _ => 2 };
+        var expertImages = new Option<int>("--expert-images") { Description = "mtt: the experts train on this many random real images (class-balanced; 0: all), so expert epochs stay short.", DefaultValueFactory = _ => 10000 };
         var lrLr = new Option<double>("--lr-lr") { Description = "mtt: learning rate of the synthetic learning rate (0: fixed).", DefaultValueFactory = _ => 1e-5 };
         var evalEpochs = new Option<int>("--eval-epochs") { Description = "Epochs of each evaluation training (on the synthetic set and on the random real subset).", DefaultValueFactory = _ => 300 };
         var evalSeeds = new Option<int>("--eval-seeds") { Description = "Evaluation trainings per set; the table shows mean ± std.", DefaultValueFactory = _ => 3 };
@@ -55,7 +56,7 @@ public static class DatasetDistillCommand
         var command = new Command("dataset-distill", "Distill Fashion-MNIST into a few synthetic images per class (DM, DC or MTT) and compare with random real images.")
         {
             method, ipc, iterations, seed, outDir, data, limit, testLimit, init, width, depth, norm, realBatch, lrImg, outerLoop, innerLoop,
-            experts, expertLr, synSteps, expertEpochs, maxStart, lrLr, evalEpochs, evalSeeds, threads, logEvery,
+            experts, expertLr, synSteps, expertEpochs, maxStart, expertImages, lrLr, evalEpochs, evalSeeds, threads, logEvery,
         };
         command.SetAction(r =>
         {
@@ -70,7 +71,7 @@ public static class DatasetDistillCommand
                     r.GetValue(data), r.GetValue(limit), r.GetValue(testLimit), r.GetValue(init) == "noise" ? SyntheticInit.Noise : SyntheticInit.Real,
                     new ConvNetSpec(Width: r.GetValue(width), Depth: r.GetValue(depth), Norm: r.GetValue(norm) == "none" ? ConvNetNorm.None : ConvNetNorm.Instance),
                     r.GetValue(realBatch), r.GetValue(lrImg), r.GetValue(outerLoop) ?? (k == 1 ? 1 : 5), r.GetValue(innerLoop) ?? (k == 1 ? 1 : 5),
-                    r.GetValue(experts), r.GetValue(expertLr), r.GetValue(synSteps), r.GetValue(expertEpochs), r.GetValue(maxStart), r.GetValue(lrLr),
+                    r.GetValue(experts), r.GetValue(expertLr), r.GetValue(synSteps), r.GetValue(expertEpochs), r.GetValue(maxStart), r.GetValue(expertImages), r.GetValue(lrLr),
                     r.GetValue(evalEpochs), r.GetValue(evalSeeds), r.GetValue(threads), Math.Max(1, r.GetValue(logEvery)),
                     "engine " + string.Join(' ', r.Tokens.Select(t => t.Value)));
                 return Run(s, output);
@@ -90,7 +91,7 @@ public static class DatasetDistillCommand
     /// <summary>Everything the command reads from its options.</summary>
     private sealed record Settings(string Method, int Ipc, int Iterations, ulong Seed, string Out, string? Data, int? Limit, int? TestLimit,
         SyntheticInit Init, ConvNetSpec Spec, int RealBatch, double? ImageLr, int OuterLoop, int InnerLoop,
-        int Experts, double ExpertLr, int SynSteps, int ExpertEpochs, int MaxStartEpoch, double LrLr,
+        int Experts, double ExpertLr, int SynSteps, int ExpertEpochs, int MaxStartEpoch, int ExpertImages, double LrLr,
         int EvalEpochs, int EvalSeeds, int? Threads, int LogEvery, string CommandLine);
 
     private static int Run(Settings s, TextWriter output)
@@ -131,10 +132,12 @@ public static class DatasetDistillCommand
             {
                 var clock = Stopwatch.StartNew();
                 int epochs = s.MaxStartEpoch + s.ExpertEpochs;
+                if (s.Experts < 1 || s.ExpertImages < 0) throw new CliException($"--experts {s.Experts} and --expert-images {s.ExpertImages}: expected ≥ 1 and ≥ 0.");
+                using var expertData = ExpertSubset(real, s.ExpertImages, new Random(unchecked((int)s.Seed) ^ 0x6A09E667));
                 for (int e = 0; e < s.Experts; e++)
-                    experts.Add(ExpertTrajectory.Train(s.Spec, real, epochs, s.ExpertLr, 256, s.Seed * 1000 + (ulong)e, output.WriteLine));
+                    experts.Add(ExpertTrajectory.Train(s.Spec, expertData, epochs, s.ExpertLr, 256, s.Seed * 1000 + (ulong)e, output.WriteLine));
                 expertSeconds = clock.Elapsed.TotalSeconds;
-                output.WriteLine(Inv($"experts: {s.Experts} × {epochs} epochs in {expertSeconds:F1} s"));
+                output.WriteLine(Inv($"experts: {s.Experts} × {epochs} epochs over {expertData.Count} images in {expertSeconds:F1} s"));
             }
             using IDatasetDistillationMethod distiller = s.Method switch
             {
@@ -212,6 +215,26 @@ public static class DatasetDistillCommand
         using (Tensor.NoGrad())
         using (var centered = x.Sub(FashionMnist.Mean))
             return centered.Div(FashionMnist.Std);
+    }
+
+    /// <summary>
+    /// A class-balanced random subset of about <paramref name="count"/> images of <paramref name="real"/>
+    /// (⌊count / classes⌋ per class, fewer where a class has fewer); all of them when count is 0 or larger.
+    /// </summary>
+    private static ClassImages ExpertSubset(ClassImages real, int count, Random rng)
+    {
+        var idx = new List<long>();
+        var labels = new List<long>();
+        int per = count == 0 || count >= real.Count ? int.MaxValue : Math.Max(1, count / real.Classes);
+        for (int c = 0; c < real.Classes; c++)
+        {
+            var pick = real.SampleIndices(c, per, rng);
+            idx.AddRange(pick);
+            labels.AddRange(Enumerable.Repeat((long)c, pick.Length));
+        }
+        Tensor images;
+        using (Tensor.NoGrad()) images = real.Gather([.. idx]);
+        return new ClassImages(images, labels, real.Classes);
     }
 
     private static long[] ToLongs(ReadOnlySpan<byte> labels)
