@@ -51,7 +51,8 @@ public static class SetEvaluation
                 Tensor bx = x, by = labels;
                 if (n > options.BatchSize)
                 {
-                    var idx = Tensor.FromArray(order[start..(int)Math.Min(n, start + options.BatchSize)]);
+                    var pick = order[start..(int)Math.Min(n, start + options.BatchSize)];
+                    var idx = Tensor.FromArray(pick, pick.Length);
                     bx = x.IndexSelect(0, idx);
                     by = labels.IndexSelect(0, idx);
                 }

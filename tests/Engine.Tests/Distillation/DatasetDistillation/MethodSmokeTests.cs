@@ -153,6 +153,9 @@ public class MethodSmokeTests
             Assert.Equal(new long[] { 0, 0, 0, 1, 1, 1, 2, 2, 2 }, labels.ToArray<long>());
             double acc = SetEvaluation.TrainAndTest(Spec, images, labels, test.Images, test.Labels, new EvaluationOptions(Epochs: 60, LearningRate: 0.05), seed: 1);
             Assert.True(acc > 0.6, $"accuracy {acc}");
+            // Mini-batches smaller than the set, the last one of a single image (9 = 4 + 4 + 1).
+            double accBatched = SetEvaluation.TrainAndTest(Spec, images, labels, test.Images, test.Labels, new EvaluationOptions(Epochs: 30, BatchSize: 4, LearningRate: 0.05), seed: 1);
+            Assert.True(accBatched > 0.6, $"accuracy with batches of 4: {accBatched}");
         }
     }
 }
