@@ -55,8 +55,10 @@ internal static unsafe class Gemm
     /// <summary>
     /// C (M×N, row stride <paramref name="ldc"/>, unit column stride) = A·B with A element (i, p) at
     /// <c>a[i*rsA + p*csA]</c> and B element (p, j) at <c>b[p*rsB + j*csB]</c>. K = 0 writes zeros.
+    /// With <paramref name="accumulate"/>, C += A·B instead (the product is formed as without it, then
+    /// added to C chunk by chunk; K = 0 leaves C unchanged).
     /// </summary>
-    public static void Multiply<T>(long m, long n, long k, T* a, long rsA, long csA, T* b, long rsB, long csB, T* c, long ldc, bool parallel)
+    public static void Multiply<T>(long m, long n, long k, T* a, long rsA, long csA, T* b, long rsB, long csB, T* c, long ldc, bool parallel, bool accumulate = false)
         where T : unmanaged, INumber<T>
     {
         if (typeof(T) != typeof(float) && typeof(T) != typeof(double))
@@ -64,6 +66,7 @@ internal static unsafe class Gemm
         if (m == 0 || n == 0) return;
         if (k == 0)
         {
+            if (accumulate) return;
             for (long i = 0; i < m; i++) new Span<T>(c + i * ldc, checked((int)n)).Clear();
             return;
         }
@@ -71,20 +74,20 @@ internal static unsafe class Gemm
         if (n == 1 || m == 1)
         {
             // Matrix-vector shapes would waste all but one row or column of every register tile.
-            if (n == 1) Gemv(m, k, a, rsA, csA, b, rsB, c, ldc, parallel);
-            else VecMat(n, k, a, csA, b, rsB, csB, c);
+            if (n == 1) Gemv(m, k, a, rsA, csA, b, rsB, c, ldc, parallel, accumulate);
+            else VecMat(n, k, a, csA, b, rsB, csB, c, accumulate);
             return;
         }
         if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
-            Run<T, Vector512<T>, Simd512<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel);
+            Run<T, Vector512<T>, Simd512<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel, accumulate);
         else if (Vector256.IsHardwareAccelerated && Fma.IsSupported)
-            Run<T, Vector256<T>, Simd256<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel);
+            Run<T, Vector256<T>, Simd256<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel, accumulate);
         else
-            Run<T, Vector128<T>, Simd128<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel);
+            Run<T, Vector128<T>, Simd128<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel, accumulate);
     }
 
     /// <summary>c[i·ldc] = Σ_p A[i, p]·b[p] (N = 1): one dot product per row, SIMD when both are contiguous.</summary>
-    private static void Gemv<T>(long m, long k, T* a, long rsA, long csA, T* b, long rsB, T* c, long ldc, bool parallel)
+    private static void Gemv<T>(long m, long k, T* a, long rsA, long csA, T* b, long rsB, T* c, long ldc, bool parallel, bool accumulate)
         where T : unmanaged, INumber<T>
     {
         nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
@@ -97,16 +100,17 @@ internal static unsafe class Gemm
                 sum = System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<T>(row, (int)k), new ReadOnlySpan<T>(x, (int)k));
             else
                 for (long p = 0; p < k; p++) sum += row[p * csA] * x[p * rsB];
-            ((T*)pc)[i * ldc] = sum;
+            if (accumulate) ((T*)pc)[i * ldc] += sum;
+            else ((T*)pc)[i * ldc] = sum;
         });
     }
 
     /// <summary>c[j] = Σ_p a[p]·B[p, j] (M = 1): rows of B scaled and added in order p = 0..K-1 (SIMD for a row-major B).</summary>
-    private static void VecMat<T>(long n, long k, T* a, long csA, T* b, long rsB, long csB, T* c)
+    private static void VecMat<T>(long n, long k, T* a, long csA, T* b, long rsB, long csB, T* c, bool accumulate)
         where T : unmanaged, INumber<T>
     {
         var y = new Span<T>(c, checked((int)n));
-        y.Clear();
+        if (!accumulate) y.Clear();
         for (long p = 0; p < k; p++)
         {
             T s = a[p * csA];
@@ -116,7 +120,7 @@ internal static unsafe class Gemm
         }
     }
 
-    private static void Run<T, TVec, TS>(long m, long n, long k, T* a, long rsA, long csA, T* b, long rsB, long csB, T* c, long ldc, bool parallel)
+    private static void Run<T, TVec, TS>(long m, long n, long k, T* a, long rsA, long csA, T* b, long rsB, long csB, T* c, long ldc, bool parallel, bool accumulateInto)
         where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>
     {
         int nr = 2 * TS.Count;
@@ -142,7 +146,7 @@ internal static unsafe class Gemm
                 for (long pc = 0; pc < k; pc += kcMax)
                 {
                     int kc = (int)Math.Min(kcMax, k - pc);
-                    bool accumulate = pc > 0;
+                    bool accumulate = pc > 0 || accumulateInto;
                     PackB(kc, nc, nr, b + pc * rsB + jc * csB, rsB, csB, bPack, parallel);
                     nint pa = (nint)a, pbPack = (nint)bPack, pcOut = (nint)c;
                     long jcBlock = jc, pcBlock = pc;
@@ -242,10 +246,36 @@ internal static unsafe class Gemm
 
     /// <summary>
     /// One MR×NR tile: C[0..mr, 0..nr] (+)= Σ_p a[p·MR + i]·b[p·NR + j]. Full tiles are stored straight
-    /// from the registers; edge tiles go through a small buffer.
+    /// from the registers; edge tiles are computed into a small buffer and their valid part copied.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel<T, TVec, TS>(int kc, T* a, T* b, T* c, long ldc, int mr, int nr, bool accumulate)
+        where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>
+    {
+        int w = TS.Count;
+        if (mr == MR && nr == 2 * w)
+        {
+            FullTile<T, TVec, TS>(kc, a, b, c, ldc, accumulate);
+            return;
+        }
+        T* tile = stackalloc T[MR * 2 * 16 * 4 / sizeof(T)]; // MR rows of 2 vectors of at most 64 bytes
+        int ld = 2 * w;
+        FullTile<T, TVec, TS>(kc, a, b, tile, ld, accumulate: false);
+        for (int i = 0; i < mr; i++)
+        {
+            T* row = c + i * ldc;
+            T* src = tile + i * ld;
+            if (accumulate) for (int j = 0; j < nr; j++) row[j] += src[j];
+            else for (int j = 0; j < nr; j++) row[j] = src[j];
+        }
+    }
+
+    /// <summary>
+    /// The register tile: 12 vector accumulators live in registers through the k loop (this method holds
+    /// nothing else, so the JIT keeps them there: with the edge-tile buffer in the same method it spilled
+    /// every accumulator to the stack at every step).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void FullTile<T, TVec, TS>(int kc, T* a, T* b, T* c, long ldc, bool accumulate)
         where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>
     {
         int w = TS.Count;
@@ -269,32 +299,12 @@ internal static unsafe class Gemm
             a += MR;
             b += 2 * w;
         }
-        if (mr == MR && nr == 2 * w)
-        {
-            StoreRow<T, TVec, TS>(c, w, c00, c01, accumulate);
-            StoreRow<T, TVec, TS>(c + ldc, w, c10, c11, accumulate);
-            StoreRow<T, TVec, TS>(c + 2 * ldc, w, c20, c21, accumulate);
-            StoreRow<T, TVec, TS>(c + 3 * ldc, w, c30, c31, accumulate);
-            StoreRow<T, TVec, TS>(c + 4 * ldc, w, c40, c41, accumulate);
-            StoreRow<T, TVec, TS>(c + 5 * ldc, w, c50, c51, accumulate);
-            return;
-        }
-        // Edge tile: spill the whole register tile, then store the valid mr×nr part.
-        T* tile = stackalloc T[MR * 2 * 16 * 4 / sizeof(T)]; // MR rows of 2 vectors of at most 64 bytes
-        int ld = 2 * w;
-        TS.Store(c00, tile); TS.Store(c01, tile + w);
-        TS.Store(c10, tile + ld); TS.Store(c11, tile + ld + w);
-        TS.Store(c20, tile + 2 * ld); TS.Store(c21, tile + 2 * ld + w);
-        TS.Store(c30, tile + 3 * ld); TS.Store(c31, tile + 3 * ld + w);
-        TS.Store(c40, tile + 4 * ld); TS.Store(c41, tile + 4 * ld + w);
-        TS.Store(c50, tile + 5 * ld); TS.Store(c51, tile + 5 * ld + w);
-        for (int i = 0; i < mr; i++)
-        {
-            T* row = c + i * ldc;
-            T* src = tile + i * ld;
-            if (accumulate) for (int j = 0; j < nr; j++) row[j] += src[j];
-            else for (int j = 0; j < nr; j++) row[j] = src[j];
-        }
+        StoreRow<T, TVec, TS>(c, w, c00, c01, accumulate);
+        StoreRow<T, TVec, TS>(c + ldc, w, c10, c11, accumulate);
+        StoreRow<T, TVec, TS>(c + 2 * ldc, w, c20, c21, accumulate);
+        StoreRow<T, TVec, TS>(c + 3 * ldc, w, c30, c31, accumulate);
+        StoreRow<T, TVec, TS>(c + 4 * ldc, w, c40, c41, accumulate);
+        StoreRow<T, TVec, TS>(c + 5 * ldc, w, c50, c51, accumulate);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
