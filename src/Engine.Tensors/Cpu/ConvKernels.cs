@@ -69,25 +69,41 @@ internal static unsafe class ConvKernels
     {
         if (s.N == 0 || s.Cout == 0) return;
         if (s.IsDepthwise) DepthwiseForward(s, x, w, bias, y);
-        else
+        else if (s.IsPointwise)
         {
             var sh = s;
             nint px = (nint)x, pw = (nint)w, py = (nint)y;
-            ForImages<T>(s, s.IsPointwise ? 0 : s.Kg * s.L, (n, cols, parallelGemm) =>
+            ForImages<T>(s, 0, (n, _, parallelGemm) =>
             {
                 for (int g = 0; g < sh.Groups; g++)
-                {
-                    T* xg = (T*)px + (n * sh.Cin + g * sh.Cpg) * sh.H * sh.W;
-                    T* b = xg;
-                    if (!sh.IsPointwise)
-                    {
-                        Im2Col(xg, sh.Cpg, sh.H, sh.W, sh.OH, sh.OW, sh.Geo, (T*)cols);
-                        b = (T*)cols;
-                    }
-                    Gemm.Multiply(sh.CoutG, sh.L, sh.Kg, (T*)pw + g * sh.CoutG * sh.Kg, sh.Kg, 1, b, sh.L, 1,
+                    Gemm.Multiply(sh.CoutG, sh.L, sh.Kg, (T*)pw + g * sh.CoutG * sh.Kg, sh.Kg, 1, (T*)px + (n * sh.Cin + g * sh.Cpg) * sh.L, sh.L, 1,
                         (T*)py + (n * sh.Cout + g * sh.CoutG) * sh.L, sh.L, parallelGemm);
-                }
             });
+        }
+        else
+        {
+            // Implicit GEMM: the weight is packed once for the batch, and each image's im2col columns are
+            // written straight into the GEMM's packed-B layout (no separate im2col matrix, no second copy).
+            var sh = s;
+            long aSize = Gemm.PackedASize(s.CoutG, s.Kg), bSize = Gemm.PackedBSize<T>(s.Kg, s.L);
+            T* packedW = (T*)NativeMemory.AlignedAlloc((nuint)(s.Groups * aSize * sizeof(T)), 64);
+            try
+            {
+                for (int g = 0; g < s.Groups; g++)
+                    Gemm.PackAFull(s.CoutG, s.Kg, w + g * s.CoutG * s.Kg, s.Kg, 1, packedW + g * aSize);
+                nint px = (nint)x, pa = (nint)packedW, py = (nint)y;
+                ForImages<T>(s, bSize + s.L, (n, scratch, parallelGemm) =>
+                {
+                    T* packedCols = (T*)scratch, row = packedCols + bSize;
+                    for (int g = 0; g < sh.Groups; g++)
+                    {
+                        Im2ColPackedB((T*)px + (n * sh.Cin + g * sh.Cpg) * sh.H * sh.W, sh, row, packedCols);
+                        Gemm.MultiplyPacked(sh.CoutG, sh.L, sh.Kg, (T*)pa + g * aSize, packedCols,
+                            (T*)py + (n * sh.Cout + g * sh.CoutG) * sh.L, sh.L, accumulate: false, parallelGemm);
+                    }
+                });
+            }
+            finally { NativeMemory.AlignedFree(packedW); }
         }
         if (bias is not null) AddBias(s, bias, y);
     }
@@ -134,11 +150,11 @@ internal static unsafe class ConvKernels
         long chunks = Math.Min(s.N, Parallelism.ReductionSplits);
         long per = (s.N + chunks - 1) / chunks;
         chunks = (s.N + per - 1) / per;
-        // Each chunk accumulates dWᵀ (per group a Kg×Coutg block) = Σ_n cols·dyᵀ: A = cols is read row by row as
-        // im2col wrote it and only dyᵀ (Coutg·L elements, fewer than cols' Kg·L) goes through the strided
-        // packing. The partials are added in chunk order, then transposed into dw.
+        // Each chunk accumulates dWᵀ (per group a Kg×Coutg block) = Σ_n cols·dyᵀ: im2col writes cols straight
+        // into the packed-A layout, and only dyᵀ (Coutg·L elements, fewer than cols' Kg·L) goes through a
+        // strided packing. The partials are added in chunk order, then transposed into dw.
         T* partials = (T*)NativeMemory.AlignedAlloc((nuint)(chunks * wSize * sizeof(T)), 64);
-        long colsSize = s.IsPointwise ? 0 : s.Kg * s.L;
+        long aSize = Gemm.PackedASize(s.Kg, s.L), bSize = Gemm.PackedBSize<T>(s.L, s.CoutG);
         nint px = (nint)x, pdy = (nint)dy, pp = (nint)partials;
         bool overImages = s.ParallelOverImages;
         try
@@ -146,7 +162,9 @@ internal static unsafe class ConvKernels
             Parallelism.For(chunks, overImages && s.Parallel, chunk =>
             {
                 T* acc = (T*)pp + chunk * wSize;
-                T* cols = colsSize > 0 ? (T*)NativeMemory.AlignedAlloc((nuint)(colsSize * sizeof(T)), 64) : null;
+                T* scratch = (T*)NativeMemory.AlignedAlloc((nuint)((aSize + bSize + sh.L) * sizeof(T)), 64);
+                T* packedCols = scratch, packedDy = scratch + aSize, row = packedDy + bSize;
+                new Span<T>(packedCols, checked((int)aSize)).Clear(); // rows past Kg stay zero
                 try
                 {
                     long end = Math.Min(sh.N, (chunk + 1) * per);
@@ -154,18 +172,15 @@ internal static unsafe class ConvKernels
                         for (int g = 0; g < sh.Groups; g++)
                         {
                             T* xg = (T*)px + (n * sh.Cin + g * sh.Cpg) * sh.H * sh.W;
-                            T* a = xg;
-                            if (cols is not null)
-                            {
-                                Im2Col(xg, sh.Cpg, sh.H, sh.W, sh.OH, sh.OW, sh.Geo, cols);
-                                a = cols;
-                            }
+                            if (sh.IsPointwise) Gemm.PackAFull(sh.Kg, sh.L, xg, sh.L, 1, packedCols);
+                            else Im2ColPackedA(xg, sh, row, packedCols);
                             // B = dyᵀ: element (l, co) at dy[n, g·Coutg + co, l].
-                            Gemm.Multiply(sh.Kg, sh.CoutG, sh.L, a, sh.L, 1, (T*)pdy + (n * sh.Cout + g * sh.CoutG) * sh.L, 1, sh.L,
-                                acc + g * sh.CoutG * sh.Kg, sh.CoutG, parallel: !overImages, accumulate: n > chunk * per);
+                            Gemm.PackBFull(sh.L, sh.CoutG, (T*)pdy + (n * sh.Cout + g * sh.CoutG) * sh.L, 1, sh.L, packedDy);
+                            Gemm.MultiplyPacked(sh.Kg, sh.CoutG, sh.L, packedCols, packedDy, acc + g * sh.CoutG * sh.Kg, sh.CoutG,
+                                accumulate: n > chunk * per, parallel: !overImages);
                         }
                 }
-                finally { if (cols is not null) NativeMemory.AlignedFree(cols); }
+                finally { NativeMemory.AlignedFree(scratch); }
             });
             var total = new Span<T>(partials, (int)wSize);
             for (long chunk = 1; chunk < chunks; chunk++)
@@ -233,42 +248,77 @@ internal static unsafe class ConvKernels
     }
 
     /// <summary>
-    /// im2col of <paramref name="channels"/> planes of h×w at <paramref name="x"/> into a (channels·kH·kW)×(oh·ow)
-    /// row-major matrix: row (c·kH + i)·kW + j, column oy·ow + ox holds x[c, oy·sH − pH + i·dH, ox·sW − pW + j·dW]
-    /// (0 outside). Stride-1 rows are copied as one contiguous run between the zero borders.
+    /// One im2col row: tap (i, j) of one h×w plane, as oh·ow values: entry oy·ow + ox holds
+    /// plane[oy·sH − pH + i·dH, ox·sW − pW + j·dW] (0 outside). Stride-1 rows are copied as one contiguous
+    /// run between the zero borders.
     /// </summary>
-    internal static void Im2Col<T>(T* x, long channels, long h, long w, long oh, long ow, in ConvGeometry g, T* cols) where T : unmanaged, INumber<T>
+    private static void Im2ColRow<T>(T* plane, int i, int j, long h, long w, long oh, long ow, in ConvGeometry g, T* dst) where T : unmanaged, INumber<T>
     {
-        long l = oh * ow;
-        for (long c = 0; c < channels; c++)
+        long offX = (long)j * g.DW - g.PW;
+        var (lo, hi) = ValidRange(offX, g.SW, w, ow);
+        for (long oy = 0; oy < oh; oy++)
         {
-            T* plane = x + c * h * w;
-            for (int i = 0; i < g.KH; i++)
-                for (int j = 0; j < g.KW; j++)
-                {
-                    T* dst = cols + ((c * g.KH + i) * g.KW + j) * l;
-                    long offX = (long)j * g.DW - g.PW;
-                    var (lo, hi) = ValidRange(offX, g.SW, w, ow);
-                    for (long oy = 0; oy < oh; oy++)
-                    {
-                        long iy = oy * g.SH - g.PH + (long)i * g.DH;
-                        T* row = dst + oy * ow;
-                        if (iy < 0 || iy >= h)
-                        {
-                            new Span<T>(row, (int)ow).Clear();
-                            continue;
-                        }
-                        for (long ox = 0; ox < lo; ox++) row[ox] = T.Zero;
-                        T* src = plane + iy * w + offX;
-                        if (g.SW == 1) new ReadOnlySpan<T>(src + lo, (int)(hi - lo)).CopyTo(new Span<T>(row + lo, (int)(hi - lo)));
-                        else for (long ox = lo; ox < hi; ox++) row[ox] = src[ox * g.SW];
-                        for (long ox = hi; ox < ow; ox++) row[ox] = T.Zero;
-                    }
-                }
+            long iy = oy * g.SH - g.PH + (long)i * g.DH;
+            T* row = dst + oy * ow;
+            if (iy < 0 || iy >= h)
+            {
+                new Span<T>(row, (int)ow).Clear();
+                continue;
+            }
+            for (long ox = 0; ox < lo; ox++) row[ox] = T.Zero;
+            T* src = plane + iy * w + offX;
+            if (g.SW == 1) CopyRow(row + lo, src + lo, hi - lo);
+            else for (long ox = lo; ox < hi; ox++) row[ox] = src[ox * g.SW];
+            for (long ox = hi; ox < ow; ox++) row[ox] = T.Zero;
         }
     }
 
-    /// <summary>col2im: adds each entry of the (channels·kH·kW)×(oh·ow) matrix into the input position <see cref="Im2Col"/> read it from (padding dropped).</summary>
+    /// <summary>
+    /// im2col of one group's Cpg planes (Kg×L) written in the GEMM's packed-B layout (<c>Gemm.PackBFull</c>):
+    /// each row is built in <paramref name="row"/> (L elements, L1-resident) and copied NR columns at a time
+    /// into its panels. Columns past L in the last panel are zeroed.
+    /// </summary>
+    private static void Im2ColPackedB<T>(T* x, in Shape s, T* row, T* packed) where T : unmanaged, INumber<T>
+    {
+        int nr = Gemm.PanelWidth<T>();
+        long l = s.L, kg = s.Kg, panels = (l + nr - 1) / nr;
+        int tail = (int)(l - (panels - 1) * nr);
+        var g = s.Geo;
+        long r = 0;
+        for (long c = 0; c < s.Cpg; c++)
+            for (int i = 0; i < g.KH; i++)
+                for (int j = 0; j < g.KW; j++, r++)
+                {
+                    Im2ColRow(x + c * s.H * s.W, i, j, s.H, s.W, s.OH, s.OW, g, row);
+                    T* dst = packed + r * nr;
+                    for (long q = 0; q < panels - 1; q++) CopyRow(dst + q * kg * nr, row + q * nr, nr);
+                    T* last = dst + (panels - 1) * kg * nr;
+                    CopyRow(last, row + (panels - 1) * nr, tail);
+                    if (tail < nr) new Span<T>(last + tail, nr - tail).Clear();
+                }
+    }
+
+    /// <summary>
+    /// im2col of one group's Cpg planes (Kg×L) written in the GEMM's packed-A layout (<c>Gemm.PackAFull</c>,
+    /// K = L): row r goes to lane r % MR of panel r / MR, one element every MR. Rows past Kg must already be zero.
+    /// </summary>
+    private static void Im2ColPackedA<T>(T* x, in Shape s, T* row, T* packed) where T : unmanaged, INumber<T>
+    {
+        const int mr = Gemm.MR;
+        long l = s.L;
+        var g = s.Geo;
+        long r = 0;
+        for (long c = 0; c < s.Cpg; c++)
+            for (int i = 0; i < g.KH; i++)
+                for (int j = 0; j < g.KW; j++, r++)
+                {
+                    Im2ColRow(x + c * s.H * s.W, i, j, s.H, s.W, s.OH, s.OW, g, row);
+                    T* dst = packed + r / mr * l * mr + r % mr;
+                    for (long p = 0; p < l; p++) dst[p * mr] = row[p];
+                }
+    }
+
+    /// <summary>col2im: adds each entry of the (channels·kH·kW)×(oh·ow) matrix into the input position <see cref="Im2ColRow"/> read it from (padding dropped).</summary>
     internal static void Col2ImAdd<T>(T* cols, long channels, long h, long w, long oh, long ow, in ConvGeometry g, T* x) where T : unmanaged, INumber<T>
     {
         long l = oh * ow;
@@ -293,6 +343,20 @@ internal static unsafe class ConvKernels
                     }
                 }
         }
+    }
+
+    /// <summary>dst[i] = src[i] for a short row (tens of elements: a plain vector loop, no call overhead).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyRow<T>(T* dst, T* src, long count) where T : unmanaged, INumber<T>
+    {
+        long i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + Vector512<T>.Count <= count; i += Vector512<T>.Count)
+                Vector512.Load(src + i).Store(dst + i);
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + Vector256<T>.Count <= count; i += Vector256<T>.Count)
+                Vector256.Load(src + i).Store(dst + i);
+        for (; i < count; i++) dst[i] = src[i];
     }
 
     /// <summary>dst[i] += src[i] for a short row (an output row is tens of elements: a plain vector loop, no call overhead).</summary>

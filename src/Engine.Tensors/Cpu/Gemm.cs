@@ -207,6 +207,91 @@ internal static unsafe class Gemm
         finally { NativeMemory.AlignedFree(bPack); }
     }
 
+    // ------------------------------------------------------------------ pre-packed operands
+    //
+    // For callers that build an operand in the packed layout themselves (convolution writes its im2col
+    // columns straight into it, and packs a weight once for a whole batch), over the full K:
+    //   packed A (M×K): ⌈M/MR⌉ panels of K·MR; element (i, p) at (i/MR)·K·MR + p·MR + i%MR; rows past M zero.
+    //   packed B (K×N): ⌈N/NR⌉ panels of K·NR; element (p, j) at (j/NR)·K·NR + p·NR + j%NR; columns past N zero.
+    // A K slice of a panel is then contiguous (offset pc·MR or pc·NR), which is what the micro-kernel reads.
+    // The K slices are those of Multiply (same KC), so both give the same sums.
+
+    /// <summary>NR: columns of a packed B panel for the micro-kernel <see cref="MultiplyPacked"/> uses.</summary>
+    internal static int PanelWidth<T>() where T : unmanaged => PreferredBits == 0 ? 2 : 2 * (PreferredBits / 8 / sizeof(T));
+
+    /// <summary>Elements of a packed A of M×K (rows padded to a multiple of MR).</summary>
+    internal static long PackedASize(long m, long k) => (m + MR - 1) / MR * MR * k;
+
+    /// <summary>Elements of a packed B of K×N (columns padded to a multiple of NR).</summary>
+    internal static long PackedBSize<T>(long k, long n) where T : unmanaged
+    {
+        int nr = PanelWidth<T>();
+        return (n + nr - 1) / nr * nr * k;
+    }
+
+    /// <summary>Packs A (element (i, p) at a[i·rsA + p·csA]) into the packed-A layout over the full K.</summary>
+    internal static void PackAFull<T>(long m, long k, T* a, long rsA, long csA, T* dst) where T : unmanaged, INumber<T>
+        => PackA(checked((int)m), checked((int)k), a, rsA, csA, dst);
+
+    /// <summary>Packs B (element (p, j) at b[p·rsB + j·csB]) into the packed-B layout over the full K.</summary>
+    internal static void PackBFull<T>(long k, long n, T* b, long rsB, long csB, T* dst) where T : unmanaged, INumber<T>
+        => PackB(checked((int)k), checked((int)n), PanelWidth<T>(), b, rsB, csB, dst, parallel: false);
+
+    /// <summary>
+    /// C (M×N, row stride ldc) = A·B, or C += A·B with <paramref name="accumulate"/>, from operands in the packed
+    /// layouts above (K ≥ 1). With <paramref name="parallel"/> the NR panels of B are split among threads
+    /// (each C element is still summed in the same order).
+    /// </summary>
+    internal static void MultiplyPacked<T>(long m, long n, long k, T* aPacked, T* bPacked, T* c, long ldc, bool accumulate, bool parallel)
+        where T : unmanaged, INumber<T>
+    {
+        if (m == 0 || n == 0 || k == 0) return;
+        switch (PreferredBits)
+        {
+            case 512: RunPacked<T, Vector512<T>, Simd512<T>>(m, n, k, aPacked, bPacked, c, ldc, accumulate, parallel); break;
+            case 256: RunPacked<T, Vector256<T>, Simd256<T>>(m, n, k, aPacked, bPacked, c, ldc, accumulate, parallel); break;
+            case 128: RunPacked<T, Vector128<T>, Simd128<T>>(m, n, k, aPacked, bPacked, c, ldc, accumulate, parallel); break;
+            default: RunPacked<T, T, SimdScalar<T>>(m, n, k, aPacked, bPacked, c, ldc, accumulate, parallel); break;
+        }
+    }
+
+    private static void RunPacked<T, TVec, TS>(long m, long n, long k, T* aPacked, T* bPacked, T* c, long ldc, bool accumulate, bool parallel)
+        where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>
+    {
+        int nr = 2 * TS.Count;
+        int kcMax = Math.Max(32, L1PanelBytes / (nr * sizeof(T)));
+        long kSlices = (k + kcMax - 1) / kcMax;
+        int kcEven = (int)((k + kSlices - 1) / kSlices);
+        int mc = Math.Max(MR, L2BlockBytes / (kcEven * sizeof(T)) / MR * MR);
+        long panels = (n + nr - 1) / nr;
+        long blocks = parallel ? Math.Min(panels, 4L * Parallelism.MaxThreads) : 1;
+        long perBlock = (panels + blocks - 1) / blocks;
+        blocks = (panels + perBlock - 1) / perBlock;
+        nint pa = (nint)aPacked, pb = (nint)bPacked, pcOut = (nint)c;
+        Parallelism.For(blocks, parallel && blocks > 1, block =>
+        {
+            long q0 = block * perBlock, q1 = Math.Min(panels, q0 + perBlock);
+            for (long pc = 0; pc < k; pc += kcEven)
+            {
+                int kc = (int)Math.Min(kcEven, k - pc);
+                bool acc = accumulate || pc > 0;
+                for (long ic = 0; ic < m; ic += mc)
+                {
+                    long icEnd = Math.Min(m, ic + mc);
+                    for (long q = q0; q < q1; q++)
+                    {
+                        T* bPanel = (T*)pb + q * k * nr + pc * nr;
+                        long jr = q * nr;
+                        int cols = (int)Math.Min(nr, n - jr);
+                        for (long ir = ic; ir < icEnd; ir += MR)
+                            Kernel<T, TVec, TS>(kc, (T*)pa + ir / MR * k * MR + pc * MR, bPanel, (T*)pcOut + ir * ldc + jr, ldc,
+                                (int)Math.Min(MR, m - ir), cols, acc);
+                    }
+                }
+            }
+        });
+    }
+
     /// <summary>
     /// Packs a kc×nc block of B into NR-wide micro-panels: panel q holds columns q·NR.. as kc rows of NR
     /// (row p at offset p·NR), zero-padded past nc.

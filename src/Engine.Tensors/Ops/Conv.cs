@@ -139,8 +139,10 @@ public sealed partial class Tensor
         Tensor[] inputs = b is null ? [x, w] : [x, w, b];
         return Graph.Record(y, "conv2d", inputs, [x, w], (g, saved) =>
         {
-            Tensor? dx = gx ? ConvBackwardDataOp(g, saved[1], s) : null;
-            Tensor? dw = gw ? ConvBackwardWeightOp(saved[0], g, s) : null;
+            // One contiguous copy of g for both products (the gradient of a sum arrives as an expanded view).
+            using var gc = g.Contiguous();
+            Tensor? dx = gx ? ConvBackwardDataOp(gc, saved[1], s) : null;
+            Tensor? dw = gw ? ConvBackwardWeightOp(saved[0], gc, s) : null;
             if (inputs.Length == 2) return [dx, dw];
             return [dx, dw, gb ? g.Sum([0, 2, 3]) : null];
         });
