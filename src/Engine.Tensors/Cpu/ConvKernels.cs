@@ -162,9 +162,8 @@ internal static unsafe class ConvKernels
             Parallelism.For(chunks, overImages && s.Parallel, chunk =>
             {
                 T* acc = (T*)pp + chunk * wSize;
-                T* scratch = (T*)NativeMemory.AlignedAlloc((nuint)((aSize + bSize + sh.L) * sizeof(T)), 64);
-                T* packedCols = scratch, packedDy = scratch + aSize, row = packedDy + bSize;
-                new Span<T>(packedCols, checked((int)aSize)).Clear(); // rows past Kg stay zero
+                T* scratch = (T*)NativeMemory.AlignedAlloc((nuint)((aSize + bSize + Gemm.MR * sh.L) * sizeof(T)), 64);
+                T* packedCols = scratch, packedDy = scratch + aSize, rows = packedDy + bSize;
                 try
                 {
                     long end = Math.Min(sh.N, (chunk + 1) * per);
@@ -173,7 +172,7 @@ internal static unsafe class ConvKernels
                         {
                             T* xg = (T*)px + (n * sh.Cin + g * sh.Cpg) * sh.H * sh.W;
                             if (sh.IsPointwise) Gemm.PackAFull(sh.Kg, sh.L, xg, sh.L, 1, packedCols);
-                            else Im2ColPackedA(xg, sh, row, packedCols);
+                            else Im2ColPackedA(xg, sh, rows, packedCols);
                             // B = dyᵀ: element (l, co) at dy[n, g·Coutg + co, l].
                             Gemm.PackBFull(sh.L, sh.CoutG, (T*)pdy + (n * sh.Cout + g * sh.CoutG) * sh.L, 1, sh.L, packedDy);
                             Gemm.MultiplyPacked(sh.Kg, sh.CoutG, sh.L, packedCols, packedDy, acc + g * sh.CoutG * sh.Kg, sh.CoutG,
@@ -300,22 +299,38 @@ internal static unsafe class ConvKernels
 
     /// <summary>
     /// im2col of one group's Cpg planes (Kg×L) written in the GEMM's packed-A layout (<c>Gemm.PackAFull</c>,
-    /// K = L): row r goes to lane r % MR of panel r / MR, one element every MR. Rows past Kg must already be zero.
+    /// K = L). The MR rows of one panel are built in <paramref name="rows"/> (MR·L elements) and then
+    /// interleaved, so each packed cache line is written once, in order (row by row, every line would be
+    /// written MR times, one element in MR each time). Rows past Kg are zero.
     /// </summary>
-    private static void Im2ColPackedA<T>(T* x, in Shape s, T* row, T* packed) where T : unmanaged, INumber<T>
+    private static void Im2ColPackedA<T>(T* x, in Shape s, T* rows, T* packed) where T : unmanaged, INumber<T>
     {
-        const int mr = Gemm.MR;
-        long l = s.L;
+        int mr = Gemm.MR; // 6: the unrolled interleave below; the loop handles any other tile height
+        long l = s.L, kg = s.Kg;
         var g = s.Geo;
-        long r = 0;
-        for (long c = 0; c < s.Cpg; c++)
-            for (int i = 0; i < g.KH; i++)
-                for (int j = 0; j < g.KW; j++, r++)
-                {
-                    Im2ColRow(x + c * s.H * s.W, i, j, s.H, s.W, s.OH, s.OW, g, row);
-                    T* dst = packed + r / mr * l * mr + r % mr;
-                    for (long p = 0; p < l; p++) dst[p * mr] = row[p];
-                }
+        int kk = g.KH * g.KW;
+        for (long r0 = 0; r0 < kg; r0 += mr)
+        {
+            for (int i = 0; i < mr; i++)
+            {
+                long r = r0 + i;
+                if (r >= kg) new Span<T>(rows + i * l, (int)l).Clear();
+                else Im2ColRow(x + r / kk * s.H * s.W, (int)(r % kk / g.KW), (int)(r % g.KW), s.H, s.W, s.OH, s.OW, g, rows + i * l);
+            }
+            T* d = packed + r0 / mr * l * mr;
+            if (mr != 6)
+            {
+                for (long p = 0; p < l; p++)
+                    for (int i = 0; i < mr; i++) d[p * mr + i] = rows[i * l + p];
+                continue;
+            }
+            T* q0 = rows, q1 = rows + l, q2 = rows + 2 * l, q3 = rows + 3 * l, q4 = rows + 4 * l, q5 = rows + 5 * l;
+            for (long p = 0; p < l; p++, d += mr)
+            {
+                d[0] = q0[p]; d[1] = q1[p]; d[2] = q2[p];
+                d[3] = q3[p]; d[4] = q4[p]; d[5] = q5[p];
+            }
+        }
     }
 
     /// <summary>col2im: adds each entry of the (channels·kH·kW)×(oh·ow) matrix into the input position <see cref="Im2ColRow"/> read it from (padding dropped).</summary>

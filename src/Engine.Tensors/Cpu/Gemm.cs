@@ -347,6 +347,17 @@ internal static unsafe class Gemm
                     for (int i = rows; i < MR; i++) d[p * MR + i] = T.Zero;
                 }
             }
+            else if (rows == 6 && MR == 6)
+            {
+                // Six rows at once: each packed cache line is written once, in order.
+                T* s0 = a + i0 * rsA, s1 = s0 + rsA, s2 = s1 + rsA, s3 = s2 + rsA, s4 = s3 + rsA, s5 = s4 + rsA;
+                for (int p = 0; p < kc; p++, d += MR)
+                {
+                    long o = p * csA;
+                    d[0] = s0[o]; d[1] = s1[o]; d[2] = s2[o];
+                    d[3] = s3[o]; d[4] = s4[o]; d[5] = s5[o];
+                }
+            }
             else
             {
                 for (int i = 0; i < rows; i++)
