@@ -36,7 +36,7 @@ namespace Engine.Tensors.Cpu;
 /// parallel, each GEMM on one thread; when the batch is too small to occupy the threads, images run one
 /// after another with a parallel GEMM. Neither choice changes any result: a GEMM's sums do not depend on
 /// its partition. backward-weight sums over images: each of a fixed number of chunks
-/// (<see cref="Parallelism.ReductionSplits"/>, independent of the thread count) accumulates its images in
+/// (<see cref="WeightGradChunks"/>, independent of the thread count) accumulates its images in
 /// order into its own partial dW (GEMM with accumulate), and the partials are added in chunk order, so
 /// dW does not depend on the thread count either.
 /// </para>
@@ -48,6 +48,14 @@ namespace Engine.Tensors.Cpu;
 /// </summary>
 internal static unsafe class ConvKernels
 {
+    /// <summary>
+    /// Chunks of the batch whose weight gradients are summed separately (then added in order): a constant,
+    /// so dW does not depend on the thread count, and many more than threads, so a thread that the OS
+    /// deschedules on a shared machine delays only a small share of the work (the others take the rest).
+    /// Costs one Cout·Kg partial per chunk.
+    /// </summary>
+    internal const long WeightGradChunks = 32;
+
     /// <summary>The layout of one convolution: sizes, window geometry and groups.</summary>
     internal readonly record struct Shape(long N, long Cin, long H, long W, long Cout, long OH, long OW, int Groups, ConvGeometry Geo)
     {
@@ -147,7 +155,7 @@ internal static unsafe class ConvKernels
             return;
         }
         var sh = s;
-        long chunks = Math.Min(s.N, Parallelism.ReductionSplits);
+        long chunks = Math.Min(s.N, WeightGradChunks);
         long per = (s.N + chunks - 1) / chunks;
         chunks = (s.N + per - 1) / per;
         // Each chunk accumulates dWᵀ (per group a Kg×Coutg block) = Σ_n cols·dyᵀ: im2col writes cols straight
@@ -197,14 +205,15 @@ internal static unsafe class ConvKernels
 
     /// <summary>
     /// Runs <paramref name="body"/>(image, scratch, parallelGemm) for every image: in parallel over chunks of
-    /// consecutive images with one scratch buffer of <paramref name="scratchElements"/> per chunk, or, for a
-    /// small batch, one image after another with a parallel GEMM.
+    /// consecutive images (16 chunks per thread, taken dynamically, for balance on a shared machine) with one
+    /// scratch buffer of <paramref name="scratchElements"/> per chunk, or, for a small batch, one image after
+    /// another with a parallel GEMM.
     /// </summary>
     private static void ForImages<T>(in Shape s, long scratchElements, Action<long, nint, bool> body) where T : unmanaged
     {
         long n = s.N;
         bool overImages = s.ParallelOverImages;
-        long chunks = overImages ? Math.Min(n, 4L * Parallelism.MaxThreads) : 1;
+        long chunks = overImages ? Math.Min(n, 16L * Parallelism.MaxThreads) : 1;
         long per = (n + chunks - 1) / chunks;
         chunks = (n + per - 1) / per;
         Parallelism.For(chunks, overImages && s.Parallel, chunk =>
