@@ -40,7 +40,7 @@ public sealed class Conv2d : BenchCase
         run.Extra["max_rel_err"] = Validate(x, w);
         x.Grad = null;
         w.Grad = null;
-        run.Extra["fma_peak_gflops"] = Math.Round(MachinePeak.FmaGflops(options.Threads), 1);
+        run.Extra["fma_peak_gflops"] = Math.Round(MachinePeak.FmaGflops(options.Threads, options.Quick), 1);
         return run;
     }
 

@@ -28,7 +28,7 @@ public sealed class Sgemm : BenchCase
         run.Own(a);
         run.Own(b);
         using (var c = a.MatMul(b)) run.Extra["max_rel_err"] = Validate(a, b, c);
-        double peak = MachinePeak.FmaGflops(options.Threads);
+        double peak = MachinePeak.FmaGflops(options.Threads, options.Quick);
         run.Extra["fma_peak_gflops"] = Math.Round(peak, 1);
         return run;
     }
