@@ -120,17 +120,18 @@ internal static unsafe class ConvKernels
     public static void BackwardData<T>(in Shape s, T* dy, T* w, T* dx) where T : unmanaged, INumber<T>
     {
         if (s.N == 0 || s.Cin == 0) return;
-        new Span<T>(dx, checked((int)(s.N * s.Cin * s.H * s.W))).Clear();
-        if (s.Cout == 0) return;
-        if (s.IsDepthwise)
+        if (s.Cout == 0 || s.IsDepthwise)
         {
-            DepthwiseBackwardData(s, dy, w, dx);
+            new Span<T>(dx, checked((int)(s.N * s.Cin * s.H * s.W))).Clear();
+            if (s.Cout > 0) DepthwiseBackwardData(s, dy, w, dx);
             return;
         }
         var sh = s;
         nint pdy = (nint)dy, pw = (nint)w, pdx = (nint)dx;
         ForImages<T>(s, s.IsPointwise ? 0 : s.Kg * s.L, (n, cols, parallelGemm) =>
         {
+            // Each image's planes are cleared by the worker that fills them (in parallel, while in cache).
+            if (!sh.IsPointwise) new Span<T>((T*)pdx + n * sh.Cin * sh.H * sh.W, checked((int)(sh.Cin * sh.H * sh.W))).Clear();
             for (int g = 0; g < sh.Groups; g++)
             {
                 T* dxg = (T*)pdx + (n * sh.Cin + g * sh.Cpg) * sh.H * sh.W;
@@ -167,27 +168,22 @@ internal static unsafe class ConvKernels
         bool overImages = s.ParallelOverImages;
         try
         {
-            Parallelism.For(chunks, overImages && s.Parallel, chunk =>
+            ForChunks<T>(chunks, overImages && s.Parallel, aSize + bSize + Gemm.MR * s.L, (chunk, scratch) =>
             {
                 T* acc = (T*)pp + chunk * wSize;
-                T* scratch = (T*)NativeMemory.AlignedAlloc((nuint)((aSize + bSize + Gemm.MR * sh.L) * sizeof(T)), 64);
-                T* packedCols = scratch, packedDy = scratch + aSize, rows = packedDy + bSize;
-                try
-                {
-                    long end = Math.Min(sh.N, (chunk + 1) * per);
-                    for (long n = chunk * per; n < end; n++)
-                        for (int g = 0; g < sh.Groups; g++)
-                        {
-                            T* xg = (T*)px + (n * sh.Cin + g * sh.Cpg) * sh.H * sh.W;
-                            if (sh.IsPointwise) Gemm.PackAFull(sh.Kg, sh.L, xg, sh.L, 1, packedCols);
-                            else Im2ColPackedA(xg, sh, rows, packedCols);
-                            // B = dyᵀ: element (l, co) at dy[n, g·Coutg + co, l].
-                            Gemm.PackBFull(sh.L, sh.CoutG, (T*)pdy + (n * sh.Cout + g * sh.CoutG) * sh.L, 1, sh.L, packedDy);
-                            Gemm.MultiplyPacked(sh.Kg, sh.CoutG, sh.L, packedCols, packedDy, acc + g * sh.CoutG * sh.Kg, sh.CoutG,
-                                accumulate: n > chunk * per, parallel: !overImages);
-                        }
-                }
-                finally { NativeMemory.AlignedFree(scratch); }
+                T* packedCols = (T*)scratch, packedDy = packedCols + aSize, rows = packedDy + bSize;
+                long end = Math.Min(sh.N, (chunk + 1) * per);
+                for (long n = chunk * per; n < end; n++)
+                    for (int g = 0; g < sh.Groups; g++)
+                    {
+                        T* xg = (T*)px + (n * sh.Cin + g * sh.Cpg) * sh.H * sh.W;
+                        if (sh.IsPointwise) Gemm.PackAFull(sh.Kg, sh.L, xg, sh.L, 1, packedCols);
+                        else Im2ColPackedA(xg, sh, rows, packedCols);
+                        // B = dyᵀ: element (l, co) at dy[n, g·Coutg + co, l].
+                        Gemm.PackBFull(sh.L, sh.CoutG, (T*)pdy + (n * sh.Cout + g * sh.CoutG) * sh.L, 1, sh.L, packedDy);
+                        Gemm.MultiplyPacked(sh.Kg, sh.CoutG, sh.L, packedCols, packedDy, acc + g * sh.CoutG * sh.Kg, sh.CoutG,
+                            accumulate: n > chunk * per, parallel: !overImages);
+                    }
             });
             var total = new Span<T>(partials, (int)wSize);
             for (long chunk = 1; chunk < chunks; chunk++)
@@ -216,13 +212,30 @@ internal static unsafe class ConvKernels
         long chunks = overImages ? Math.Min(n, 16L * Parallelism.MaxThreads) : 1;
         long per = (n + chunks - 1) / chunks;
         chunks = (n + per - 1) / per;
-        Parallelism.For(chunks, overImages && s.Parallel, chunk =>
+        ForChunks<T>(chunks, overImages && s.Parallel, scratchElements, (chunk, scratch) =>
+        {
+            long end = Math.Min(n, (chunk + 1) * per);
+            for (long i = chunk * per; i < end; i++) body(i, scratch, !overImages);
+        });
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/>(chunk, scratch) for chunks 0..count-1 on up to <see cref="Parallelism.MaxThreads"/>
+    /// workers. Each worker allocates one scratch buffer of <paramref name="scratchElements"/> (fresh pages fault
+    /// in once per worker, not once per chunk) and takes the next chunk from a shared counter until none is left,
+    /// so a worker the OS delays takes fewer chunks.
+    /// </summary>
+    private static void ForChunks<T>(long count, bool parallel, long scratchElements, Action<long, nint> body) where T : unmanaged
+    {
+        long workers = parallel ? Math.Min(count, Parallelism.MaxThreads) : 1;
+        long next = -1;
+        Parallelism.For(workers, workers > 1, _ =>
         {
             nint scratch = scratchElements > 0 ? (nint)NativeMemory.AlignedAlloc((nuint)(scratchElements * sizeof(T)), 64) : 0;
             try
             {
-                long end = Math.Min(n, (chunk + 1) * per);
-                for (long i = chunk * per; i < end; i++) body(i, scratch, !overImages);
+                long chunk;
+                while ((chunk = Interlocked.Increment(ref next)) < count) body(chunk, scratch);
             }
             finally { if (scratch != 0) NativeMemory.AlignedFree((void*)scratch); }
         });
