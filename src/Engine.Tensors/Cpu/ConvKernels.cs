@@ -26,15 +26,20 @@ namespace Engine.Tensors.Cpu;
 /// <item>depthwise (one input channel per group): a direct sliding-window loop per plane, vectorized
 /// along the output row for stride 1 (a GEMM with K = kH·kW and M = channel multiplier would waste the
 /// register tile).</item>
-/// <item>otherwise im2col + GEMM (<see cref="Gemm"/>), one image at a time: the unfolded Kg×L block of one
-/// image (e.g. 288×784 float32 = 900 KB for the 3×3, 32-channel, 28×28 case) stays in L2 between the
-/// im2col and the GEMM that reads it, and the whole-batch unfolded tensor is never built.</item>
+/// <item>otherwise implicit GEMM (<see cref="Gemm.MultiplyPacked"/>), one image at a time: im2col rows are
+/// written straight into the GEMM's packed layout (forward: packed B, Kg×L; backward-weight: packed A),
+/// so no unfolded matrix is stored and packed again; the weight (forward) is packed once per batch. One
+/// image's packed block (e.g. 288×784 float32 = 900 KB for the 3×3, 32-channel, 28×28 case) stays in L2
+/// between the packing and the GEMM, and the whole-batch unfolded tensor is never built.
+/// backward-data multiplies into a per-image Kg×L buffer and adds it back with col2im.</item>
 /// </list>
+/// Bytes: each path reads x (or dy) once per pass and writes its output once; the im2col/col2im traffic
+/// (Kg·L elements per image) stays in L2.
 /// </para>
 /// <para>
-/// Threads: the batch is cut into chunks of consecutive images (one scratch buffer per chunk) processed in
-/// parallel, each GEMM on one thread; when the batch is too small to occupy the threads, images run one
-/// after another with a parallel GEMM. Neither choice changes any result: a GEMM's sums do not depend on
+/// Threads: the batch is cut into chunks of consecutive images (16 per thread), taken dynamically by one
+/// worker per thread, each worker with one scratch buffer, each GEMM on one thread; when the batch is too
+/// small to occupy the threads, images run one after another with a parallel GEMM. Neither choice changes any result: a GEMM's sums do not depend on
 /// its partition. backward-weight sums over images: each of a fixed number of chunks
 /// (<see cref="WeightGradChunks"/>, independent of the thread count) accumulates its images in
 /// order into its own partial dW (GEMM with accumulate), and the partials are added in chunk order, so
