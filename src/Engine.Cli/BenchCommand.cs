@@ -88,6 +88,8 @@ public static class BenchCommand
             string notes = string.Join(", ", new[]
             {
                 result.Gflops is { } g ? $"{g:0.0} GFLOP/s" : null,
+                result.Gflops is { } g2 && result.Extra.TryGetValue("fma_peak_gflops", out var pk) && pk is double peak
+                    ? $"{100 * g2 / peak:0}% of FMA peak {peak:0}" : null,
                 result.GBps is { } b ? $"{b:0.0} GB/s" : null,
             }.Where(s => s is not null));
             string shape = "[" + string.Join(",", result.Shape) + "]";

@@ -19,20 +19,33 @@ namespace Engine.Tensors.Cpu;
 /// Blocking (the BLIS/GotoBLAS loop nest): for each NC-wide column block of B and each KC-deep slice
 /// of K, B[pc.., jc..] is packed once into NR-wide micro-panels (k-major, zero-padded to NR); then
 /// the MC-high row blocks of A are processed in parallel (one <see cref="Parallelism.For"/> item per
-/// row block), each packing its A[ic.., pc..] into MR-high micro-panels (zero-padded to MR), and
-/// the micro-kernel computes one MR×NR tile of C per (micro-panel of A, micro-panel of B) pair.
-/// The B micro-panel (KC·NR elements) is sized for L1, the packed A block (MC·KC) for L2.
+/// row block, a multiple of the thread count of them, picked up dynamically), each packing its
+/// A[ic.., pc..] into MR-high micro-panels (zero-padded to MR), and the micro-kernel computes one
+/// MR×NR tile of C per (micro-panel of A, micro-panel of B) pair. Sizes for this machine (AMD EPYC
+/// Zen 5: 48 KB L1d and 1 MB L2 per core), float32 with Vector512: KC = 512 (a 64 KB B micro-panel,
+/// streamed from L2; a deep KC halves the C tile traffic, measured faster than 128 and 256), MC = 256
+/// (a 512 KB packed A block, half the L2), NC = 3072. K is cut into slices of equal depth. Each thread
+/// writes its own rows of C and its own packing buffer, so no cache line is shared between writers.
 /// </para>
 /// <para>
-/// Micro-kernel: MR = 6 rows × NR = 2 SIMD vectors (Vector512 where the hardware accelerates it,
-/// else Vector256, else Vector128): 12 vector accumulators, per k step two vector loads of packed B,
-/// six broadcasts of packed A and twelve fused multiply-adds. Edge tiles (M or N not a multiple of
-/// the tile) are computed in full on the zero-padded panels and only their valid part is stored.
+/// Micro-kernel: MR = 6 rows × NR = 2 SIMD vectors (Vector512 where AVX-512 is accelerated, else
+/// Vector256 with FMA, else Vector128, else scalar: <see cref="PreferredBits"/>): 12 vector accumulators,
+/// per k step two vector loads of packed B, six broadcasts of packed A and twelve fused multiply-adds.
+/// The register tile is its own method (<see cref="FullTile"/>) so the JIT keeps the accumulators in
+/// registers. Edge tiles (M or N not a multiple of the tile) are computed in full on the zero-padded
+/// panels into a small buffer and only their valid part is stored. Measured (one thread, CPU time,
+/// 2048³ float32): ~78-80 % of the Vector512 FMA loop of perf/Engine.Benchmarks/Cases/MachinePeak.cs.
+/// </para>
+/// <para>
+/// Pre-packed operands: <see cref="MultiplyPacked"/> multiplies operands the caller has already written in
+/// the packed layouts over the full K (convolution writes im2col columns straight into them).
 /// </para>
 /// <para>
 /// Numerics: accumulation is in the element type (float32 sums in float32, as every BLAS does); the
 /// sum over K runs in KC-long chunks, each chunk in order p = 0..kc-1 with FMA (one rounding per step),
-/// and the chunks are added to C in order. The error bound is the usual K·eps·Σ|A||B|.
+/// and the chunks are added to C in order. The error bound is the usual K·eps·Σ|A||B|. The chunks depend
+/// on K and the vector width only, and threads split rows (or column panels), never K, so results do
+/// not depend on the thread count.
 /// </para>
 /// </summary>
 internal static unsafe class Gemm
@@ -40,11 +53,17 @@ internal static unsafe class Gemm
     /// <summary>Rows of the register tile.</summary>
     internal const int MR = 6;
 
-    /// <summary>Bytes the packed B micro-panel may take (a share of a 32 KB L1).</summary>
-    private const int L1PanelBytes = 16 * 1024;
+    /// <summary>
+    /// Bytes of one packed B micro-panel (KC·NR elements): 64 KB, KC = 512 for both float32 (NR = 32) and
+    /// float64 (NR = 16) with Vector512. That is more than a 48 KB L1 (Zen 5), but the panel is read
+    /// sequentially (prefetched from L2) and a deep KC halves how often each C tile is loaded and stored:
+    /// measured on the development machine (2048³, 2 threads, CPU time under load), KC = 512 ran ~8 %
+    /// faster than KC = 128 and ~3 % faster than KC = 256.
+    /// </summary>
+    private const int L1PanelBytes = 64 * 1024;
 
-    /// <summary>Bytes the packed A block may take (a share of a 512 KB-1 MB L2).</summary>
-    private const int L2BlockBytes = 192 * 1024;
+    /// <summary>Bytes the packed A block (MC·KC) may take: half of a 1 MB L2 (Zen 4/5), MC = 256 float32 rows at KC = 512.</summary>
+    private const int L2BlockBytes = 512 * 1024;
 
     /// <summary>Columns of B packed per outer block (the packed block lives in L3).</summary>
     private const int NC = 3072;
@@ -55,8 +74,10 @@ internal static unsafe class Gemm
     /// <summary>
     /// C (M×N, row stride <paramref name="ldc"/>, unit column stride) = A·B with A element (i, p) at
     /// <c>a[i*rsA + p*csA]</c> and B element (p, j) at <c>b[p*rsB + j*csB]</c>. K = 0 writes zeros.
+    /// With <paramref name="accumulate"/>, C += A·B instead (the product is formed as without it, then
+    /// added to C chunk by chunk; K = 0 leaves C unchanged).
     /// </summary>
-    public static void Multiply<T>(long m, long n, long k, T* a, long rsA, long csA, T* b, long rsB, long csB, T* c, long ldc, bool parallel)
+    public static void Multiply<T>(long m, long n, long k, T* a, long rsA, long csA, T* b, long rsB, long csB, T* c, long ldc, bool parallel, bool accumulate = false)
         where T : unmanaged, INumber<T>
     {
         if (typeof(T) != typeof(float) && typeof(T) != typeof(double))
@@ -64,6 +85,7 @@ internal static unsafe class Gemm
         if (m == 0 || n == 0) return;
         if (k == 0)
         {
+            if (accumulate) return;
             for (long i = 0; i < m; i++) new Span<T>(c + i * ldc, checked((int)n)).Clear();
             return;
         }
@@ -71,20 +93,41 @@ internal static unsafe class Gemm
         if (n == 1 || m == 1)
         {
             // Matrix-vector shapes would waste all but one row or column of every register tile.
-            if (n == 1) Gemv(m, k, a, rsA, csA, b, rsB, c, ldc, parallel);
-            else VecMat(n, k, a, csA, b, rsB, csB, c);
+            if (n == 1) Gemv(m, k, a, rsA, csA, b, rsB, c, ldc, parallel, accumulate);
+            else VecMat(n, k, a, csA, b, rsB, csB, c, accumulate);
             return;
         }
-        if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
-            Run<T, Vector512<T>, Simd512<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel);
-        else if (Vector256.IsHardwareAccelerated && Fma.IsSupported)
-            Run<T, Vector256<T>, Simd256<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel);
-        else
-            Run<T, Vector128<T>, Simd128<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel);
+        MultiplyWith(PreferredBits, m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel, accumulate);
+    }
+
+    /// <summary>
+    /// The micro-kernel's vector width on this machine: 512 where AVX-512 is accelerated, else 256 with FMA
+    /// (AVX2), else 128 where any 128-bit SIMD is accelerated (SSE, NEON), else 0 (scalar).
+    /// </summary>
+    internal static int PreferredBits { get; } =
+        Vector512.IsHardwareAccelerated && Avx512F.IsSupported ? 512 :
+        Vector256.IsHardwareAccelerated && Fma.IsSupported ? 256 :
+        Vector128.IsHardwareAccelerated ? 128 : 0;
+
+    /// <summary>
+    /// <see cref="Multiply"/> (after its matrix-vector and empty cases) with the micro-kernel of a chosen
+    /// width: 512, 256, 128 or 0 (scalar). Tests run every width against the same reference.
+    /// </summary>
+    internal static void MultiplyWith<T>(int bits, long m, long n, long k, T* a, long rsA, long csA, T* b, long rsB, long csB, T* c, long ldc, bool parallel, bool accumulate)
+        where T : unmanaged, INumber<T>
+    {
+        switch (bits)
+        {
+            case 512: Run<T, Vector512<T>, Simd512<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel, accumulate); break;
+            case 256: Run<T, Vector256<T>, Simd256<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel, accumulate); break;
+            case 128: Run<T, Vector128<T>, Simd128<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel, accumulate); break;
+            case 0: Run<T, T, SimdScalar<T>>(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, parallel, accumulate); break;
+            default: throw new ArgumentOutOfRangeException(nameof(bits), bits, "internal: Gemm width must be 512, 256, 128 or 0.");
+        }
     }
 
     /// <summary>c[i·ldc] = Σ_p A[i, p]·b[p] (N = 1): one dot product per row, SIMD when both are contiguous.</summary>
-    private static void Gemv<T>(long m, long k, T* a, long rsA, long csA, T* b, long rsB, T* c, long ldc, bool parallel)
+    private static void Gemv<T>(long m, long k, T* a, long rsA, long csA, T* b, long rsB, T* c, long ldc, bool parallel, bool accumulate)
         where T : unmanaged, INumber<T>
     {
         nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
@@ -97,16 +140,17 @@ internal static unsafe class Gemm
                 sum = System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<T>(row, (int)k), new ReadOnlySpan<T>(x, (int)k));
             else
                 for (long p = 0; p < k; p++) sum += row[p * csA] * x[p * rsB];
-            ((T*)pc)[i * ldc] = sum;
+            if (accumulate) ((T*)pc)[i * ldc] += sum;
+            else ((T*)pc)[i * ldc] = sum;
         });
     }
 
     /// <summary>c[j] = Σ_p a[p]·B[p, j] (M = 1): rows of B scaled and added in order p = 0..K-1 (SIMD for a row-major B).</summary>
-    private static void VecMat<T>(long n, long k, T* a, long csA, T* b, long rsB, long csB, T* c)
+    private static void VecMat<T>(long n, long k, T* a, long csA, T* b, long rsB, long csB, T* c, bool accumulate)
         where T : unmanaged, INumber<T>
     {
         var y = new Span<T>(c, checked((int)n));
-        y.Clear();
+        if (!accumulate) y.Clear();
         for (long p = 0; p < k; p++)
         {
             T s = a[p * csA];
@@ -116,7 +160,7 @@ internal static unsafe class Gemm
         }
     }
 
-    private static void Run<T, TVec, TS>(long m, long n, long k, T* a, long rsA, long csA, T* b, long rsB, long csB, T* c, long ldc, bool parallel)
+    private static void Run<T, TVec, TS>(long m, long n, long k, T* a, long rsA, long csA, T* b, long rsB, long csB, T* c, long ldc, bool parallel, bool accumulateInto)
         where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>
     {
         int nr = 2 * TS.Count;
@@ -132,17 +176,21 @@ internal static unsafe class Gemm
         int mc = (int)Math.Min(mcMax, Math.Max(MR, (rowsPerBlock + MR - 1) / MR * MR));
         long rowBlocks = (m + mc - 1) / mc;
 
+        // K slices of equal depth (784 = 392 + 392 rather than 512 + 272); depends on K only, so the order
+        // of the float sums does not change with the thread count.
+        long kSlices = (k + kcMax - 1) / kcMax;
+        int kcEven = (int)((k + kSlices - 1) / kSlices);
         long nPanelsMax = (Math.Min(ncMax, n) + nr - 1) / nr;
-        T* bPack = (T*)NativeMemory.AlignedAlloc((nuint)(nPanelsMax * nr * kcMax * sizeof(T)), 64);
+        T* bPack = (T*)NativeMemory.AlignedAlloc((nuint)(nPanelsMax * nr * kcEven * sizeof(T)), 64);
         try
         {
             for (long jc = 0; jc < n; jc += ncMax)
             {
                 int nc = (int)Math.Min(ncMax, n - jc);
-                for (long pc = 0; pc < k; pc += kcMax)
+                for (long pc = 0; pc < k; pc += kcEven)
                 {
-                    int kc = (int)Math.Min(kcMax, k - pc);
-                    bool accumulate = pc > 0;
+                    int kc = (int)Math.Min(kcEven, k - pc);
+                    bool accumulate = pc > 0 || accumulateInto;
                     PackB(kc, nc, nr, b + pc * rsB + jc * csB, rsB, csB, bPack, parallel);
                     nint pa = (nint)a, pbPack = (nint)bPack, pcOut = (nint)c;
                     long jcBlock = jc, pcBlock = pc;
@@ -170,6 +218,91 @@ internal static unsafe class Gemm
             }
         }
         finally { NativeMemory.AlignedFree(bPack); }
+    }
+
+    // ------------------------------------------------------------------ pre-packed operands
+    //
+    // For callers that build an operand in the packed layout themselves (convolution writes its im2col
+    // columns straight into it, and packs a weight once for a whole batch), over the full K:
+    //   packed A (M×K): ⌈M/MR⌉ panels of K·MR; element (i, p) at (i/MR)·K·MR + p·MR + i%MR; rows past M zero.
+    //   packed B (K×N): ⌈N/NR⌉ panels of K·NR; element (p, j) at (j/NR)·K·NR + p·NR + j%NR; columns past N zero.
+    // A K slice of a panel is then contiguous (offset pc·MR or pc·NR), which is what the micro-kernel reads.
+    // The K slices are those of Multiply (same KC), so both give the same sums.
+
+    /// <summary>NR: columns of a packed B panel for the micro-kernel <see cref="MultiplyPacked"/> uses.</summary>
+    internal static int PanelWidth<T>() where T : unmanaged => PreferredBits == 0 ? 2 : 2 * (PreferredBits / 8 / sizeof(T));
+
+    /// <summary>Elements of a packed A of M×K (rows padded to a multiple of MR).</summary>
+    internal static long PackedASize(long m, long k) => (m + MR - 1) / MR * MR * k;
+
+    /// <summary>Elements of a packed B of K×N (columns padded to a multiple of NR).</summary>
+    internal static long PackedBSize<T>(long k, long n) where T : unmanaged
+    {
+        int nr = PanelWidth<T>();
+        return (n + nr - 1) / nr * nr * k;
+    }
+
+    /// <summary>Packs A (element (i, p) at a[i·rsA + p·csA]) into the packed-A layout over the full K.</summary>
+    internal static void PackAFull<T>(long m, long k, T* a, long rsA, long csA, T* dst) where T : unmanaged, INumber<T>
+        => PackA(checked((int)m), checked((int)k), a, rsA, csA, dst);
+
+    /// <summary>Packs B (element (p, j) at b[p·rsB + j·csB]) into the packed-B layout over the full K.</summary>
+    internal static void PackBFull<T>(long k, long n, T* b, long rsB, long csB, T* dst) where T : unmanaged, INumber<T>
+        => PackB(checked((int)k), checked((int)n), PanelWidth<T>(), b, rsB, csB, dst, parallel: false);
+
+    /// <summary>
+    /// C (M×N, row stride ldc) = A·B, or C += A·B with <paramref name="accumulate"/>, from operands in the packed
+    /// layouts above (K ≥ 1). With <paramref name="parallel"/> the NR panels of B are split among threads
+    /// (each C element is still summed in the same order).
+    /// </summary>
+    internal static void MultiplyPacked<T>(long m, long n, long k, T* aPacked, T* bPacked, T* c, long ldc, bool accumulate, bool parallel)
+        where T : unmanaged, INumber<T>
+    {
+        if (m == 0 || n == 0 || k == 0) return;
+        switch (PreferredBits)
+        {
+            case 512: RunPacked<T, Vector512<T>, Simd512<T>>(m, n, k, aPacked, bPacked, c, ldc, accumulate, parallel); break;
+            case 256: RunPacked<T, Vector256<T>, Simd256<T>>(m, n, k, aPacked, bPacked, c, ldc, accumulate, parallel); break;
+            case 128: RunPacked<T, Vector128<T>, Simd128<T>>(m, n, k, aPacked, bPacked, c, ldc, accumulate, parallel); break;
+            default: RunPacked<T, T, SimdScalar<T>>(m, n, k, aPacked, bPacked, c, ldc, accumulate, parallel); break;
+        }
+    }
+
+    private static void RunPacked<T, TVec, TS>(long m, long n, long k, T* aPacked, T* bPacked, T* c, long ldc, bool accumulate, bool parallel)
+        where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>
+    {
+        int nr = 2 * TS.Count;
+        int kcMax = Math.Max(32, L1PanelBytes / (nr * sizeof(T)));
+        long kSlices = (k + kcMax - 1) / kcMax;
+        int kcEven = (int)((k + kSlices - 1) / kSlices);
+        int mc = Math.Max(MR, L2BlockBytes / (kcEven * sizeof(T)) / MR * MR);
+        long panels = (n + nr - 1) / nr;
+        long blocks = parallel ? Math.Min(panels, 4L * Parallelism.MaxThreads) : 1;
+        long perBlock = (panels + blocks - 1) / blocks;
+        blocks = (panels + perBlock - 1) / perBlock;
+        nint pa = (nint)aPacked, pb = (nint)bPacked, pcOut = (nint)c;
+        Parallelism.For(blocks, parallel && blocks > 1, block =>
+        {
+            long q0 = block * perBlock, q1 = Math.Min(panels, q0 + perBlock);
+            for (long pc = 0; pc < k; pc += kcEven)
+            {
+                int kc = (int)Math.Min(kcEven, k - pc);
+                bool acc = accumulate || pc > 0;
+                for (long ic = 0; ic < m; ic += mc)
+                {
+                    long icEnd = Math.Min(m, ic + mc);
+                    for (long q = q0; q < q1; q++)
+                    {
+                        T* bPanel = (T*)pb + q * k * nr + pc * nr;
+                        long jr = q * nr;
+                        int cols = (int)Math.Min(nr, n - jr);
+                        for (long ir = ic; ir < icEnd; ir += MR)
+                            Kernel<T, TVec, TS>(kc, (T*)pa + ir / MR * k * MR + pc * MR, bPanel, (T*)pcOut + ir * ldc + jr, ldc,
+                                (int)Math.Min(MR, m - ir), cols, acc);
+                    }
+                }
+            }
+        });
     }
 
     /// <summary>
@@ -227,6 +360,17 @@ internal static unsafe class Gemm
                     for (int i = rows; i < MR; i++) d[p * MR + i] = T.Zero;
                 }
             }
+            else if (rows == 6 && MR == 6)
+            {
+                // Six rows at once: each packed cache line is written once, in order.
+                T* s0 = a + i0 * rsA, s1 = s0 + rsA, s2 = s1 + rsA, s3 = s2 + rsA, s4 = s3 + rsA, s5 = s4 + rsA;
+                for (int p = 0; p < kc; p++, d += MR)
+                {
+                    long o = p * csA;
+                    d[0] = s0[o]; d[1] = s1[o]; d[2] = s2[o];
+                    d[3] = s3[o]; d[4] = s4[o]; d[5] = s5[o];
+                }
+            }
             else
             {
                 for (int i = 0; i < rows; i++)
@@ -242,10 +386,36 @@ internal static unsafe class Gemm
 
     /// <summary>
     /// One MR×NR tile: C[0..mr, 0..nr] (+)= Σ_p a[p·MR + i]·b[p·NR + j]. Full tiles are stored straight
-    /// from the registers; edge tiles go through a small buffer.
+    /// from the registers; edge tiles are computed into a small buffer and their valid part copied.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel<T, TVec, TS>(int kc, T* a, T* b, T* c, long ldc, int mr, int nr, bool accumulate)
+        where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>
+    {
+        int w = TS.Count;
+        if (mr == MR && nr == 2 * w)
+        {
+            FullTile<T, TVec, TS>(kc, a, b, c, ldc, accumulate);
+            return;
+        }
+        T* tile = stackalloc T[MR * 2 * 16 * 4 / sizeof(T)]; // MR rows of 2 vectors of at most 64 bytes
+        int ld = 2 * w;
+        FullTile<T, TVec, TS>(kc, a, b, tile, ld, accumulate: false);
+        for (int i = 0; i < mr; i++)
+        {
+            T* row = c + i * ldc;
+            T* src = tile + i * ld;
+            if (accumulate) for (int j = 0; j < nr; j++) row[j] += src[j];
+            else for (int j = 0; j < nr; j++) row[j] = src[j];
+        }
+    }
+
+    /// <summary>
+    /// The register tile: 12 vector accumulators live in registers through the k loop (this method holds
+    /// nothing else, so the JIT keeps them there: with the edge-tile buffer in the same method it spilled
+    /// every accumulator to the stack at every step).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void FullTile<T, TVec, TS>(int kc, T* a, T* b, T* c, long ldc, bool accumulate)
         where T : unmanaged, INumber<T> where TVec : unmanaged where TS : ISimd<T, TVec>
     {
         int w = TS.Count;
@@ -269,32 +439,12 @@ internal static unsafe class Gemm
             a += MR;
             b += 2 * w;
         }
-        if (mr == MR && nr == 2 * w)
-        {
-            StoreRow<T, TVec, TS>(c, w, c00, c01, accumulate);
-            StoreRow<T, TVec, TS>(c + ldc, w, c10, c11, accumulate);
-            StoreRow<T, TVec, TS>(c + 2 * ldc, w, c20, c21, accumulate);
-            StoreRow<T, TVec, TS>(c + 3 * ldc, w, c30, c31, accumulate);
-            StoreRow<T, TVec, TS>(c + 4 * ldc, w, c40, c41, accumulate);
-            StoreRow<T, TVec, TS>(c + 5 * ldc, w, c50, c51, accumulate);
-            return;
-        }
-        // Edge tile: spill the whole register tile, then store the valid mr×nr part.
-        T* tile = stackalloc T[MR * 2 * 16 * 4 / sizeof(T)]; // MR rows of 2 vectors of at most 64 bytes
-        int ld = 2 * w;
-        TS.Store(c00, tile); TS.Store(c01, tile + w);
-        TS.Store(c10, tile + ld); TS.Store(c11, tile + ld + w);
-        TS.Store(c20, tile + 2 * ld); TS.Store(c21, tile + 2 * ld + w);
-        TS.Store(c30, tile + 3 * ld); TS.Store(c31, tile + 3 * ld + w);
-        TS.Store(c40, tile + 4 * ld); TS.Store(c41, tile + 4 * ld + w);
-        TS.Store(c50, tile + 5 * ld); TS.Store(c51, tile + 5 * ld + w);
-        for (int i = 0; i < mr; i++)
-        {
-            T* row = c + i * ldc;
-            T* src = tile + i * ld;
-            if (accumulate) for (int j = 0; j < nr; j++) row[j] += src[j];
-            else for (int j = 0; j < nr; j++) row[j] = src[j];
-        }
+        StoreRow<T, TVec, TS>(c, w, c00, c01, accumulate);
+        StoreRow<T, TVec, TS>(c + ldc, w, c10, c11, accumulate);
+        StoreRow<T, TVec, TS>(c + 2 * ldc, w, c20, c21, accumulate);
+        StoreRow<T, TVec, TS>(c + 3 * ldc, w, c30, c31, accumulate);
+        StoreRow<T, TVec, TS>(c + 4 * ldc, w, c40, c41, accumulate);
+        StoreRow<T, TVec, TS>(c + 5 * ldc, w, c50, c51, accumulate);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -379,6 +529,26 @@ internal readonly unsafe struct Simd128<T> : ISimd<T, Vector128<T>> where T : un
             if (typeof(T) == typeof(float)) return Vector128.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
             if (typeof(T) == typeof(double)) return Vector128.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
         }
+        return a * b + c;
+    }
+}
+
+/// <summary>Scalar fallback (no accelerated SIMD): a 6×2 register tile of single elements.</summary>
+internal readonly unsafe struct SimdScalar<T> : ISimd<T, T> where T : unmanaged, INumber<T>
+{
+    public static int Count => 1;
+    public static T Zero => T.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Load(T* p) => *p;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(T v, T* p) => *p = v;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Broadcast(T x) => x;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static T Add(T a, T b) => a + b;
+
+    /// <summary>a·b + c with one rounding, as the vector paths (so every width gives the same sums).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Fma(T a, T b, T c)
+    {
+        if (typeof(T) == typeof(float)) return (T)(object)MathF.FusedMultiplyAdd((float)(object)a, (float)(object)b, (float)(object)c);
+        if (typeof(T) == typeof(double)) return (T)(object)Math.FusedMultiplyAdd((double)(object)a, (double)(object)b, (double)(object)c);
         return a * b + c;
     }
 }

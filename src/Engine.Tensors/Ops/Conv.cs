@@ -11,12 +11,12 @@ namespace Engine.Tensors;
 /// input becomes a column, [N, C, H, W] → [N, C·kH·kW, L], L = outH·outW.</item>
 /// <item><see cref="Fold"/> (col2im, torch.nn.functional.fold): the adjoint, which adds each column back
 /// into its patch (overlaps add up), [N, C·kH·kW, L] → [N, C, H, W].</item>
-/// <item><see cref="Conv2d"/>: Unfold, then one matrix product with the weight viewed as
-/// [groups, out/groups, in/groups·kH·kW].</item>
+/// <item><see cref="Conv2d"/>: the convolution, with its backward-data and backward-weight as recorded
+/// ops (kernels in <c>Cpu/ConvKernels.cs</c>: per-image im2col + GEMM, 1×1 and depthwise paths).</item>
 /// <item><see cref="Pad2d"/>: constant padding of the last two dims.</item>
 /// </list>
 /// Unfold and Fold are linear and each other's adjoint, so each one's backward is the other (recorded,
-/// so gradients of gradients work); Conv2d's gradient comes from those and from matmul.
+/// so gradients of gradients work).
 /// Output size per spatial dim: ⌊(in + 2·pad − dilation·(k − 1) − 1) / stride⌋ + 1.
 /// </summary>
 public sealed partial class Tensor
@@ -84,12 +84,20 @@ public sealed partial class Tensor
 
     /// <summary>
     /// torch.nn.functional.conv2d: input [N, Cin, H, W], weight [Cout, Cin/groups, kH, kW], optional bias
-    /// [Cout]; output [N, Cout, outH, outW]. Computed as <see cref="Unfold"/> followed by a batched matrix
-    /// product (one [Cout/groups, Cin/groups·kH·kW] × [Cin/groups·kH·kW, L] product per image and group),
-    /// so its gradients (input, weight, bias, and of any order) are those of Unfold and matmul.
+    /// [Cout]; output [N, Cout, outH, outW] with
+    /// y[n, o, oy, ox] = bias[o] + Σ_(c, i, j) w[o, c, i, j]·x[n, g·Cin/groups + c, oy·sH − pH + i·dH, ox·sW − pW + j·dW]
+    /// (g = the group of o; 0 outside the input).
+    /// <para>
+    /// Computed by <c>Cpu/ConvKernels.cs</c>: im2col + GEMM one image at a time (the batch's unfolded input is
+    /// never built), the input read directly for 1×1 stride-1 unpadded kernels, a direct loop for depthwise
+    /// (Cin/groups = 1) convolutions.
+    /// </para>
+    /// Gradient: dx = conv2d backward-data(g, w) (Wᵀ·g, then col2im), dw = conv2d backward-weight(x, g)
+    /// (Σ_n g·colsᵀ), dbias = Σ g over N, outH, outW. The two backward ops are recorded ops themselves whose
+    /// gradients are again one of these three, so gradients of any order work.
     /// </summary>
-    /// <remarks>Numerics: float32 accumulates in float32 (the GEMM's order, see <c>Cpu/Gemm.cs</c>).
-    /// Memory: the unfolded input has Cin·kH·kW·L elements per image.</remarks>
+    /// <remarks>Numerics: float32 accumulates in float32 (the GEMM's order, see <c>Cpu/Gemm.cs</c>); results
+    /// do not depend on the thread count.</remarks>
     public Tensor Conv2d(Tensor weight, Tensor? bias = null, (int H, int W)? stride = null, (int H, int W)? padding = null, (int H, int W)? dilation = null, int groups = 1)
     {
         ArgumentNullException.ThrowIfNull(weight);
@@ -104,33 +112,82 @@ public sealed partial class Tensor
                 $"(and Cout = {cout} must be a multiple of groups).");
         if (DType != weight.DType || (bias is not null && bias.DType != DType))
             throw new ArgumentException($"{op}: input, weight and bias must have one dtype, got {DType.Name()}, {weight.DType.Name()}{(bias is null ? "" : ", " + bias.DType.Name())}.");
+        if (!DType.IsFloatingPoint())
+            throw new ArgumentException($"{op}: expects float32 or float64 tensors, got {DType.Name()}.");
         if (bias is not null && (bias.Rank != 1 || bias._shape[0] != cout))
             throw new ArgumentException($"{op}: bias must have shape [{cout}], got {ShapeUtil.Format(bias.Shape)}.");
-        (int, int) k = ((int)weight._shape[2], (int)weight._shape[3]);
-        long n = _shape[0];
-        var geo = ConvGeometry.Create(op, k, stride, padding, dilation);
+        RequireCpu(op);
+        weight.RequireCpu(op);
+        bias?.RequireCpu(op);
+        var geo = ConvGeometry.Create(op, ((int)weight._shape[2], (int)weight._shape[3]), stride, padding, dilation);
         var (oh, ow) = geo.OutputSize(op, _shape[2], _shape[3]);
-        using var cols = Unfold(k, stride, padding, dilation);
-        long l = cols._shape[2];
-        long kg = cpg * k.Item1 * k.Item2;
-        Tensor y;
-        if (groups == 1)
+        var s = new ConvKernels.Shape(_shape[0], cin, _shape[2], _shape[3], cout, oh, ow, groups, geo);
+        return ConvForwardOp(this, weight, bias, s);
+    }
+
+    /// <summary>The recorded conv2d forward (shapes already validated).</summary>
+    private static unsafe Tensor ConvForwardOp(Tensor x, Tensor w, Tensor? b, ConvKernels.Shape s)
+    {
+        var y = Allocate([s.N, s.Cout, s.OH, s.OW], x.DType, zero: false, "conv2d");
+        using (NoGrad())
+        using (var xc = x.Contiguous())
+        using (var wc = w.Contiguous())
+        using (var bc = b?.Contiguous())
         {
-            using var w2 = weight.Reshape(cout, kg);
-            using var prod = w2.MatMul(cols); // [Cout, K]·[N, K, L] → [N, Cout, L]
-            y = prod.View(n, cout, oh, ow);
+            if (x.DType == DType.Float32) ConvKernels.Forward(s, xc.Ptr<float>(), wc.Ptr<float>(), bc is null ? null : bc.Ptr<float>(), y.Ptr<float>());
+            else ConvKernels.Forward(s, xc.Ptr<double>(), wc.Ptr<double>(), bc is null ? null : bc.Ptr<double>(), y.Ptr<double>());
         }
-        else
+        bool gx = x.RequiresGrad, gw = w.RequiresGrad, gb = b?.RequiresGrad ?? false;
+        Tensor[] inputs = b is null ? [x, w] : [x, w, b];
+        return Graph.Record(y, "conv2d", inputs, [x, w], (g, saved) =>
         {
-            using var wg = weight.Reshape(groups, cout / groups, kg);
-            using var cg = cols.View(n, groups, kg, l);
-            using var prod = wg.MatMul(cg); // [G, Cout/G, K]·[N, G, K, L] → [N, G, Cout/G, L]
-            y = prod.View(n, cout, oh, ow);
+            // One contiguous copy of g for both products (the gradient of a sum arrives as an expanded view).
+            using var gc = g.Contiguous();
+            Tensor? dx = gx ? ConvBackwardDataOp(gc, saved[1], s) : null;
+            Tensor? dw = gw ? ConvBackwardWeightOp(saved[0], gc, s) : null;
+            if (inputs.Length == 2) return [dx, dw];
+            return [dx, dw, gb ? g.Sum([0, 2, 3]) : null];
+        });
+    }
+
+    /// <summary>
+    /// The recorded backward-data of conv2d: dx [N, Cin, H, W] for output gradient <paramref name="dy"/> and
+    /// weight <paramref name="w"/>. Linear in both, so its gradients are conv2d(h, w) for dy and
+    /// backward-weight(h, dy) for w.
+    /// </summary>
+    private static unsafe Tensor ConvBackwardDataOp(Tensor dy, Tensor w, ConvKernels.Shape s)
+    {
+        var dx = Allocate([s.N, s.Cin, s.H, s.W], dy.DType, zero: false, "conv2d_backward_data");
+        using (NoGrad())
+        using (var gc = dy.Contiguous())
+        using (var wc = w.Contiguous())
+        {
+            if (dy.DType == DType.Float32) ConvKernels.BackwardData(s, gc.Ptr<float>(), wc.Ptr<float>(), dx.Ptr<float>());
+            else ConvKernels.BackwardData(s, gc.Ptr<double>(), wc.Ptr<double>(), dx.Ptr<double>());
         }
-        if (bias is null) return y;
-        using (y)
-        using (var b = bias.View(1, cout, 1, 1))
-            return y.Add(b);
+        bool gg = dy.RequiresGrad, gw = w.RequiresGrad;
+        return Graph.Record(dx, "conv2d_backward_data", [dy, w], [dy, w], (h, saved) =>
+            [gg ? ConvForwardOp(h, saved[1], null, s) : null, gw ? ConvBackwardWeightOp(h, saved[0], s) : null]);
+    }
+
+    /// <summary>
+    /// The recorded backward-weight of conv2d: dw [Cout, Cin/groups, kH, kW] for input <paramref name="x"/> and
+    /// output gradient <paramref name="dy"/>. Linear in both, so its gradients are backward-data(dy, h) for x
+    /// and conv2d(x, h) for dy.
+    /// </summary>
+    private static unsafe Tensor ConvBackwardWeightOp(Tensor x, Tensor dy, ConvKernels.Shape s)
+    {
+        var dw = Allocate([s.Cout, s.Cpg, s.Geo.KH, s.Geo.KW], x.DType, zero: false, "conv2d_backward_weight");
+        using (NoGrad())
+        using (var xc = x.Contiguous())
+        using (var gc = dy.Contiguous())
+        {
+            if (x.DType == DType.Float32) ConvKernels.BackwardWeight(s, xc.Ptr<float>(), gc.Ptr<float>(), dw.Ptr<float>());
+            else ConvKernels.BackwardWeight(s, xc.Ptr<double>(), gc.Ptr<double>(), dw.Ptr<double>());
+        }
+        bool gx = x.RequiresGrad, gg = dy.RequiresGrad;
+        return Graph.Record(dw, "conv2d_backward_weight", [x, dy], [x, dy], (h, saved) =>
+            [gx ? ConvBackwardDataOp(saved[1], h, s) : null, gg ? ConvForwardOp(saved[0], h, null, s) : null]);
     }
 
     /// <summary>

@@ -10,7 +10,7 @@ namespace Engine.Tensors;
 /// <list type="bullet">
 /// <item><see cref="MaxPool2d"/>: window maximum; the gradient goes to the argmax only (scatter-add of g
 /// at the saved indices, whose own gradient is a gather, so double backward works).</item>
-/// <item><see cref="AvgPool2d"/>: window mean, built from <see cref="Unfold"/> and a mean.</item>
+/// <item><see cref="AvgPool2d"/>: window mean, one direct pass (and its gradient another).</item>
 /// <item><see cref="AdaptiveAvgPool2d"/>: torch's adaptive windows [⌊i·H/oH⌋, ⌈(i+1)·H/oH⌉), computed as
 /// P_H · x · P_Wᵀ with averaging matrices (the windows are products of row and column ranges).</item>
 /// </list>
@@ -65,9 +65,12 @@ public sealed partial class Tensor
     /// <summary>
     /// torch.nn.functional.avg_pool2d: the mean of each kH×kW window of the zero-padded input.
     /// With <paramref name="countIncludePad"/> (PyTorch's default) the divisor is always kH·kW; without it,
-    /// the number of window elements inside the unpadded input. Gradient: through
-    /// <see cref="Unfold"/> (each input element gets g/divisor from every window that holds it).
+    /// the number of window elements inside the unpadded input. Gradient: each input element gets g/divisor
+    /// from every window that holds it (a recorded op whose own gradient is avg_pool2d again, so gradients
+    /// of any order work).
     /// </summary>
+    /// <remarks>One direct pass per plane (no unfolded [N·C, kH·kW, L] copy of the input): each window is summed
+    /// in the tensor's precision in row-major tap order, then divided.</remarks>
     /// <param name="kernelSize">(kH, kW).</param>
     /// <param name="stride">Default: the kernel size.</param>
     /// <param name="padding">Zero padding, at most half the kernel size.</param>
@@ -79,6 +82,13 @@ public sealed partial class Tensor
         RequirePoolInput(op);
         long n = _shape[0], c = _shape[1], h = _shape[2], w = _shape[3];
         var (oh, ow) = geo.OutputSize(op, h, w);
+        if (Kernels.KernelDispatch.IsAccelerated(this)) return AvgPoolComposite(kernelSize, geo, n, c, h, w, oh, ow, countIncludePad);
+        return AvgPoolOp(this, n * c, h, w, oh, ow, geo, countIncludePad);
+    }
+
+    /// <summary>Average pooling from device ops (Unfold + mean; padded windows divided by their in-bounds count): the path for tensors on an accelerator.</summary>
+    private Tensor AvgPoolComposite((int H, int W) kernelSize, ConvGeometry geo, long n, long c, long h, long w, long oh, long ow, bool countIncludePad)
+    {
         var s = (geo.SH, geo.SW);
         var p = (geo.PH, geo.PW);
         using var planes = Reshape(n * c, 1, h, w);
@@ -97,6 +107,74 @@ public sealed partial class Tensor
         using (counts)
         using (var avg = sum.Div(counts))
             return avg.View(n, c, oh, ow);
+    }
+
+    private static unsafe Tensor AvgPoolOp(Tensor x, long planes, long h, long w, long oh, long ow, ConvGeometry geo, bool countIncludePad)
+    {
+        long n = x._shape[0], c = x._shape[1];
+        var y = Allocate([n, c, oh, ow], x.DType, zero: false, "avg_pool2d");
+        using (NoGrad())
+        using (var xc = x.Contiguous())
+        {
+            if (x.DType == DType.Float32) AvgPoolKernel(xc.Ptr<float>(), y.Ptr<float>(), planes, h, w, oh, ow, geo, countIncludePad, backward: false);
+            else AvgPoolKernel(xc.Ptr<double>(), y.Ptr<double>(), planes, h, w, oh, ow, geo, countIncludePad, backward: false);
+        }
+        return Graph.Record(y, "avg_pool2d", x, g => AvgPoolBackwardOp(g, planes, h, w, oh, ow, geo, countIncludePad));
+    }
+
+    /// <summary>The recorded gradient of avg_pool2d: g [N, C, oH, oW] spread back to [N, C, H, W]. Linear in g; its gradient is avg_pool2d.</summary>
+    private static unsafe Tensor AvgPoolBackwardOp(Tensor g, long planes, long h, long w, long oh, long ow, ConvGeometry geo, bool countIncludePad)
+    {
+        long n = g._shape[0], c = g._shape[1];
+        var dx = Allocate([n, c, h, w], g.DType, zero: true, "avg_pool2d_backward");
+        using (NoGrad())
+        using (var gc = g.Contiguous())
+        {
+            if (g.DType == DType.Float32) AvgPoolKernel(dx.Ptr<float>(), gc.Ptr<float>(), planes, h, w, oh, ow, geo, countIncludePad, backward: true);
+            else AvgPoolKernel(dx.Ptr<double>(), gc.Ptr<double>(), planes, h, w, oh, ow, geo, countIncludePad, backward: true);
+        }
+        return Graph.Record(dx, "avg_pool2d_backward", g, hg => AvgPoolOp(hg, planes, h, w, oh, ow, geo, countIncludePad));
+    }
+
+    /// <summary>
+    /// Forward: y[plane, oy, ox] = (Σ window of x) / divisor. Backward (<paramref name="backward"/>): x[plane, taps of
+    /// (oy, ox)] += y[plane, oy, ox] / divisor, i.e. <paramref name="x"/> receives the gradient (zeroed by the caller)
+    /// and <paramref name="y"/> holds g. One plane per work item, so each input plane has one writer.
+    /// </summary>
+    private static unsafe void AvgPoolKernel<T>(T* x, T* y, long planes, long h, long w, long oh, long ow, ConvGeometry geo, bool countIncludePad, bool backward)
+        where T : unmanaged, INumber<T>
+    {
+        nint px = (nint)x, py = (nint)y;
+        T full = T.CreateChecked(geo.KH * geo.KW);
+        Parallelism.For(planes, planes * oh * ow * geo.KH * geo.KW >= Parallelism.ElementwiseThreshold, plane =>
+        {
+            T* xp = (T*)px + plane * h * w;
+            T* yp = (T*)py + plane * oh * ow;
+            for (long oy = 0; oy < oh; oy++)
+            {
+                long y0 = oy * geo.SH - geo.PH, y1 = Math.Min(y0 + geo.KH, h);
+                long ys = Math.Max(y0, 0);
+                for (long ox = 0; ox < ow; ox++)
+                {
+                    long x0 = ox * geo.SW - geo.PW, x1 = Math.Min(x0 + geo.KW, w);
+                    long xs = Math.Max(x0, 0);
+                    T divisor = countIncludePad ? full : T.CreateChecked((y1 - ys) * (x1 - xs));
+                    if (backward)
+                    {
+                        T v = yp[oy * ow + ox] / divisor;
+                        for (long iy = ys; iy < y1; iy++)
+                            for (long ix = xs; ix < x1; ix++) xp[iy * w + ix] += v;
+                    }
+                    else
+                    {
+                        T sum = T.Zero;
+                        for (long iy = ys; iy < y1; iy++)
+                            for (long ix = xs; ix < x1; ix++) sum += xp[iy * w + ix];
+                        yp[oy * ow + ox] = sum / divisor;
+                    }
+                }
+            }
+        });
     }
 
     /// <summary>
