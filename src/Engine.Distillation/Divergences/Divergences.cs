@@ -129,9 +129,10 @@ public static class Divergences
     /// Σ_c (q_c − e_c)/(α(1 − α)) with e = exp(α log p + (1 − α) log q) (Σq = 1; no 1 − Σe cancellation of two sums).
     /// <para>Gradient: ∂D/∂(s/T) = a − q·Σa with a = −e/α.</para>
     /// <para>Limits, taken exactly: α = 1 is forward KL(p ‖ q), α = 0 is reverse KL(q ‖ p) (the same computation as
-    /// <see cref="ForwardKl"/> / <see cref="ReverseKl"/>; the formula is continuous there). α = 0.5 is 4·(1 − Bhattacharyya
-    /// coefficient) = 2·(squared Hellinger)·2. Classes with p = q = 0 are skipped; for α outside (0, 1) a class with
-    /// only one of p, q zero makes D infinite.</para>
+    /// <see cref="ForwardKl"/> / <see cref="ReverseKl"/>; the formula is continuous there). α = 0.5 is 4·(1 − Σ√(pq)), four times the
+    /// squared Hellinger distance. Classes with p = q = 0 are skipped; for α outside (0, 1) a class with
+    /// only one of p, q zero makes D infinite, and in float32 (the fused form) a term overflows to +∞ once
+    /// α log p + (1 − α) log q passes ~88 (extreme logits or temperatures), where float64 may stay finite.</para>
     /// </summary>
     /// <param name="student">Student logits [..., V].</param>
     /// <param name="teacher">Teacher logits (or log-probabilities / probabilities) [..., V].</param>

@@ -15,13 +15,12 @@ internal struct RowConstants
 /// <summary>
 /// One divergence, per class: from log q, q, log p, p (tempered, normalized) the class's contribution to
 /// the row's divergence D and the class's a = q ⊙ ∂D/∂q (the gradient with respect to log q). The
-/// gradient with respect to the tempered student logits s/T is then a − q·Σa (through the softmax), or
-/// a itself when <see cref="Projects"/> is false (forward KL: a is already q − p).
+/// gradient with respect to the tempered student logits s/T is then a − q·Σa (through the softmax).
+/// Forward KL is the exception: <see cref="FusedRows"/> sums its loss in the exps pass and writes q − p
+/// directly, so <see cref="ForwardKlElement"/> only states its per-class form (a = q − p, already projected).
 /// </summary>
 internal interface IDivergenceElement
 {
-    static abstract bool Projects { get; }
-
     static abstract TV Eval<TV, TS>(TV lq, TV q, TV lp, TV p, in RowConstants k, out TV a)
         where TV : struct where TS : ISimd<TV>;
 }
@@ -29,8 +28,6 @@ internal interface IDivergenceElement
 /// <summary>KL(p‖q): D += p·(log p − log q) (0 where p = 0); gradient wrt s/T: q − p.</summary>
 internal readonly struct ForwardKlElement : IDivergenceElement
 {
-    public static bool Projects => false;
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Eval<TV, TS>(TV lq, TV q, TV lp, TV p, in RowConstants k, out TV a) where TV : struct where TS : ISimd<TV>
     {
@@ -42,8 +39,6 @@ internal readonly struct ForwardKlElement : IDivergenceElement
 /// <summary>KL(q‖p): D += q·(log q − log p); a = the same term (Σa = D).</summary>
 internal readonly struct ReverseKlElement : IDivergenceElement
 {
-    public static bool Projects => true;
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Eval<TV, TS>(TV lq, TV q, TV lp, TV p, in RowConstants k, out TV a) where TV : struct where TS : ISimd<TV>
     {
@@ -55,8 +50,6 @@ internal readonly struct ReverseKlElement : IDivergenceElement
 /// <summary>JSD_β, A = β, B = 1 − β: M = βp + (1−β)q; D += β·p(log p − log M) + (1−β)·q(log q − log M); a = (1−β)·q(log q − log M).</summary>
 internal readonly struct JsdElement : IDivergenceElement
 {
-    public static bool Projects => true;
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Eval<TV, TS>(TV lq, TV q, TV lp, TV p, in RowConstants k, out TV a) where TV : struct where TS : ISimd<TV>
     {
@@ -72,8 +65,6 @@ internal readonly struct JsdElement : IDivergenceElement
 /// <summary>Total variation: D += ½|p − q|; a = ½·q·sign(q − p) (sign 0 where equal).</summary>
 internal readonly struct TotalVariationElement : IDivergenceElement
 {
-    public static bool Projects => true;
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Eval<TV, TS>(TV lq, TV q, TV lp, TV p, in RowConstants k, out TV a) where TV : struct where TS : ISimd<TV>
     {
@@ -86,8 +77,6 @@ internal readonly struct TotalVariationElement : IDivergenceElement
 /// <summary>Skew KL, A = λ, B = 1 − λ: M = λp + (1−λ)q; D += p(log p − log M); a = −(1−λ)·p·q/M.</summary>
 internal readonly struct SkewKlElement : IDivergenceElement
 {
-    public static bool Projects => true;
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Eval<TV, TS>(TV lq, TV q, TV lp, TV p, in RowConstants k, out TV a) where TV : struct where TS : ISimd<TV>
     {
@@ -100,8 +89,6 @@ internal readonly struct SkewKlElement : IDivergenceElement
 /// <summary>Skew reverse KL, A = 1 − λ, B = λ: M = (1−λ)p + λq; D += q(log q − log M); a = q(log q − log M) − λ·q²/M.</summary>
 internal readonly struct SkewReverseKlElement : IDivergenceElement
 {
-    public static bool Projects => true;
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Eval<TV, TS>(TV lq, TV q, TV lp, TV p, in RowConstants k, out TV a) where TV : struct where TS : ISimd<TV>
     {
@@ -119,8 +106,6 @@ internal readonly struct SkewReverseKlElement : IDivergenceElement
 /// </summary>
 internal readonly struct AlphaElement : IDivergenceElement
 {
-    public static bool Projects => true;
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Eval<TV, TS>(TV lq, TV q, TV lp, TV p, in RowConstants k, out TV a) where TV : struct where TS : ISimd<TV>
     {
@@ -133,8 +118,6 @@ internal readonly struct AlphaElement : IDivergenceElement
 /// <summary>BD-KD, A = w, B = 1 − w: D += w·p(log p − log q) + (1−w)·q(log q − log p); a = −w·p + (1−w)·q(log q − log p).</summary>
 internal readonly struct BdKdElement : IDivergenceElement
 {
-    public static bool Projects => true;
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Eval<TV, TS>(TV lq, TV q, TV lp, TV p, in RowConstants k, out TV a) where TV : struct where TS : ISimd<TV>
     {

@@ -81,7 +81,7 @@ public class FusedLinearDivergenceTests
     [Fact]
     public void NeverAllocatesTheFullLogits()
     {
-        int n = 256, h = 32, v = 4000, chunk = 16;
+        int n = 512, h = 8, v = 20000, chunk = 16;
         using var hs = Tensor.Randn([n, h]).RequiresGrad_();
         using var ws = Tensor.Randn([v, h]).RequiresGrad_();
         using var ht = Tensor.Randn([n, h]);
@@ -91,8 +91,10 @@ public class FusedLinearDivergenceTests
         using (var loss = FusedLinearDivergences.Jsd(hs, ws, ht, wt, 0.5, null, chunk)) loss.Backward();
         long extra = CpuAllocator.Shared.PeakBytes - before;
         long logits = 4L * n * v;
-        // Gradients (n·h + v·h floats) + two chunk buffers + the weight block; far below one [N, V] buffer.
-        Assert.True(extra < logits / 2, $"peak extra {extra} bytes vs full logits {logits}");
+        // Gradients (n·h + v·h floats, 0.7 MB) + two chunk buffers (2.6 MB) + the weight block: about 3.3 MB,
+        // far below one [N, V] buffer (41 MB). The allocator is shared with tests running in parallel, so the
+        // bound leaves room for their allocations.
+        Assert.True(extra < logits / 4, $"peak extra {extra} bytes vs full logits {logits}");
         Assert.NotNull(hs.Grad);
         Assert.NotNull(ws.Grad);
     }
