@@ -28,13 +28,16 @@ internal static class CompositeDivergence
         using var scope = Tensor.NewDisposeScope();
         long n = pb.Rows, v = pb.Classes;
         var dtype = student.DType;
+        var device = student.Device;
+        // Host-built index/coefficient tensors move to the logits' device (a no-op on the CPU).
+        Tensor On(Tensor x) => x.Device == device ? x : x.To(device);
         var s = student.Reshape(n, v);
         var t = teacher.Reshape(n, v);
         Tensor? index = null;
         long[] counted = pb.CountedRows();
         if (pb.Counted < n)
         {
-            index = Tensor.FromArray(counted, counted.Length);
+            index = On(Tensor.FromArray(counted, counted.Length));
             s = s.IndexSelect(0, index);
             t = t.IndexSelect(0, index);
         }
@@ -43,7 +46,7 @@ internal static class CompositeDivergence
         if (pb.RowTemperature is not null)
         {
             var temps = counted.Select(r => pb.RowTemperature[r]).ToArray();
-            tcol = Tensor.FromArray(temps, temps.Length, 1).To(dtype);
+            tcol = On(Tensor.FromArray(temps, temps.Length, 1).To(dtype));
         }
         Tensor Tempered(Tensor x) => tcol is null ? x.LogSoftmax(1, pb.Options.Temperature) : x.Div(tcol).LogSoftmax(1);
 
@@ -82,11 +85,11 @@ internal static class CompositeDivergence
         };
 
         var coef = counted.Select(pb.LossCoefficient).ToArray();
-        var rowsLoss = d * Tensor.FromArray(coef, coef.Length).To(dtype);
+        var rowsLoss = d * On(Tensor.FromArray(coef, coef.Length).To(dtype));
         Tensor result;
         if (pb.Options.Reduction == Reduction.None)
         {
-            var full = index is null ? rowsLoss : Tensor.Zeros([n], dtype).IndexAdd(0, index, rowsLoss);
+            var full = index is null ? rowsLoss : On(Tensor.Zeros([n], dtype)).IndexAdd(0, index, rowsLoss);
             result = full.Reshape(pb.RowsShape);
         }
         else
@@ -140,8 +143,8 @@ internal static class CompositeDivergence
     private static Tensor BdKd(DivergenceProblem pb, long[] counted, DType dtype, Tensor p, Tensor lp, Tensor q, Tensor lq)
     {
         var w = counted.Select(r => pb.RowWeights![r]).ToArray();
-        var wf = Tensor.FromArray(w, w.Length).To(dtype);
-        var wr = Tensor.FromArray(w.Select(x => 1 - x).ToArray(), w.Length).To(dtype);
+        var wf = Tensor.FromArray(w, w.Length).To(dtype).To(p.Device);
+        var wr = Tensor.FromArray(w.Select(x => 1 - x).ToArray(), w.Length).To(dtype).To(p.Device);
         return KlRows(p, lp, lq) * wf + KlRows(q, lq, lp) * wr;
     }
 }

@@ -116,6 +116,8 @@ public sealed partial class Tensor
             throw new ArgumentException($"{op}: expects float32 or float64 tensors, got {DType.Name()}.");
         if (bias is not null && (bias.Rank != 1 || bias._shape[0] != cout))
             throw new ArgumentException($"{op}: bias must have shape [{cout}], got {ShapeUtil.Format(bias.Shape)}.");
+        if (Kernels.KernelDispatch.IsAccelerated(this) || Kernels.KernelDispatch.IsAccelerated(weight))
+            return ConvComposite(weight, bias, stride, padding, dilation, groups);
         RequireCpu(op);
         weight.RequireCpu(op);
         bias?.RequireCpu(op);
@@ -123,6 +125,41 @@ public sealed partial class Tensor
         var (oh, ow) = geo.OutputSize(op, _shape[2], _shape[3]);
         var s = new ConvKernels.Shape(_shape[0], cin, _shape[2], _shape[3], cout, oh, ow, groups, geo);
         return ConvForwardOp(this, weight, bias, s);
+    }
+
+    /// <summary>
+    /// conv2d on an accelerator: Unfold (the Im2Col kernel) and a (batched) matmul with the weight, plus the
+    /// bias; the gradients are those of Unfold (Col2Im) and matmul. Shapes already validated.
+    /// </summary>
+    private Tensor ConvComposite(Tensor weight, Tensor? bias, (int H, int W)? stride, (int H, int W)? padding, (int H, int W)? dilation, int groups)
+    {
+        const string op = "conv2d";
+        long cout = weight._shape[0], cpg = weight._shape[1];
+        (int, int) k = ((int)weight._shape[2], (int)weight._shape[3]);
+        long n = _shape[0];
+        var geo = ConvGeometry.Create(op, k, stride, padding, dilation);
+        var (oh, ow) = geo.OutputSize(op, _shape[2], _shape[3]);
+        using var cols = Unfold(k, stride, padding, dilation);
+        long l = cols._shape[2];
+        long kg = cpg * k.Item1 * k.Item2;
+        Tensor y;
+        if (groups == 1)
+        {
+            using var w2 = weight.Reshape(cout, kg);
+            using var prod = w2.MatMul(cols); // [Cout, K]·[N, K, L] → [N, Cout, L]
+            y = prod.View(n, cout, oh, ow);
+        }
+        else
+        {
+            using var wg = weight.Reshape(groups, cout / groups, kg);
+            using var cg = cols.View(n, groups, kg, l);
+            using var prod = wg.MatMul(cg); // [G, Cout/G, K]·[N, G, K, L] → [N, G, Cout/G, L]
+            y = prod.View(n, cout, oh, ow);
+        }
+        if (bias is null) return y;
+        using (y)
+        using (var b = bias.View(1, cout, 1, 1))
+            return y.Add(b);
     }
 
     /// <summary>The recorded conv2d forward (shapes already validated).</summary>
