@@ -61,6 +61,9 @@ internal static unsafe class ConvKernels
     /// </summary>
     internal const long WeightGradChunks = 32;
 
+    /// <summary>Element strides of an output gradient over (image, channel, output position l = oy·OW + ox).</summary>
+    internal readonly record struct GradStrides(long N, long C, long L);
+
     /// <summary>The layout of one convolution: sizes, window geometry and groups.</summary>
     internal readonly record struct Shape(long N, long Cin, long H, long W, long Cout, long OH, long OW, int Groups, ConvGeometry Geo)
     {
@@ -121,8 +124,12 @@ internal static unsafe class ConvKernels
         if (bias is not null) AddBias(s, bias, y);
     }
 
-    /// <summary>dx = the gradient of conv2d with respect to x for output gradient dy; dx is overwritten.</summary>
-    public static void BackwardData<T>(in Shape s, T* dy, T* w, T* dx) where T : unmanaged, INumber<T>
+    /// <summary>
+    /// dx = the gradient of conv2d with respect to x for output gradient dy; dx is overwritten. dy element
+    /// (n, c, l) is at dy[n·dySt.N + c·dySt.C + l·dySt.L] (l = oy·OW + ox), so an expanded gradient (the
+    /// gradient of a sum: all strides 0) is read in place; the depthwise path needs dy contiguous.
+    /// </summary>
+    public static void BackwardData<T>(in Shape s, T* dy, in GradStrides dySt, T* w, T* dx) where T : unmanaged, INumber<T>
     {
         if (s.N == 0 || s.Cin == 0) return;
         if (s.Cout == 0 || s.IsDepthwise)
@@ -132,6 +139,7 @@ internal static unsafe class ConvKernels
             return;
         }
         var sh = s;
+        var st = dySt;
         nint pdy = (nint)dy, pw = (nint)w, pdx = (nint)dx;
         ForImages<T>(s, s.IsPointwise ? 0 : s.Kg * s.L, (n, cols, parallelGemm) =>
         {
@@ -143,14 +151,14 @@ internal static unsafe class ConvKernels
                 T* c = sh.IsPointwise ? dxg : (T*)cols;
                 // A = W[g]ᵀ: element (kg, co) at w[co·Kg + kg].
                 Gemm.Multiply(sh.Kg, sh.L, sh.CoutG, (T*)pw + g * sh.CoutG * sh.Kg, 1, sh.Kg,
-                    (T*)pdy + (n * sh.Cout + g * sh.CoutG) * sh.L, sh.L, 1, c, sh.L, parallelGemm);
+                    (T*)pdy + n * st.N + g * sh.CoutG * st.C, st.C, st.L, c, sh.L, parallelGemm);
                 if (!sh.IsPointwise) Col2ImAdd((T*)cols, sh.Cpg, sh.H, sh.W, sh.OH, sh.OW, sh.Geo, dxg);
             }
         });
     }
 
-    /// <summary>dw = the gradient of conv2d with respect to w for input x and output gradient dy; dw is overwritten.</summary>
-    public static void BackwardWeight<T>(in Shape s, T* x, T* dy, T* dw) where T : unmanaged, INumber<T>
+    /// <summary>dw = the gradient of conv2d with respect to w for input x and output gradient dy (strides as in <see cref="BackwardData"/>); dw is overwritten.</summary>
+    public static void BackwardWeight<T>(in Shape s, T* x, T* dy, in GradStrides dySt, T* dw) where T : unmanaged, INumber<T>
     {
         long wSize = s.Cout * s.Kg;
         new Span<T>(dw, checked((int)wSize)).Clear();
@@ -170,6 +178,7 @@ internal static unsafe class ConvKernels
         T* partials = (T*)NativeMemory.AlignedAlloc((nuint)(chunks * wSize * sizeof(T)), 64);
         long aSize = Gemm.PackedASize(s.Kg, s.L), bSize = Gemm.PackedBSize<T>(s.L, s.CoutG);
         nint px = (nint)x, pdy = (nint)dy, pp = (nint)partials;
+        var st = dySt;
         bool overImages = s.ParallelOverImages;
         try
         {
@@ -185,7 +194,7 @@ internal static unsafe class ConvKernels
                         if (sh.IsPointwise) Gemm.PackAFull(sh.Kg, sh.L, xg, sh.L, 1, packedCols);
                         else Im2ColPackedA(xg, sh, rows, packedCols);
                         // B = dyᵀ: element (l, co) at dy[n, g·Coutg + co, l].
-                        Gemm.PackBFull(sh.L, sh.CoutG, (T*)pdy + (n * sh.Cout + g * sh.CoutG) * sh.L, 1, sh.L, packedDy);
+                        Gemm.PackBFull(sh.L, sh.CoutG, (T*)pdy + n * st.N + g * sh.CoutG * st.C, st.L, st.C, packedDy);
                         Gemm.MultiplyPacked(sh.Kg, sh.CoutG, sh.L, packedCols, packedDy, acc + g * sh.CoutG * sh.Kg, sh.CoutG,
                             accumulate: n > chunk * per, parallel: !overImages);
                     }

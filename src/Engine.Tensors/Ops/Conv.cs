@@ -178,10 +178,8 @@ public sealed partial class Tensor
         Tensor[] inputs = b is null ? [x, w] : [x, w, b];
         return Graph.Record(y, "conv2d", inputs, [x, w], (g, saved) =>
         {
-            // One contiguous copy of g for both products (the gradient of a sum arrives as an expanded view).
-            using var gc = g.Contiguous();
-            Tensor? dx = gx ? ConvBackwardDataOp(gc, saved[1], s) : null;
-            Tensor? dw = gw ? ConvBackwardWeightOp(saved[0], gc, s) : null;
+            Tensor? dx = gx ? ConvBackwardDataOp(g, saved[1], s) : null;
+            Tensor? dw = gw ? ConvBackwardWeightOp(saved[0], g, s) : null;
             if (inputs.Length == 2) return [dx, dw];
             return [dx, dw, gb ? g.Sum([0, 2, 3]) : null];
         });
@@ -196,15 +194,33 @@ public sealed partial class Tensor
     {
         var dx = Allocate([s.N, s.Cin, s.H, s.W], dy.DType, zero: false, "conv2d_backward_data");
         using (NoGrad())
-        using (var gc = dy.Contiguous())
+        using (var gc = GradOperand(dy, s, out var st))
         using (var wc = w.Contiguous())
         {
-            if (dy.DType == DType.Float32) ConvKernels.BackwardData(s, gc.Ptr<float>(), wc.Ptr<float>(), dx.Ptr<float>());
-            else ConvKernels.BackwardData(s, gc.Ptr<double>(), wc.Ptr<double>(), dx.Ptr<double>());
+            if (dy.DType == DType.Float32) ConvKernels.BackwardData(s, gc.Ptr<float>(), st, wc.Ptr<float>(), dx.Ptr<float>());
+            else ConvKernels.BackwardData(s, gc.Ptr<double>(), st, wc.Ptr<double>(), dx.Ptr<double>());
         }
         bool gg = dy.RequiresGrad, gw = w.RequiresGrad;
         return Graph.Record(dx, "conv2d_backward_data", [dy, w], [dy, w], (h, saved) =>
             [gg ? ConvForwardOp(h, saved[1], null, s) : null, gw ? ConvBackwardWeightOp(h, saved[0], s) : null]);
+    }
+
+    /// <summary>
+    /// An output gradient as the backward kernels read it: the tensor itself (a new handle) when its (outH, outW)
+    /// dims collapse into one stride, e.g. a contiguous gradient or the expanded gradient of a sum (all strides 0,
+    /// read in place instead of materialized), else a contiguous copy. Depthwise kernels take contiguous data only.
+    /// </summary>
+    private static Tensor GradOperand(Tensor dy, ConvKernels.Shape s, out ConvKernels.GradStrides strides)
+    {
+        var t = dy._strides;
+        long sl = s.OW == 1 ? t[2] : t[3];
+        if (!s.IsDepthwise && (s.OH == 1 || s.OW == 1 || t[2] == s.OW * t[3]))
+        {
+            strides = new ConvKernels.GradStrides(t[0], t[1], sl);
+            return dy.Alias();
+        }
+        strides = new ConvKernels.GradStrides(s.Cout * s.L, s.L, 1);
+        return dy.Contiguous();
     }
 
     /// <summary>
@@ -217,10 +233,10 @@ public sealed partial class Tensor
         var dw = Allocate([s.Cout, s.Cpg, s.Geo.KH, s.Geo.KW], x.DType, zero: false, "conv2d_backward_weight");
         using (NoGrad())
         using (var xc = x.Contiguous())
-        using (var gc = dy.Contiguous())
+        using (var gc = GradOperand(dy, s, out var st))
         {
-            if (x.DType == DType.Float32) ConvKernels.BackwardWeight(s, xc.Ptr<float>(), gc.Ptr<float>(), dw.Ptr<float>());
-            else ConvKernels.BackwardWeight(s, xc.Ptr<double>(), gc.Ptr<double>(), dw.Ptr<double>());
+            if (x.DType == DType.Float32) ConvKernels.BackwardWeight(s, xc.Ptr<float>(), gc.Ptr<float>(), st, dw.Ptr<float>());
+            else ConvKernels.BackwardWeight(s, xc.Ptr<double>(), gc.Ptr<double>(), st, dw.Ptr<double>());
         }
         bool gx = x.RequiresGrad, gg = dy.RequiresGrad;
         return Graph.Record(dw, "conv2d_backward_weight", [x, dy], [x, dy], (h, saved) =>

@@ -151,6 +151,25 @@ public class ConvTests
     }
 
     [Fact]
+    public void GradientOfASum_ExpandedOutputGradient_IsReadInPlace_AndMatchesFloat64()
+    {
+        // y.Sum().Backward() hands conv2d an expanded (all strides 0) gradient, which the kernels read in place.
+        var rng = new Random(21);
+        long[] xs = [5, 3, 9, 8], ws = [4, 3, 3, 3];
+        var xv = TestUtil.RandomValues(rng, TestUtil.ShapeNumEl(xs));
+        var wv = TestUtil.RandomValues(rng, TestUtil.ShapeNumEl(ws));
+        var ones = Enumerable.Repeat(1.0, 5 * 4 * 9 * 8).ToArray();
+        var (_, rdx, rdw, _) = Reference(xv, xs, wv, ws, new double[4], ones, (1, 1), (1, 1), (1, 1), 1, 9, 8);
+        using var x = TestUtil.FromDoubles(xv, xs).RequiresGrad_();
+        using var w = TestUtil.FromDoubles(wv, ws).RequiresGrad_();
+        using (var y = x.Conv2d(w, padding: (1, 1)))
+        using (var loss = y.Sum())
+            loss.Backward();
+        TestUtil.AssertClose(rdx, x.Grad!, 1e-5, 1e-5, "dx of sum(conv2d)");
+        TestUtil.AssertClose(rdw, w.Grad!, 1e-5, 1e-5, "dw of sum(conv2d)");
+    }
+
+    [Fact]
     public void IntegerInput_Throws_NamingTheOp()
     {
         using var x = Tensor.Zeros([1, 2, 4, 4], DType.Int32);
