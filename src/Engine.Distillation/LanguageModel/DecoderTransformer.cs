@@ -93,6 +93,44 @@ public sealed class DecoderTransformer : Module
         }
     }
 
+    /// <summary>
+    /// Incremental decoding: the logits [B, V] at position t = <paramref name="cache"/>.Length for the tokens
+    /// <paramref name="tokens"/> [B] (int64) at that position, given the earlier positions' keys and values in the
+    /// cache (which this call extends; start with an empty <see cref="KeyValueCache"/>(Layers)). The same function
+    /// as <see cref="Forward"/>'s row t on the whole prefix, computed in O(t) instead of O(t²) per step; the two agree
+    /// up to float rounding. No graph is recorded.
+    /// </summary>
+    /// <exception cref="ArgumentException">Tokens that are not int64 [B], or a cache already at the context length.</exception>
+    public Tensor DecodeStep(Tensor tokens, KeyValueCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        ArgumentNullException.ThrowIfNull(cache);
+        if (tokens.Rank != 1 || tokens.DType != DType.Int64 || cache.Length >= Config.ContextLength)
+            throw new ArgumentException(
+                $"DecoderTransformer.DecodeStep({Config.Describe()}): expected int64 tokens [B] and a cache shorter than {Config.ContextLength}; got {tokens.DType.Name()} {LogitLossCore.Fmt(tokens.Shape)} at position {cache.Length}.");
+        using var noGrad = Tensor.NoGrad();
+        long b = tokens.Size(0);
+        using var ids = tokens.Reshape(b, 1);
+        using var position = Tensor.Full([1], cache.Length, DType.Int64);
+        using var tok = TokenEmbedding.Forward(ids);
+        using var pos = PositionEmbedding.Forward(position);
+        var x = tok.Add(pos);
+        for (int l = 0; l < _blocks.Length; l++)
+        {
+            using var previous = x;
+            x = _blocks[l].DecodeStep(previous, cache, l);
+        }
+        cache.Length++;
+        using (x)
+        using (var normed = FinalNorm.Forward(x))
+        using (var flat = normed.Reshape(b, Config.Width))
+        {
+            if (Head is not null) return Head.Forward(flat);
+            using var wt = TokenEmbedding.Weight.T;
+            return flat.MatMul(wt);
+        }
+    }
+
     /// <summary>The initialization described on the class, in parameter order.</summary>
     private void Initialize(Generator generator)
     {

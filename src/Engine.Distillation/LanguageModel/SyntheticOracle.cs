@@ -14,12 +14,14 @@ namespace Engine.Distillation.LanguageModel;
 /// with the softmax and its logarithm taken in float64 from the float32 logits. Token 0 is also an ordinary
 /// token after position 0. Causality makes logits_i a function of the prefix only, so one forward pass over
 /// a whole sequence gives all N conditionals (<see cref="LogProbabilities"/>), exactly (no sampling).
-/// The float32 forward of a prefix and of a longer sequence agree up to rounding (~1e-6 relative).
+/// The float32 forward of a prefix, of a longer sequence and the incremental decoding the sampler uses agree up
+/// to rounding (~1e-6 relative); the tests bound the difference.
 /// </para>
 /// <para>
 /// <b>Sampling</b> (<see cref="Sample"/>) is ancestral: one draw of count·N float64 uniforms u from the
-/// Philox <see cref="Generator"/>, then for i = 0..N−1 one forward pass over the prefixes x_0..x_i of the
-/// whole batch and, per sequence, the inverse CDF: x_(i+1) = the smallest v with Σ_(w≤v) p_w &gt; u·Σ_w p_w
+/// Philox <see cref="Generator"/>, then for i = 0..N−1 one incremental decoding step of the whole batch
+/// (<see cref="DecoderTransformer.DecodeStep"/>, keys and values of earlier positions cached, so the cost is that
+/// of one forward pass over the sequences, not N) and, per sequence, the inverse CDF: x_(i+1) = the smallest v with Σ_(w≤v) p_w &gt; u·Σ_w p_w
 /// (cumulative sums in float64, in token order). The result depends only on the generator's state: the same
 /// seed gives the same sequences on every machine and thread count.
 /// </para>
@@ -177,18 +179,18 @@ public sealed class SyntheticOracle : IDisposable
         var tokens = new long[count * width];
         for (int s = 0; s < count; s++) tokens[s * width] = Bos;
         var p = new double[v];
+        var column = new long[count];
         using (Tensor.NoGrad())
+        using (var cache = new KeyValueCache(Model.Config.Layers))
         {
             for (int i = 0; i < n; i++)
             {
-                // The prefixes x_0..x_i of every sequence, [count, i+1].
-                var prefix = new long[count * (i + 1)];
-                for (int s = 0; s < count; s++) Array.Copy(tokens, s * width, prefix, s * (i + 1), i + 1);
+                // One incremental step for every sequence: the logits after x_0..x_i, [count, V].
+                for (int s = 0; s < count; s++) column[s] = tokens[s * width + i];
                 double[] last;
-                using (var ids = Tensor.FromArray(prefix, count, i + 1))
-                using (var z = Model.Forward(ids))
-                using (var zi = z.Select(1, i))
-                    last = LmMath.ToDoubles(zi);
+                using (var ids = Tensor.FromArray(column, count))
+                using (var z = Model.DecodeStep(ids, cache))
+                    last = LmMath.ToDoubles(z);
                 for (int s = 0; s < count; s++)
                 {
                     for (int j = 0; j < v; j++) p[j] = last[s * v + j] / Temperature;

@@ -57,4 +57,38 @@ public sealed class TransformerBlock : Module
         using var f2 = Fc2.Forward(g);
         return x1.Add(f2);
     }
+
+    /// <summary>
+    /// The block at one new position: x [B, 1, d] → [B, 1, d], attending over the cached positions and itself
+    /// (the new keys and values are appended to <paramref name="cache"/>'s entry <paramref name="layer"/>). The same
+    /// arithmetic as <see cref="Forward"/> at that position, without recomputing earlier positions. No graph is recorded.
+    /// </summary>
+    internal Tensor DecodeStep(Tensor x, KeyValueCache cache, int layer)
+    {
+        using var noGrad = Tensor.NoGrad();
+        long b = x.Size(0), heads = Attention.NumHeads, dh = Attention.HeadDim, d = Attention.EmbedDim;
+        using var h1 = Ln1.Forward(x);
+        using var q = SplitHeads(Attention.QProj, h1, b, heads, dh);
+        using var k = SplitHeads(Attention.KProj, h1, b, heads, dh);
+        using var v = SplitHeads(Attention.VProj, h1, b, heads, dh);
+        var (keys, values) = cache.Append(layer, k, v);
+        // Every cached key precedes (or is) the query position: no mask needed.
+        using var o = Tensor.ScaledDotProductAttention(q, keys, values);
+        using var merged = o.Reshape(b, 1, d); // [B, H, 1, dh] → [B, 1, H·dh] (the same order as [B, 1, H, dh])
+        using var a = Attention.OutProj.Forward(merged);
+        using var x1 = x.Add(a);
+        using var h2 = Ln2.Forward(x1);
+        using var f1 = Fc1.Forward(h2);
+        using var g = f1.Gelu("tanh");
+        using var f2 = Fc2.Forward(g);
+        return x1.Add(f2);
+    }
+
+    private static Tensor SplitHeads(Linear projection, Tensor h, long b, long heads, long dh)
+    {
+        using var p = projection.Forward(h);
+        using var split = p.View(b, 1, heads, dh);
+        using var t = split.Transpose(1, 2);
+        return t.Contiguous();
+    }
 }

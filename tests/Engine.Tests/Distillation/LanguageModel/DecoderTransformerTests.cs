@@ -47,6 +47,39 @@ public class DecoderTransformerTests
     }
 
     [Theory]
+    [InlineData(false, DType.Float64)]
+    [InlineData(true, DType.Float64)]
+    [InlineData(false, DType.Float32)]
+    public void IncrementalDecodingMatchesTheFullForwardAtEveryPosition(bool tied, DType dtype)
+    {
+        using var model = new DecoderTransformer(Tiny with { TiedHead = tied }, 8);
+        model.To(dtype);
+        var rng = new Random(TestUtil.StableSeed(nameof(IncrementalDecodingMatchesTheFullForwardAtEveryPosition) + tied + dtype));
+        int b = 3, n = Tiny.ContextLength, v = Tiny.VocabSize;
+        var ids = Enumerable.Range(0, b * n).Select(_ => (long)rng.Next(v)).ToArray();
+        double[] full;
+        using (var x = Tensor.FromArray(ids, b, n))
+        using (var z = model.Forward(x))
+        using (var z64 = z.To(DType.Float64))
+            full = z64.ToArray<double>();
+        using var cache = new KeyValueCache(Tiny.Layers);
+        for (int i = 0; i < n; i++)
+        {
+            using var column = Tensor.FromArray(Enumerable.Range(0, b).Select(s => ids[s * n + i]).ToArray(), b);
+            using var step = model.DecodeStep(column, cache);
+            Assert.Equal([b, v], step.ShapeArray());
+            Assert.False(step.RequiresGrad);
+            var expected = Enumerable.Range(0, b).SelectMany(s => full.Skip((s * n + i) * v).Take(v)).ToArray();
+            using var step64 = step.To(DType.Float64);
+            double tol = dtype == DType.Float64 ? 1e-12 : 1e-5;
+            TestUtil.AssertClose(expected, step64.ToArray<double>(), atol: tol, rtol: tol, what: $"position {i}");
+        }
+        Assert.Equal(n, cache.Length);
+        using var extra = Tensor.Zeros([b], DType.Int64);
+        Assert.Throws<ArgumentException>(() => model.DecodeStep(extra, cache));
+    }
+
+    [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public void ForwardMatchesAFloat64PlainLoopReference(bool tied)
