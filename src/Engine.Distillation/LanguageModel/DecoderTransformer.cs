@@ -74,23 +74,30 @@ public sealed class DecoderTransformer : Module
             || input.Shape[^1] < 1 || input.Shape[^1] > Config.ContextLength)
             throw new ArgumentException(
                 $"DecoderTransformer({Config.Describe()}): expected int64 or int32 token ids [B, N] or [N] with 1 ≤ N ≤ {Config.ContextLength}; got {input.DType.Name()} {LogitLossCore.Fmt(input.Shape)}.");
-        long n = input.Shape[^1];
+        long n = input.Shape[^1], b = input.Rank == 2 ? input.Size(0) : 1, d = Config.Width;
         using var positions = Tensor.Arange(n);
         using var tok = TokenEmbedding.Forward(input);
         using var pos = PositionEmbedding.Forward(positions);
-        var x = tok.Add(pos);
+        using var embedded = tok.Add(pos);
+        // The residual stream as rows [B·N, d]: per-position ops run as single GEMMs (see TransformerBlock.ForwardRows).
+        var x = embedded.Reshape(b * n, d);
         foreach (var block in _blocks)
         {
             using var previous = x;
-            x = block.Forward(previous);
+            x = block.ForwardRows(previous, b, n);
         }
         using (x)
         using (var normed = FinalNorm.Forward(x))
-        {
-            if (Head is not null) return Head.Forward(normed);
-            using var wt = TokenEmbedding.Weight.T;
-            return normed.MatMul(wt);
-        }
+        using (var logits = HeadForward(normed))
+            return logits.Reshape([.. input.ShapeArray(), Config.VocabSize]);
+    }
+
+    /// <summary>The head on rows [R, d] → [R, V].</summary>
+    private Tensor HeadForward(Tensor rows)
+    {
+        if (Head is not null) return Head.Forward(rows);
+        using var wt = TokenEmbedding.Weight.T;
+        return rows.MatMul(wt);
     }
 
     /// <summary>
@@ -109,10 +116,8 @@ public sealed class DecoderTransformer : Module
             throw new ArgumentException(
                 $"DecoderTransformer.DecodeStep({Config.Describe()}): expected int64 tokens [B] and a cache shorter than {Config.ContextLength}; got {tokens.DType.Name()} {LogitLossCore.Fmt(tokens.Shape)} at position {cache.Length}.");
         using var noGrad = Tensor.NoGrad();
-        long b = tokens.Size(0);
-        using var ids = tokens.Reshape(b, 1);
         using var position = Tensor.Full([1], cache.Length, DType.Int64);
-        using var tok = TokenEmbedding.Forward(ids);
+        using var tok = TokenEmbedding.Forward(tokens);
         using var pos = PositionEmbedding.Forward(position);
         var x = tok.Add(pos);
         for (int l = 0; l < _blocks.Length; l++)
@@ -123,12 +128,7 @@ public sealed class DecoderTransformer : Module
         cache.Length++;
         using (x)
         using (var normed = FinalNorm.Forward(x))
-        using (var flat = normed.Reshape(b, Config.Width))
-        {
-            if (Head is not null) return Head.Forward(flat);
-            using var wt = TokenEmbedding.Weight.T;
-            return flat.MatMul(wt);
-        }
+            return HeadForward(normed);
     }
 
     /// <summary>The initialization described on the class, in parameter order.</summary>

@@ -46,6 +46,28 @@ public class DecoderTransformerTests
         }
     }
 
+    [Fact]
+    public void BlockEqualsItsDefinitionWithMultiheadAttentionForward()
+    {
+        using var model = new DecoderTransformer(Tiny, 4);
+        model.To(DType.Float64);
+        var block = model.Blocks[1];
+        var rng = new Random(TestUtil.StableSeed(nameof(BlockEqualsItsDefinitionWithMultiheadAttentionForward)));
+        using var x = TestUtil.Random(rng, [3, 5, Tiny.Width], DType.Float64);
+        using var got = block.Forward(x);
+        // x + attn(ln_1(x)), then + fc_2(gelu_tanh(fc_1(ln_2(·)))), with the library's MultiheadAttention.Forward.
+        using var h1 = block.Ln1.Forward(x);
+        using var a = block.Attention.Forward(h1);
+        using var x1 = x.Add(a);
+        using var h2 = block.Ln2.Forward(x1);
+        using var f1 = block.Fc1.Forward(h2);
+        using var g = f1.Gelu("tanh");
+        using var f2 = block.Fc2.Forward(g);
+        using var expected = x1.Add(f2);
+        Assert.Equal(expected.ShapeArray(), got.ShapeArray());
+        TestUtil.AssertClose(expected.ToArray<double>(), got.ToArray<double>(), atol: 1e-13, rtol: 1e-12);
+    }
+
     [Theory]
     [InlineData(false, DType.Float64)]
     [InlineData(true, DType.Float64)]
