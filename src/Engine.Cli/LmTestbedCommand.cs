@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Engine.Distillation;
 using Engine.Distillation.LanguageModel;
 using Engine.Tensors.Cpu;
 
@@ -8,8 +9,8 @@ namespace Engine.Cli;
 /// <summary>
 /// <c>engine lm-testbed [--steps N] [--seeds K] [--out DIR] ...</c>: the language-model distillation testbed with
 /// a known oracle (<see cref="LmTestbed"/>). Trains a teacher on oracle samples, distills students with every method
-/// in the offline and online regimes, prints progress, and writes <c>DIR/lm-testbed.md</c> (the table) and
-/// <c>DIR/lm-testbed.jsonl</c> (one line per run with its curve). The defaults (600 teacher steps, 300 student
+/// in the offline and online regimes, prints progress, and writes <c>DIR/lm-testbed.md</c> (the table),
+/// <c>DIR/lm-testbed.jsonl</c> (one line per run with its curve) and <c>DIR/lm-testbed.svg</c> (the curves). The defaults (600 teacher steps, 300 student
 /// steps × 7 methods × 2 regimes × 2 seeds) are sized for a few minutes on 2 CPU cores.
 /// </summary>
 public static class LmTestbedCommand
@@ -20,7 +21,7 @@ public static class LmTestbedCommand
         var defaults = new LmTestbedSettings();
         var steps = new Option<int>("--steps") { Description = "Optimizer steps per student run.", DefaultValueFactory = _ => defaults.Steps };
         var seeds = new Option<int>("--seeds") { Description = "Student seeds (mean ± std over them).", DefaultValueFactory = _ => defaults.Seeds };
-        var output = new Option<string>("--out") { Description = "Folder for lm-testbed.md and lm-testbed.jsonl.", DefaultValueFactory = _ => "lm-testbed-out" };
+        var output = new Option<string>("--out") { Description = "Folder for lm-testbed.md, lm-testbed.jsonl and lm-testbed.svg.", DefaultValueFactory = _ => "lm-testbed-out" };
         var teacherSteps = new Option<int>("--teacher-steps") { Description = "Teacher optimizer steps.", DefaultValueFactory = _ => defaults.TeacherSteps };
         var teacherSequences = new Option<int>("--teacher-sequences") { Description = "Oracle sequences the teacher trains on.", DefaultValueFactory = _ => defaults.TeacherSequences };
         var batch = new Option<int>("--batch") { Description = "Sequences per step.", DefaultValueFactory = _ => defaults.BatchSize };
@@ -31,9 +32,10 @@ public static class LmTestbedCommand
         var lr = new Option<double>("--lr") { Description = "Student peak learning rate.", DefaultValueFactory = _ => defaults.LearningRate };
         var seed = new Option<ulong>("--seed") { Description = "Base seed (oracle, teacher, data).", DefaultValueFactory = _ => defaults.Seed };
         var topK = new Option<int>("--top-k") { Description = "k of the top-k sparse teacher.", DefaultValueFactory = _ => defaults.Loss.TopK };
+        var topKRest = new Option<string>("--top-k-rest") { Description = "Top-k teacher's missing mass: renormalize or uniform.", DefaultValueFactory = _ => "renormalize" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for the ops (default: all)." };
         var command = new Command("lm-testbed", "Distill small transformers from a teacher trained on a random-transformer oracle; report each student's exact KL to the oracle.")
-        { steps, seeds, output, teacherSteps, teacherSequences, batch, offline, evalSequences, methods, regimes, lr, seed, topK, threads };
+        { steps, seeds, output, teacherSteps, teacherSequences, batch, offline, evalSequences, methods, regimes, lr, seed, topK, topKRest, threads };
         command.SetAction(r =>
         {
             var o = r.InvocationConfiguration.Output;
@@ -52,7 +54,7 @@ public static class LmTestbedCommand
                     EvalSequences = r.GetValue(evalSequences),
                     LearningRate = r.GetValue(lr),
                     Seed = r.GetValue(seed),
-                    Loss = defaults.Loss with { TopK = r.GetValue(topK) },
+                    Loss = defaults.Loss with { TopK = r.GetValue(topK), TopKRest = ParseRest(r.GetValue(topKRest) ?? "renormalize") },
                     Methods = ParseList(r.GetValue(methods), LmDistillationLoss.Parse, defaults.Methods),
                     Regimes = ParseList(r.GetValue(regimes), ParseRegime, defaults.Regimes),
                 };
@@ -86,19 +88,27 @@ public static class LmTestbedCommand
             return 1;
         }
         Directory.CreateDirectory(outputFolder);
-        string md = Path.Combine(outputFolder, "lm-testbed.md"), jsonl = Path.Combine(outputFolder, "lm-testbed.jsonl");
+        string md = Path.Combine(outputFolder, "lm-testbed.md"), jsonl = Path.Combine(outputFolder, "lm-testbed.jsonl"), svg = Path.Combine(outputFolder, "lm-testbed.svg");
         var table = result.ToMarkdown(commandLine);
         File.WriteAllText(md, table);
         File.WriteAllText(jsonl, result.ToJsonLines());
+        File.WriteAllText(svg, LmTestbedPlot.ToSvg(result));
         output.WriteLine();
         output.Write(table);
         output.WriteLine();
-        output.WriteLine($"wrote {md} and {jsonl} ({result.TotalSeconds:F0} s)");
+        output.WriteLine($"wrote {md}, {jsonl} and {svg} ({result.TotalSeconds:F0} s)");
         return 0;
     }
 
     private static IReadOnlyList<T> ParseList<T>(string? text, Func<string, T> parse, IReadOnlyList<T> fallback)
         => string.IsNullOrWhiteSpace(text) ? fallback : text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(parse).Distinct().ToArray();
+
+    private static TopKRest ParseRest(string name) => name.ToLowerInvariant() switch
+    {
+        "renormalize" => TopKRest.Renormalize,
+        "uniform" => TopKRest.Uniform,
+        _ => throw new ArgumentException($"Unknown --top-k-rest '{name}'; expected renormalize or uniform."),
+    };
 
     private static LmRegime ParseRegime(string name) => name.ToLowerInvariant() switch
     {

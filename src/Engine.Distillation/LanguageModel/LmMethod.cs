@@ -25,7 +25,7 @@ public enum LmMethod
     /// <summary>TAID (<see cref="LogitLoss.Taid(Tensor, Tensor, TaidSchedule, Tensor?, long, Reduction, TeacherInput, LossImplementation)"/>) with its adaptive <see cref="TaidSchedule"/>.</summary>
     Taid,
 
-    /// <summary>Forward KL from the teacher's top-k probabilities only (<see cref="LogitLoss.TopKSparse"/>, renormalized over the k classes).</summary>
+    /// <summary>Forward KL from the teacher's top-k probabilities only (<see cref="LogitLoss.TopKSparse"/>; the rest of the mass as <see cref="LmLossSettings.TopKRest"/> says).</summary>
     TopK,
 }
 
@@ -35,7 +35,9 @@ public enum LmMethod
 /// <param name="TaidStart">u at step 0 of <see cref="LmMethod.Taid"/> (the reference's default 0.4).</param>
 /// <param name="TaidAlpha">α, TAID's adaptive step (the reference's default 5e-4).</param>
 /// <param name="TopK">k of <see cref="LmMethod.TopK"/>: teacher classes kept per token.</param>
-public sealed record LmLossSettings(double JsdBeta = 0.5, double SkewLambda = 0.1, double TaidStart = 0.4, double TaidAlpha = 5e-4, int TopK = 8);
+/// <param name="TopKRest">Where <see cref="LmMethod.TopK"/>'s missing teacher mass goes (dropped and renormalized, or spread uniformly).</param>
+public sealed record LmLossSettings(double JsdBeta = 0.5, double SkewLambda = 0.1, double TaidStart = 0.4, double TaidAlpha = 5e-4, int TopK = 8,
+    TopKRest TopKRest = TopKRest.Renormalize);
 
 /// <summary>
 /// The per-step loss of one <see cref="LmMethod"/> for a batch, on student logits s [B, N, V], teacher logits
@@ -98,7 +100,7 @@ public sealed class LmDistillationLoss
                 var (indices, values) = TopKProbabilities(teacher!, Settings.TopK);
                 using (indices)
                 using (values)
-                    return LogitLoss.TopKSparse(student, indices, values, TopKRest.Renormalize);
+                    return LogitLoss.TopKSparse(student, indices, values, Settings.TopKRest);
             }
             default: throw new ArgumentOutOfRangeException(nameof(Method), Method, "LmDistillationLoss: unknown method.");
         }

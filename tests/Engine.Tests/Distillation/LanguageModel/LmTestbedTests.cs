@@ -110,6 +110,10 @@ public class LmTestbedTests
             Assert.True(rc == 0, error.ToString());
             Assert.Contains("| taid |", File.ReadAllText(Path.Combine(dir, "lm-testbed.md")));
             Assert.Equal(3, File.ReadAllLines(Path.Combine(dir, "lm-testbed.jsonl")).Length);
+            var svg = System.Xml.Linq.XDocument.Load(Path.Combine(dir, "lm-testbed.svg")); // well-formed XML
+            Assert.Equal(2, svg.Descendants().Count(e => e.Name.LocalName == "polyline")); // one line per method
+            rc = root.Parse(["lm-testbed", "--top-k-rest", "spread", "--out", dir]).Invoke(config);
+            Assert.Equal(2, rc);
             Assert.Contains("KL(oracle‖student)", output.ToString());
 
             rc = root.Parse(["lm-testbed", "--methods", "kd", "--out", dir]).Invoke(config);
