@@ -31,6 +31,7 @@ public static class Program
         root.Subcommands.Add(KernelsCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(DatasetDistillCommand.Create());
+        root.Subcommands.Add(LmTestbedCommand.Create());
         TrainCommands.AddTo(root, consoleFactory);
 
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
