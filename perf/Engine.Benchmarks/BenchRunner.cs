@@ -101,6 +101,15 @@ public static class BenchRunner
             Array.Sort(times);
             double median = times.Length % 2 == 1 ? times[times.Length / 2] : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
             long peak = allocator.PeakBytes - baseline;
+            if (run.Bytes is { } floor)
+            {
+                // The memory floor at the machine's copy bandwidth, measured now (after the timed runs, so it
+                // does not warm the case's caches): "% of copy" = achieved GB/s over the copy's GB/s.
+                double copy = MachineBandwidth.CopyGBps(options.Threads, options.Quick);
+                run.Extra["copy_gb_per_s"] = Math.Round(copy, 2);
+                run.Extra["floor_ms"] = Math.Round(floor / (copy * 1e6), 3);
+                run.Extra["percent_of_copy"] = Math.Round(100 * floor / (median * 1e6) / copy, 1);
+            }
             return new BenchResult(benchCase.Name, run.Shape, options.Threads, options.Runs, median, times[0], peak, PeakRssMb(),
                 run.Flops is { } f ? f / (median * 1e6) : null,
                 run.Bytes is { } b ? b / (median * 1e6) : null,

@@ -91,6 +91,8 @@ public static class BenchCommand
                 result.Gflops is { } g2 && result.Extra.TryGetValue("fma_peak_gflops", out var pk) && pk is double peak
                     ? $"{100 * g2 / peak:0}% of FMA peak {peak:0}" : null,
                 result.GBps is { } b ? $"{b:0.0} GB/s" : null,
+                result.Extra.TryGetValue("percent_of_copy", out var pc) && result.Extra.TryGetValue("copy_gb_per_s", out var cb)
+                    ? $"{pc}% of copy BW {cb} GB/s (floor {result.Extra["floor_ms"]} ms)" : null,
             }.Where(s => s is not null));
             string shape = "[" + string.Join(",", result.Shape) + "]";
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
