@@ -130,6 +130,9 @@ public class TrainCommandTests(CliFixture fx) : IClassFixture<CliFixture>
         var (rc2, output2, err2) = fx.Run("main-job", "--epochs", "1", "--seeds", "1", "--limit", "32", "--test-limit", "32", "--teacher", fx.TeacherPath, "--out-dir", fx.NewPath("main2"));
         Assert.True(rc2 == 0, err2);
         Assert.Contains("loaded from", output2);
+        Assert.Contains("teacher loaded from", output2);   // the header names the checkpoint, not an epoch count
+        Assert.DoesNotContain("teacher 15 epochs", output2);
+        Assert.Contains("loaded; eval", output2);          // the teacher's time is its evaluation, labelled so
     }
 
     [Fact]
