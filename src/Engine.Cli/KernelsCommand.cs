@@ -20,7 +20,7 @@ public static class KernelsCommand
         var emit = new Option<string?>("--emit") { Description = "Print the generated source: cuda or opencl." };
         emit.AcceptOnlyFromAmong("cuda", "opencl");
         var name = new Argument<string?>("NAME") { Description = "Kernel name (C# name, entry point or Type.Name).", Arity = ArgumentArity.ZeroOrOne };
-        var report = new Option<bool>("--report") { Description = "Compile with NVRTC for sm_70/80/90 and print registers, shared memory, stack and spills." };
+        var report = new Option<bool>("--report") { Description = "Compile with NVRTC for sm_70/80/90 and print registers, shared memory, stack, spills and theoretical occupancy at the plan's block size." };
         var command = new Command("kernels", "List the translated kernels, print one's CUDA C / OpenCL C, or report their resource usage.") { emit, report, name };
         command.SetAction(result => result.GetValue(report)
             ? Report(result.GetValue(name), Console.Out, Console.Error)

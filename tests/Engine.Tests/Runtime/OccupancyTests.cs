@@ -11,6 +11,10 @@ namespace Engine.Tests.Runtime;
 /// <see cref="OccupancyCalculator"/> against occupancies computed by hand with the CUDA Occupancy
 /// Calculator's rules (each case's arithmetic is in its comment), the report's occupancy columns, and
 /// the block sizes <c>engine kernels --report</c> assumes per kernel against the plans' constants.
+/// Cross-checked once (2026-11-22) against NVIDIA's own <c>cuda_occupancy.h</c> (CUDA 13.0,
+/// <c>cudaOccMaxActiveBlocksPerMultiprocessor</c>) on an H100 with its real sm_90 properties, and with
+/// them patched to A100 / V100 values for sm_80 / sm_70: every case of <see cref="MatchesHandComputedCases"/>
+/// and the report cases gave the same blocks per SM and occupancy.
 /// </summary>
 public sealed class OccupancyTests
 {
@@ -83,7 +87,7 @@ public sealed class OccupancyTests
     [Fact]
     public void ArchitectureTableFollowsTheProgrammingGuide()
     {
-        Assert.Equal((64, 32, 65536, 96 * 1024, 0L), (Sm70.MaxWarpsPerSM, Sm70.MaxBlocksPerSM, Sm70.RegistersPerSM, Sm70.SharedMemoryPerSM, Sm70.ReservedSharedMemoryPerBlock));
+        Assert.Equal((64, 32, 65536, 98304L, 0L), (Sm70.MaxWarpsPerSM, Sm70.MaxBlocksPerSM, Sm70.RegistersPerSM, Sm70.SharedMemoryPerSM, Sm70.ReservedSharedMemoryPerBlock));
         Assert.Equal((64, 32, 65536, 167936L, 1024L), (Sm80.MaxWarpsPerSM, Sm80.MaxBlocksPerSM, Sm80.RegistersPerSM, Sm80.SharedMemoryPerSM, Sm80.ReservedSharedMemoryPerBlock));
         Assert.Equal((64, 32, 65536, 233472L, 1024L), (Sm90.MaxWarpsPerSM, Sm90.MaxBlocksPerSM, Sm90.RegistersPerSM, Sm90.SharedMemoryPerSM, Sm90.ReservedSharedMemoryPerBlock));
         Assert.Equal((166912L, 232448L), (Sm80.MaxSharedMemoryPerBlock, Sm90.MaxSharedMemoryPerBlock));
@@ -165,5 +169,23 @@ public sealed class OccupancyTests
             Assert.True(SoftmaxPlan.For(4, n).Group.X <= Of("SoftmaxKernels", "LogSoftmaxBackward").ThreadsPerBlock);
 
         Assert.Equal(KernelLaunchShape.Assumed, KernelsCommand.LaunchShape(new KernelSource("X", "x", "", "", []) { DeclaringType = "Engine.Tests.Runtime.AcceleratorKernels" }));
+    }
+
+    [BackendFact("nvrtc")]
+    public void KernelsReportCommandPrintsOccupancyAtThePlansBlock()
+    {
+        var (output, error) = (new StringWriter(), new StringWriter());
+        int code = KernelsCommand.Report("Engine.Tensors.Kernels.GemmKernels.Sgemm", output, error);
+        string text = output.ToString();
+        Assert.True(code == 0, text + error);
+        foreach (var arch in new[] { "sm_70", "sm_80", "sm_90" })
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(text, $@"GemmKernels\.Sgemm +{arch} +(?<regs>\d+) +(?<smem>\d+) +0 +0 +0 +256 +(?<occ>\d+\.\d) +\w");
+            Assert.True(m.Success, text);
+            var expected = OccupancyCalculator.Compute(GpuArchitectureLimits.For(arch)!, 256, int.Parse(m.Groups["regs"].Value), long.Parse(m.Groups["smem"].Value));
+            Assert.Equal((100 * expected.Occupancy).ToString("0.0", System.Globalization.CultureInfo.InvariantCulture), m.Groups["occ"].Value);
+            Assert.True(expected.Occupancy > 0);
+        }
+        Assert.Contains("<=N: the plan's largest block", text);
     }
 }
