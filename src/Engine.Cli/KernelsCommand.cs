@@ -9,7 +9,8 @@ namespace Engine.Cli;
 /// <c>engine kernels</c>: lists the kernels the kernel compiler translated; with
 /// <c>--emit cuda|opencl NAME</c> prints one kernel's generated source; with <c>--report [NAME]</c>
 /// compiles every kernel (or the named ones) with NVRTC for sm_70, sm_80 and sm_90 and prints
-/// registers, shared memory, stack frame and spill bytes per kernel and architecture.
+/// registers, shared memory, stack frame and spill bytes per kernel and architecture, and the
+/// theoretical occupancy at the block size the kernel's plan launches with (<see cref="LaunchShape"/>).
 /// </summary>
 public static class KernelsCommand
 {
@@ -19,7 +20,7 @@ public static class KernelsCommand
         var emit = new Option<string?>("--emit") { Description = "Print the generated source: cuda or opencl." };
         emit.AcceptOnlyFromAmong("cuda", "opencl");
         var name = new Argument<string?>("NAME") { Description = "Kernel name (C# name, entry point or Type.Name).", Arity = ArgumentArity.ZeroOrOne };
-        var report = new Option<bool>("--report") { Description = "Compile with NVRTC for sm_70/80/90 and print registers, shared memory, stack and spills." };
+        var report = new Option<bool>("--report") { Description = "Compile with NVRTC for sm_70/80/90 and print registers, shared memory, stack, spills and theoretical occupancy at the plan's block size." };
         var command = new Command("kernels", "List the translated kernels, print one's CUDA C / OpenCL C, or report their resource usage.") { emit, report, name };
         command.SetAction(result => result.GetValue(report)
             ? Report(result.GetValue(name), Console.Out, Console.Error)
@@ -75,10 +76,50 @@ public static class KernelsCommand
             return 2;
         }
         var rows = Engine.Runtime.KernelReport.Run(kernels, cache: Engine.Runtime.KernelCache.Shared);
-        output.Write(Engine.Runtime.KernelReport.Format(rows));
+        output.Write(Engine.Runtime.KernelReport.Format(rows, LaunchShape));
         foreach (var failed in rows.Where(r => r.Error is not null))
             error.WriteLine($"{failed.Kernel.DeclaringType}.{failed.Kernel.Name} [{failed.Architecture}]: {failed.Error}");
         return rows.All(r => r.Ok) ? 0 : 1;
+    }
+
+    /// <summary>
+    /// The block the kernels/ plans launch <paramref name="kernel"/> with (its threads per block, all
+    /// dimensions multiplied), for the occupancy columns of <c>--report</c>. The kernel classes and plans are
+    /// internal to Engine.Tensors, so the numbers are written here with the constant each comes from;
+    /// KernelLaunchShapeTests checks them against those constants and that every Engine.Tensors kernel
+    /// is listed. No kernel of kernels/ uses dynamic shared memory (<c>SharedMemory.GetDynamic</c>), so the
+    /// dynamic bytes are 0 everywhere. Kernels not listed (tests' sample kernels, new families) get
+    /// <see cref="Engine.Runtime.KernelLaunchShape.Assumed"/>: 256 threads, marked <c>256*</c>.
+    /// </summary>
+    public static Engine.Runtime.KernelLaunchShape LaunchShape(KernelSource kernel)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        const string ns = "Engine.Tensors.Kernels.";
+        if (!kernel.DeclaringType.StartsWith(ns, StringComparison.Ordinal)) return Engine.Runtime.KernelLaunchShape.Assumed;
+        string type = kernel.DeclaringType[ns.Length..];
+        int angle = kernel.Name.IndexOf('<', StringComparison.Ordinal);
+        string method = angle < 0 ? kernel.Name : kernel.Name[..angle];
+        return (type, method) switch
+        {
+            // 1-D, one thread per element: ElementwisePlan.GroupSize, IndexingKernels.GroupSize, OptimKernels.GroupSize,
+            // PoolKernels.GroupSize, ConvKernels.GroupSize, RandomKernels.GroupSize, BatchNormKernels.GroupSize (all 256).
+            ("ElementwiseKernels", _) or ("MaskKernels", _) or ("IndexingKernels", _) or ("OptimKernels", _)
+                or ("PoolKernels", _) or ("ConvKernels", _) or ("RandomKernels", _) or ("NormKernels", "NormUnary")
+                or ("BatchNormKernels", "Forward" or "BackwardInput") => Fixed(256),
+            // GemmPlan.Group: GemmKernels.Threads × GemmKernels.Threads = 16 × 16.
+            ("GemmKernels", "Sgemm") => Fixed(16 * 16),
+            // ReducePlan: columns (ReduceKernels.ColumnsX, ColumnsY) = (32, 8); rows n → power of two in [32, MaxRowGroup = 256].
+            ("ReduceKernels", "ReduceColumns") => Fixed(32 * 8),
+            ("ReduceKernels", "ReduceRows") => UpTo(256),
+            // DivergencePlan.For: (x, y) with x·y = DivergenceKernels.MaxGroup = 256 for every row length.
+            ("DivergenceKernels", "Divergence") => Fixed(256),
+            // SoftmaxPlan.For / VarRows / BatchNorm Stats, BackwardReduce: row or channel length → power of two in [32, 256].
+            ("SoftmaxKernels", _) or ("NormKernels", "VarRows") or ("BatchNormKernels", "Stats" or "BackwardReduce") => UpTo(256),
+            _ => Engine.Runtime.KernelLaunchShape.Assumed,
+        };
+
+        static Engine.Runtime.KernelLaunchShape Fixed(int threads) => new(threads, 0, Engine.Runtime.LaunchShapeOrigin.Fixed);
+        static Engine.Runtime.KernelLaunchShape UpTo(int threads) => new(threads, 0, Engine.Runtime.LaunchShapeOrigin.PlanMaximum);
     }
 
     private static string Keyword(Type t) => Type.GetTypeCode(t) switch

@@ -17,7 +17,8 @@ public sealed record KernelReportRow(KernelSource Kernel, string Architecture, K
 /// <summary>
 /// Compiles translated kernels with <see cref="Nvrtc"/> for several architectures (default
 /// <see cref="Nvrtc.RequiredArchitectures"/>: sm_70, sm_80, sm_90) and tabulates ptxas' report:
-/// what <c>engine kernels --report</c> prints. Theoretical occupancy is not computed.
+/// what <c>engine kernels --report</c> prints, with each row's theoretical occupancy
+/// (<see cref="OccupancyCalculator"/>) at the block size the kernel launches with.
 /// </summary>
 public static class KernelReport
 {
@@ -59,18 +60,42 @@ public static class KernelReport
                ?? (lines.Length > 0 ? lines[0] : "");
     }
 
-    /// <summary>The rows as an aligned text table (failures show the error's first line), then a summary line.</summary>
-    public static string Format(IReadOnlyList<KernelReportRow> rows)
+    /// <summary>
+    /// The theoretical occupancy of <paramref name="row"/> launched as <paramref name="shape"/>: ptxas'
+    /// registers, its static shared memory plus the shape's dynamic bytes, the shape's block size. Null
+    /// when the row failed or its architecture has no <see cref="GpuArchitectureLimits"/>.
+    /// </summary>
+    public static OccupancyResult? Occupancy(KernelReportRow row, KernelLaunchShape shape)
+    {
+        ArgumentNullException.ThrowIfNull(row);
+        ArgumentNullException.ThrowIfNull(shape);
+        if (row.Usage is not { } u || GpuArchitectureLimits.For(row.Architecture) is not { } limits) return null;
+        return OccupancyCalculator.Compute(limits, shape.ThreadsPerBlock, u.Registers, u.SharedMemoryBytes + shape.DynamicSharedBytes);
+    }
+
+    /// <summary>
+    /// The rows as an aligned text table (failures show the error's first line), then a summary line.
+    /// The last columns are the block size (<see cref="KernelLaunchShape.Label"/>), the theoretical
+    /// occupancy in percent and the resource that limits it, then a legend of the block-size marks.
+    /// </summary>
+    /// <param name="rows">What <see cref="Run"/> returned.</param>
+    /// <param name="launchShape">The block each kernel launches with; null (or a null answer) assumes <see cref="KernelLaunchShape.Assumed"/>.</param>
+    public static string Format(IReadOnlyList<KernelReportRow> rows, Func<KernelSource, KernelLaunchShape?>? launchShape = null)
     {
         ArgumentNullException.ThrowIfNull(rows);
-        string[] header = ["kernel", "arch", "regs", "smem B", "stack B", "spill st B", "spill ld B"];
+        string[] header = ["kernel", "arch", "regs", "smem B", "stack B", "spill st B", "spill ld B", "block", "occ %", "limited by"];
         var table = new List<string[]> { header };
         foreach (var r in rows)
         {
             string name = $"{r.Kernel.DeclaringType}.{r.Kernel.Name}";
+            var shape = launchShape?.Invoke(r.Kernel) ?? KernelLaunchShape.Assumed;
+            var occupancy = Occupancy(r, shape);
+            string[] occ = occupancy is null
+                ? [shape.Label, "-", "-"]
+                : [shape.Label, (100 * occupancy.Occupancy).ToString("0.0", System.Globalization.CultureInfo.InvariantCulture), LimiterName(occupancy.Limiter)];
             table.Add(r.Usage is { } u
-                ? [name, r.Architecture, $"{u.Registers}", $"{u.SharedMemoryBytes}", $"{u.StackFrameBytes}", $"{u.SpillStoreBytes}", $"{u.SpillLoadBytes}"]
-                : [name, r.Architecture, "FAILED: " + ErrorLine(r.Error ?? ""), "", "", "", ""]);
+                ? [name, r.Architecture, $"{u.Registers}", $"{u.SharedMemoryBytes}", $"{u.StackFrameBytes}", $"{u.SpillStoreBytes}", $"{u.SpillLoadBytes}", .. occ]
+                : [name, r.Architecture, "FAILED: " + ErrorLine(r.Error ?? ""), "", "", "", "", "", "", ""]);
         }
         var widths = Enumerable.Range(0, header.Length).Select(c => table.Where(t => !t[2].StartsWith("FAILED", StringComparison.Ordinal) || c < 2).Max(t => t[c].Length)).ToArray();
         var text = new StringBuilder();
@@ -79,6 +104,7 @@ public static class KernelReport
             for (int c = 0; c < t.Length; c++)
             {
                 if (c == 2 && t[2].StartsWith("FAILED", StringComparison.Ordinal)) { text.Append(t[2]); break; }
+                if (c == t.Length - 1) { text.Append(t[c]); break; } // the limiter, left-aligned, no trailing blanks
                 text.Append(c < 2 ? t[c].PadRight(widths[c]) : t[c].PadLeft(widths[c]));
                 if (c < t.Length - 1) text.Append("  ");
             }
@@ -86,6 +112,17 @@ public static class KernelReport
         }
         int failed = rows.Count(r => r.Error is not null), spilling = rows.Count(r => r.Usage is { SpillBytes: > 0 });
         text.Append($"{rows.Select(r => r.Kernel).Distinct().Count()} kernel(s), {rows.Count} compilation(s): {failed} failed, {spilling} with spills\n");
+        text.Append("occ %: theoretical occupancy (active warps / max warps per SM) from regs, smem (static + the plan's dynamic bytes) and block; ")
+            .Append("block N: fixed by the kernel's plan, <=N: the plan's largest block (it shrinks with the problem), ")
+            .Append($"N*: not known statically, {KernelLaunchShape.DefaultThreadsPerBlock} assumed with no dynamic shared memory\n");
         return text.ToString();
     }
+
+    private static string LimiterName(OccupancyLimiter limiter) => limiter switch
+    {
+        OccupancyLimiter.Warps => "warps",
+        OccupancyLimiter.Blocks => "blocks/SM",
+        OccupancyLimiter.Registers => "registers",
+        _ => "shared memory",
+    };
 }

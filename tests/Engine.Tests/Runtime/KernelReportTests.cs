@@ -40,7 +40,8 @@ public sealed class KernelReportTests(ITestOutputHelper output) : IDisposable
         });
         Assert.Contains("regs", table);
         Assert.Contains("spill st B", table);
-        Assert.Matches(@"Engine\.Tests\.Runtime\.AcceleratorKernels\.GroupSum +sm_90 +\d+ +256 +0 +0 +0\n", table);
+        Assert.Matches(@"Engine\.Tests\.Runtime\.AcceleratorKernels\.GroupSum +sm_90 +\d+ +256 +0 +0 +0 +256\* +\d+\.\d +\w", table); // test kernels: block size assumed
+        Assert.All(rows.Where(r => r.Kernel.Name == "GroupSum" && r.Architecture != "sm_70"), r => Assert.True(KernelReport.Occupancy(r, KernelLaunchShape.Assumed)!.Occupancy > 0));
         Assert.Matches(@"Broken +sm_70 +FAILED: .*undefined_name", table); // the compiler's error line, not just "failed"
         Assert.Contains("FAILED", table);
         Assert.Contains("6 kernel(s), 18 compilation(s): 3 failed, 0 with spills", table);
