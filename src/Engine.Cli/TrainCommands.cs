@@ -143,10 +143,36 @@ public static class TrainCommands
                 if (options.Alpha is double a && !(a >= 0 && a <= 1)) throw new CliException($"--alpha {a}: expected a number in [0, 1].");
                 if (options.Peers is int p && p < 2) throw new CliException($"--peers {p}: expected at least 2.");
                 var s = common.Read(r, DefaultStudentEpochs);
+                if (Trainer.ParseDevice(s.Device).Type != Engine.Runtime.DeviceType.Cpu)
+                {
+                    // On an accelerator only KD runs (Trainer's device path: model, teacher and batches on the
+                    // device); the other methods' trainer is CPU-only, and a silent CPU run would be a lie.
+                    if (m != "kd")
+                        throw new CliException($"--device {s.Device}: --method {m} runs on the CPU only for now (on an accelerator: --method kd); use --device cpu.");
+                    return DistillKdOnDevice(console, s, r.GetValue(teacherPath), new DistillSettings(options.Temperature ?? 4.0, options.Alpha ?? 0.9));
+                }
                 return MethodRun.Distill(console, s, m, r.GetValue(teacherPath), options, r.GetValue(generations));
             });
         });
         return command;
+    }
+
+    /// <summary><c>distill --method kd --device D</c> for an accelerator: Trainer's KD path, every op of the step on the device.</summary>
+    private static int DistillKdOnDevice(CliConsole console, TrainSettings s, string? path, DistillSettings d)
+    {
+        if (path is null) throw new CliException("--method kd needs --teacher CKPT (a checkpoint from engine train --model teacher).");
+        Trainer.Prepare(s);
+        var (teacher, kind, _) = Checkpoint.Load(path);
+        using (teacher)
+        {
+            if (kind != ModelKind.Teacher) throw new CliException($"--teacher {path} holds a {Checkpoint.KindName(kind)}; expected a teacher checkpoint.");
+            var (train, test) = Trainer.LoadData(s);
+            var result = Trainer.Train(ModelKind.Student, s, train, test, console, teacher, d, new Dictionary<string, string> { ["teacher"] = path });
+            using (result.Model)
+                console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"kd student: test accuracy {result.TestAccuracy * 100:F2}% after {s.Epochs} epochs ({result.Seconds:F1} s){(s.Out is null ? "" : $"; saved {s.Out}")}"));
+        }
+        return 0;
     }
 
     private static Command Eval(Func<TextWriter, TextWriter, CliConsole> factory)

@@ -69,6 +69,14 @@ public class DeviceTrainingCliTests(CliFixture fx) : IClassFixture<CliFixture>
         SameCurve(Train("cpu", augmented), Train("opencl", augmented), 64, 40, "kd student (augmented)");
     }
 
+    [Fact]
+    public void DistillMethodsWithoutADevicePath_RefuseAnAcceleratorInsteadOfRunningOnTheCpu()
+    {
+        var (rc, _, err) = fx.Run("distill", "--method", "fitnets", "--teacher", fx.TeacherPath, "--epochs", "1", "--limit", "16", "--device", "emulator");
+        Assert.NotEqual(0, rc);
+        Assert.Contains("--method fitnets runs on the CPU only", err);
+    }
+
     [BackendFact("opencl")]
     public void TrainTeacher_OnOpenCL_FollowsTheCpuLossCurve()
     {
