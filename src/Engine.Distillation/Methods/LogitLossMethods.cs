@@ -29,10 +29,10 @@ public sealed class DkdMethod : LogitDistillationMethod
     public DkdMethod(Module student, Module teacher, double alpha = 1, double beta = 8, double temperature = 4, double warmupFraction = 20.0 / 240, double ceWeight = 1)
         : base("dkd", student, [teacher])
     {
-        Check.Positive("dkd", nameof(temperature), temperature);
-        Check.NonNegative("dkd", nameof(alpha), alpha);
-        Check.NonNegative("dkd", nameof(beta), beta);
-        Check.NonNegative("dkd", nameof(ceWeight), ceWeight);
+        ArgumentChecks.Positive("dkd", nameof(temperature), temperature);
+        ArgumentChecks.NonNegative("dkd", nameof(alpha), alpha);
+        ArgumentChecks.NonNegative("dkd", nameof(beta), beta);
+        ArgumentChecks.NonNegative("dkd", nameof(ceWeight), ceWeight);
         if (!(warmupFraction >= 0 && warmupFraction <= 1))
             throw new ArgumentOutOfRangeException(nameof(warmupFraction), warmupFraction, "dkd: warmupFraction must be in [0, 1].");
         Alpha = alpha; Beta = beta; Temperature = temperature; WarmupFraction = warmupFraction; CeWeight = ceWeight;
@@ -83,10 +83,10 @@ public sealed class DistMethod : LogitDistillationMethod
     public DistMethod(Module student, Module teacher, double beta = 1, double gamma = 1, double temperature = 1, double ceWeight = 1)
         : base("dist", student, [teacher])
     {
-        Check.Positive("dist", nameof(temperature), temperature);
-        Check.NonNegative("dist", nameof(beta), beta);
-        Check.NonNegative("dist", nameof(gamma), gamma);
-        Check.NonNegative("dist", nameof(ceWeight), ceWeight);
+        ArgumentChecks.Positive("dist", nameof(temperature), temperature);
+        ArgumentChecks.NonNegative("dist", nameof(beta), beta);
+        ArgumentChecks.NonNegative("dist", nameof(gamma), gamma);
+        ArgumentChecks.NonNegative("dist", nameof(ceWeight), ceWeight);
         Beta = beta; Gamma = gamma; Temperature = temperature; CeWeight = ceWeight;
     }
 
@@ -176,7 +176,7 @@ public sealed class MultiTeacherMethod : LogitDistillationMethod
     /// <exception cref="ArgumentException">Fewer than two teachers, or the same teacher object twice.</exception>
     public MultiTeacherMethod(Module student, IReadOnlyList<Module> teachers, double temperature = 1) : base("multi-teacher", student, CheckTeachers(teachers))
     {
-        Check.Positive("multi-teacher", nameof(temperature), temperature);
+        ArgumentChecks.Positive("multi-teacher", nameof(temperature), temperature);
         Temperature = temperature;
     }
 
@@ -215,9 +215,9 @@ public sealed class PldMethod : LogitDistillationMethod
     /// <param name="ceWeight">Weight of the cross-entropy (1).</param>
     public PldMethod(Module student, Module teacher, double temperature = 1, double weight = 1, double ceWeight = 1) : base("pld", student, [teacher])
     {
-        Check.Positive("pld", nameof(temperature), temperature);
-        Check.NonNegative("pld", nameof(weight), weight);
-        Check.NonNegative("pld", nameof(ceWeight), ceWeight);
+        ArgumentChecks.Positive("pld", nameof(temperature), temperature);
+        ArgumentChecks.NonNegative("pld", nameof(weight), weight);
+        ArgumentChecks.NonNegative("pld", nameof(ceWeight), ceWeight);
         Temperature = temperature; Weight = weight; CeWeight = ceWeight;
     }
 
@@ -260,7 +260,7 @@ public sealed class BdKdMethod : LogitDistillationMethod
     /// <param name="alpha">α, the weight of the divergence term against the labels (0.9).</param>
     public BdKdMethod(Module student, Module teacher, double temperature = 4, double alpha = 0.9) : base("bdkd", student, [teacher])
     {
-        Check.Positive("bdkd", nameof(temperature), temperature);
+        ArgumentChecks.Positive("bdkd", nameof(temperature), temperature);
         if (!(alpha >= 0 && alpha <= 1)) throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "bdkd: alpha must be in [0, 1].");
         Temperature = temperature; Alpha = alpha;
     }
@@ -314,7 +314,7 @@ public sealed class BdKdMethod : LogitDistillationMethod
 }
 
 /// <summary>Argument checks shared by the logit methods (messages name the method).</summary>
-internal static class Check
+internal static class ArgumentChecks
 {
     public static void Positive(string method, string name, double value)
     {
