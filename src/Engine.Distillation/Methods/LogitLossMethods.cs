@@ -114,7 +114,7 @@ public sealed class DistMethod : LogitDistillationMethod
 /// alone, <c>−mean_rows Σ r·log q</c> with r = softmax((1 − u)·stopgrad(s) + u·t), as LOSSES.md and the reference
 /// define it: no cross-entropy to the labels and no temperature. u follows a <see cref="TaidSchedule"/>
 /// (start 0.4, end 1, α = 5e-4, β = 0.99) over the run's steps, created in <see cref="BeginTraining"/>; each
-/// <see cref="Loss"/> uses the current u and then advances the schedule with that loss value and the global
+/// <see cref="LogitDistillationMethod.Loss"/> uses the current u and then advances the schedule with that loss value and the global
 /// step (the reference calls <c>update_t(loss, global_step)</c> in its training step), so u is updated once per step.
 /// </summary>
 public sealed class TaidMethod : LogitDistillationMethod
