@@ -1,3 +1,4 @@
+using Xunit.Abstractions;
 using Engine.Distillation;
 using Engine.Distillation.Methods;
 using Engine.Tensors;
@@ -12,7 +13,7 @@ namespace Engine.Tests.Distillation.Methods;
 /// its documented composition of the loss functions (compared with direct calls, and for BD-KD with a float64
 /// transcription), and a 2-epoch training on the tiny synthetic data lowers the loss.
 /// </summary>
-public class LogitLossMethodTests
+public class LogitLossMethodTests(ITestOutputHelper output)
 {
     private static (Tensor X, Tensor Y) Batch(int n, int seed)
     {
@@ -253,6 +254,7 @@ public class LogitLossMethodTests
         using var method = MethodRegistry.Create(name, context);
         var r = MethodTrainer.Train(method, new MethodTrainSettings { Epochs = 2, BatchSize = 16, LearningRate = 0.01, Seed = 2 }, train, test);
         Assert.Equal(2, r.Epochs.Count);
+        output.WriteLine($"{name}: loss {r.Epochs[0].TrainLoss:F4} -> {r.Epochs[1].TrainLoss:F4}, test acc {r.TestAccuracy * 100:F1}%");
         Assert.All(r.Epochs, e => Assert.True(double.IsFinite(e.TrainLoss), name));
         Assert.True(r.Epochs[1].TrainLoss < r.Epochs[0].TrainLoss, $"{name}: loss {r.Epochs[0].TrainLoss} -> {r.Epochs[1].TrainLoss}");
         if (method is TaidMethod taid) Assert.True(taid.Schedule!.Value > 0.4, $"taid: u = {taid.Schedule.Value}");
