@@ -33,6 +33,12 @@ public sealed record ExperimentSettings
     /// <summary>A trained teacher to use instead of training one (owned by the caller).</summary>
     public Module? Teacher { get; init; }
 
+    /// <summary>
+    /// Further trained teachers (other checkpoints, owned by the caller) besides <see cref="Teacher"/>, for the
+    /// methods that average several (multi-teacher); empty by default.
+    /// </summary>
+    public IReadOnlyList<Module> AdditionalTeachers { get; init; } = [];
+
     /// <summary>Where a teacher trained by the experiment is offered for saving (called once, with the model); null: not saved.</summary>
     public Action<Module>? SaveTeacher { get; init; }
 }

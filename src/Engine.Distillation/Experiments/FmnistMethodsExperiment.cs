@@ -17,14 +17,22 @@ namespace Engine.Distillation.Experiments;
 /// </summary>
 public sealed class FmnistMethodsExperiment : IExperiment
 {
-    /// <summary>The methods run by default, in table order.</summary>
-    public static IReadOnlyList<string> DefaultMethods { get; } = ["scratch", "kd", "fitnets", "at", "rkd", "dml", "pskd"];
+    /// <summary>The methods run by default, in table order (multi-teacher is appended when <see cref="ExperimentSettings.AdditionalTeachers"/> gives it a second teacher: see <see cref="MethodsFor"/>).</summary>
+    public static IReadOnlyList<string> DefaultMethods { get; } = ["scratch", "kd", "dkd", "dist", "fitnets", "at", "rkd", "dml", "pskd"];
+
+    /// <summary>The methods a run with <paramref name="settings"/> trains: the given list, else <see cref="DefaultMethods"/> plus multi-teacher when at least one additional teacher is given.</summary>
+    public static IReadOnlyList<string> MethodsFor(ExperimentSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        if (settings.Methods is { } given) return given;
+        return settings.AdditionalTeachers.Count > 0 ? [.. DefaultMethods, "multi-teacher"] : DefaultMethods;
+    }
 
     /// <inheritdoc/>
     public string Name => "fmnist-methods";
 
     /// <inheritdoc/>
-    public string Description => "Fashion-MNIST student by scratch, KD, FitNets, AT, RKD, DML, PS-KD: accuracy mean ± std over seeds, same budget";
+    public string Description => "Fashion-MNIST student by scratch, KD, DKD, DIST, FitNets, AT, RKD, DML, PS-KD (+ multi-teacher with several teachers): accuracy mean ± std over seeds, same budget";
 
     /// <inheritdoc/>
     public ExperimentReport Run(ExperimentSettings settings, ITrainingObserver observer, TextWriter log)
@@ -32,7 +40,7 @@ public sealed class FmnistMethodsExperiment : IExperiment
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(observer);
         ArgumentNullException.ThrowIfNull(log);
-        var methods = settings.Methods ?? DefaultMethods;
+        var methods = MethodsFor(settings);
         foreach (var m in methods)
             if (MethodRegistry.Find(m) is null) throw new ArgumentException($"{Name}: unknown method '{m}'; available: {MethodRegistry.Names}.");
         if (settings.Seeds < 1) throw new ArgumentOutOfRangeException(nameof(settings), $"{Name}: seeds must be at least 1; got {settings.Seeds}.");
@@ -70,7 +78,7 @@ public sealed class FmnistMethodsExperiment : IExperiment
                 {
                     using var student = FashionMnistModels.Student(new Generator((ulong)seed));
                     var context = new MethodContext(student, teacher, s => FashionMnistModels.Student(new Generator(s)), [1, FashionMnist.ImageSize, FashionMnist.ImageSize],
-                        (ulong)seed, new MethodOptions());
+                        (ulong)seed, new MethodOptions()) { AdditionalTeachers = settings.AdditionalTeachers };
                     using var method = MethodRegistry.Create(name, context);
                     string label = $"[{done + 1}/{total}] {name} seed {seed}";
                     var r = MethodTrainer.Train(method, settings.Training with { Epochs = settings.Epochs, Seed = (ulong)seed, Augment = false }, train, test, observer, label);
@@ -124,7 +132,7 @@ public sealed class FmnistMethodsExperiment : IExperiment
         var t = settings.Training;
         report.Notes.Add(string.Create(CultureInfo.InvariantCulture,
             $"{trainCount} training images, {testCount} test images; every student: {settings.Epochs} epochs, batch {t.BatchSize}, SGD lr {t.LearningRate} (warmup {t.WarmupEpochs} epoch, cosine to 0), momentum {t.Momentum}, weight decay {t.WeightDecay}, no augmentation; mean ± std over {settings.Seeds} seed(s) (sample std)."));
-        report.Notes.Add($"Teacher: {teacherNote}. Hyperparameters: each method's defaults (mdistiller's): KD T = 4, α = 0.9; FitNets w = 100 (student block1 → 1×1 conv → teacher block2); AT w = 1000, p = 2 (block1↔block2, block2↔block3); RKD 25/50 on the embeddings; DML 2 peers; PS-KD α_T = 0.8.");
+        report.Notes.Add($"Teacher: {teacherNote}. Hyperparameters: each method's defaults (mdistiller's): KD T = 4, α = 0.9; DKD CE + (α = 1, β = 8, T = 4), warm-up over the first 1/12 of the run (mdistiller's 20 of 240 epochs); DIST CE + β = γ = τ = 1; multi-teacher KL to the mean of the teachers' probabilities (T = 1, no labels); FitNets w = 100 (student block1 → 1×1 conv → teacher block2); AT w = 1000, p = 2 (block1↔block2, block2↔block3); RKD 25/50 on the embeddings; DML 2 peers; PS-KD α_T = 0.8.");
         report.Notes.Add("train s/epoch: wall time of the training steps, evaluation excluded (KD computes the teacher's logits once before epoch 1, outside it; FitNets/AT/RKD run the teacher in epoch 1 and reuse its cached features afterwards, inside it); s/run: everything. The machine's cores may have been shared.");
         report.Charts.Add(("accuracy.svg", SvgChart.Bars("Fashion-MNIST student: test accuracy (mean ± std over seeds)", "test accuracy (%)",
             methods.Select(m =>

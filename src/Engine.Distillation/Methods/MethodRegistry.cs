@@ -41,7 +41,17 @@ public sealed record MethodOptions
 /// <param name="SampleShape">One input's shape without the batch dimension (e.g. [1, 28, 28]), for probing feature shapes.</param>
 /// <param name="Seed">Seeds whatever the method creates (regressors, peers).</param>
 /// <param name="Options">Hyperparameters.</param>
-public sealed record MethodContext(Module Student, Module? Teacher, Func<ulong, Module> NewModel, long[] SampleShape, ulong Seed, MethodOptions Options);
+public sealed record MethodContext(Module Student, Module? Teacher, Func<ulong, Module> NewModel, long[] SampleShape, ulong Seed, MethodOptions Options)
+{
+    /// <summary>
+    /// Further frozen teachers (other checkpoints, owned by the caller) after <see cref="Teacher"/>, for
+    /// methods that learn from several (multi-teacher); empty by default.
+    /// </summary>
+    public IReadOnlyList<Module> AdditionalTeachers { get; init; } = [];
+
+    /// <summary><see cref="Teacher"/> (when set) followed by <see cref="AdditionalTeachers"/>.</summary>
+    public IReadOnlyList<Module> AllTeachers => Teacher is null ? AdditionalTeachers : [Teacher, .. AdditionalTeachers];
+}
 
 /// <summary>One registered method.</summary>
 /// <param name="Name">The name <c>engine distill --method</c> takes.</param>
@@ -84,6 +94,18 @@ public static class MethodRegistry
             c => new DefensiveDistillationMethod(c.Student, Need(c, "defensive"), c.Options.Temperature ?? 20)),
         new("scratch", "cross-entropy on the labels only (the baseline)", TeacherRequirement.None,
             c => new CrossEntropyMethod(c.Student, c.Options.Temperature ?? 1)),
+        new("dkd", "decoupled KD (mdistiller): CE + warmup*(1*TCKD + 8*NCKD), T = 4, warm-up the first 1/12 of the run", TeacherRequirement.Required,
+            c => new DkdMethod(c.Student, Need(c, "dkd"), temperature: c.Options.Temperature ?? 4)),
+        new("dist", "DIST (torchdistill): CE + inter + intra Pearson-correlation terms, beta = gamma = tau = 1", TeacherRequirement.Required,
+            c => new DistMethod(c.Student, Need(c, "dist"), temperature: c.Options.Temperature ?? 1)),
+        new("taid", "TAID: CE to softmax((1-u)*stopgrad(s) + u*t), u adaptive from 0.4 to 1 (updated every step), no labels", TeacherRequirement.Required,
+            c => new TaidMethod(c.Student, Need(c, "taid"))),
+        new("multi-teacher", "MEAL V2 style: KL(mean of >= 2 teachers' probabilities || student), no labels, T = 1", TeacherRequirement.Required,
+            c => new MultiTeacherMethod(c.Student, c.AllTeachers, c.Options.Temperature ?? 1)),
+        new("pld", "Plackett-Luce distillation: CE + list-wise loss (true class first, then by teacher confidence), T = 1", TeacherRequirement.Required,
+            c => new PldMethod(c.Student, Need(c, "pld"), c.Options.Temperature ?? 1)),
+        new("bdkd", "BD-KD: (1-a)*CE + a*T^2*[w*KL(t||s) + (1-w)*KL(s||t)], w = H_t/(H_t+H_s) per sample, T = 4, a = 0.9", TeacherRequirement.Required,
+            c => new BdKdMethod(c.Student, Need(c, "bdkd"), c.Options.Temperature ?? 4, c.Options.Alpha ?? 0.9)),
     ];
 
     /// <summary>Every registered method, in registration order.</summary>
