@@ -204,6 +204,44 @@ public class DeviceFusedDivergenceTests
 
     private static double[] F32(double[] x) => x.Select(v => (double)(float)v).ToArray();
 
+    // ------------------------------------------------------------------ CPU (the comparison's other side)
+
+    /// <summary>
+    /// The CPU fused forward KL with a class that only the teacher masks (−∞ teacher logit or log-probability, finite student):
+    /// p = 0 there contributes 0 (it gave NaN before: 0·(−∞)), equal to the float64 composite form. Found by the device comparison.
+    /// </summary>
+    [Fact]
+    public void Cpu_FusedForwardKl_ClassMaskedOnlyByTeacher_MatchesComposite64()
+    {
+        var rng = new Random(TestUtil.StableSeed("teacher-only mask"));
+        long[] shape = [3, 37]; // 37: vector lanes and a scalar tail
+        var s = F32(TestUtil.RandomValues(rng, 111, -3, 3));
+        var logits = F32(TestUtil.RandomValues(rng, 111, -3, 3));
+        foreach (int k in new[] { 0, 5, 36, 40, 74, 110 }) logits[k] = double.NegativeInfinity;
+        var logProbs = new double[111]; // the same rows normalized: log-probabilities are used as given
+        for (int r = 0; r < 3; r++)
+        {
+            var row = logits.AsSpan(r * 37, 37).ToArray();
+            double m = row.Max(), lz = m + Math.Log(row.Sum(x => Math.Exp(x - m)));
+            for (int j = 0; j < 37; j++) logProbs[r * 37 + j] = (float)(row[j] - lz);
+        }
+        foreach (var input in new[] { TeacherInput.Logits, TeacherInput.LogProbabilities })
+        {
+            using var scope = Tensor.NewDisposeScope();
+            var t = input == TeacherInput.Logits ? logits : logProbs;
+            var o = new DivergenceOptions { Temperature = 2, ScaleByTemperatureSquared = true, TeacherInput = input };
+            var s32 = TestUtil.FromDoubles(s, shape).RequiresGrad_();
+            var s64 = TestUtil.FromDoubles(s, shape, DType.Float64).RequiresGrad_();
+            var fused = Divergences.ForwardKl(s32, TestUtil.FromDoubles(t, shape), o with { Implementation = LossImplementation.Fused });
+            var reference = Divergences.ForwardKl(s64, TestUtil.FromDoubles(t, shape, DType.Float64), o with { Implementation = LossImplementation.Composite });
+            Assert.True(double.IsFinite(fused.ToDouble()), $"{input}: fused loss {fused.ToDouble()}");
+            TestUtil.AssertClose([reference.ToDouble()], [fused.ToDouble()], 1e-5, 1e-5, $"{input}: loss");
+            fused.Backward();
+            reference.Backward();
+            TestUtil.AssertClose(s64.Grad!.ToArray<double>(), Host(s32.Grad!), 1e-6, 1e-4, $"{input}: gradient");
+        }
+    }
+
     // ------------------------------------------------------------------ emulator
 
     [Theory]
