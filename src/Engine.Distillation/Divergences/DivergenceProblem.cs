@@ -1,3 +1,4 @@
+using Engine.Runtime;
 using Engine.Tensors;
 
 namespace Engine.Distillation;
@@ -118,7 +119,7 @@ internal sealed class DivergenceProblem
             CheckRowShape(op, "labels", labels, rowsShape, rows);
             if (labels.DType is not (DType.Int64 or DType.Int32))
                 throw new ArgumentException($"{op}: labels must be int64 or int32; got {labels.DType.Name()}.");
-            using var l64 = labels.Detach();
+            using var l64 = OnHost(labels);
             using var asLong = l64.To(DType.Int64);
             var values = asLong.ToArray<long>();
             ignored = new bool[rows];
@@ -164,9 +165,20 @@ internal sealed class DivergenceProblem
             throw new ArgumentException($"{op}: {what} must have the rows' shape {Fmt(rowsShape)} (the logits' shape without the class dim) or [{rows}]; got {Fmt(x.Shape)}.");
     }
 
+    /// <summary>
+    /// A detached handle on <paramref name="x"/>'s values in host memory (a copy when it lives on an accelerator), so the
+    /// dtype conversions below run on the CPU (devices may have no conversion kernel for them).
+    /// </summary>
+    private static Tensor OnHost(Tensor x)
+    {
+        var d = x.Detach();
+        if (d.Device.Type == DeviceType.Cpu) return d;
+        using (d) return d.To(Device.Cpu);
+    }
+
     private static double[] ReadDoubles(Tensor x)
     {
-        using var d = x.Detach();
+        using var d = OnHost(x);
         if (d.DType == DType.Float64) return d.ToArray<double>();
         using var f = d.To(DType.Float64);
         return f.ToArray<double>();

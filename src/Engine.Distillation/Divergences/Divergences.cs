@@ -176,8 +176,10 @@ public static class Divergences
     {
         var impl = pb.Options.Implementation;
         if (impl == LossImplementation.Composite) return CompositeDivergence.Compute(pb, student, teacher);
-        var reason = FusedDivergence.Unsupported(pb, student, teacher);
-        if (reason is null) return FusedDivergence.Compute(pb, student, teacher);
+        // CPU tensors: the CPU-native fused form; accelerator tensors: the divergence kernel (DeviceFusedDivergence).
+        bool onDevice = student.Device.Type != Engine.Runtime.DeviceType.Cpu;
+        var reason = onDevice ? DeviceFusedDivergence.Unsupported(pb, student, teacher) : FusedDivergence.Unsupported(pb, student, teacher);
+        if (reason is null) return onDevice ? DeviceFusedDivergence.Compute(pb, student, teacher) : FusedDivergence.Compute(pb, student, teacher);
         if (impl == LossImplementation.Fused)
             throw new NotSupportedException($"{pb.Op}: LossImplementation.Fused does not apply: {reason}; use Auto (falls back to the composite form) or Composite.");
         return CompositeDivergence.Compute(pb, student, teacher);

@@ -13,8 +13,9 @@ namespace Engine.Distillation;
 /// rescales it by the incoming gradient (per row for <see cref="Reduction.None"/>).
 /// <para>
 /// What it covers: float32 logits on the CPU, gradient for the student only. A teacher that requires grad
-/// (while grad mode is on), float64 inputs, or another device take the composite form under
-/// <see cref="LossImplementation.Auto"/> and are an error under <see cref="LossImplementation.Fused"/>.
+/// (while grad mode is on) or float64 inputs take the composite form under
+/// <see cref="LossImplementation.Auto"/> and are an error under <see cref="LossImplementation.Fused"/>;
+/// accelerator tensors take <see cref="DeviceFusedDivergence"/> (the divergence kernel).
 /// A backward with createGraph (higher order) recomputes the loss with the composite form on the saved
 /// inputs and differentiates that, so the gradient it returns is itself differentiable.
 /// </para>

@@ -251,7 +251,8 @@ internal static unsafe class FusedRows
                 TS.Store(et + i, eT);
                 accS = TS.Add(accS, eS);
                 accT = TS.Add(accT, eT);
-                // e_t·(x̃_t − x̃_s); a class masked in both has e_t = 0 and −∞ − (−∞): SubNoNaN makes that 0·finite = 0.
+                // e_t·(x̃_t − x̃_s); a class masked in both (−∞ − (−∞) = NaN) or only in the teacher (−∞ − finite) has
+                // e_t = 0: SubNoNaN makes the difference finite, so the term is 0·finite = 0, not NaN.
                 if (forwardKl) accA = TS.Fma(eT, TS.SubNoNaN(xt, xs), accA);
             }
             zs += TS.Sum(accS);

@@ -33,7 +33,10 @@ internal unsafe interface ISimd<TV> where TV : struct
     /// <summary>x where c &gt; 0, else 0 (NaN-free: the unselected x is never used).</summary>
     static abstract TV IfPositive(TV c, TV x);
 
-    /// <summary>a − b, with NaN (from −∞ − (−∞)) replaced by −float.MaxValue (finite, so 0·it is 0).</summary>
+    /// <summary>
+    /// a − b, with NaN (from −∞ − (−∞)) and −∞ (a − b with only a = −∞: a class only the teacher masks) replaced by
+    /// −float.MaxValue (finite, so 0·it is 0); +∞ is kept (a class only the student masks: an infinite forward KL).
+    /// </summary>
     static abstract TV SubNoNaN(TV a, TV b);
 
     /// <summary>+1 where a &gt; b, −1 where a &lt; b, 0 where equal.</summary>
@@ -82,7 +85,7 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     public static Vector512<float> IfPositive(Vector512<float> c, Vector512<float> x)
         => Vector512.ConditionalSelect(Vector512.GreaterThan(c, Vector512<float>.Zero), x, Vector512<float>.Zero);
     public static Vector512<float> SubNoNaN(Vector512<float> a, Vector512<float> b)
-        => Vector512.ConditionalSelect(Vector512.Equals(a - b, a - b), a - b, Vector512.Create(-float.MaxValue));
+        => Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(a - b, Vector512.Create(-float.MaxValue)), a - b, Vector512.Create(-float.MaxValue));
     public static Vector512<float> SignOfDifference(Vector512<float> a, Vector512<float> b)
         => Vector512.ConditionalSelect(Vector512.GreaterThan(a, b), Vector512<float>.One, Vector512<float>.Zero)
            - Vector512.ConditionalSelect(Vector512.LessThan(a, b), Vector512<float>.One, Vector512<float>.Zero);
@@ -169,7 +172,7 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     public static Vector256<float> IfPositive(Vector256<float> c, Vector256<float> x)
         => Vector256.ConditionalSelect(Vector256.GreaterThan(c, Vector256<float>.Zero), x, Vector256<float>.Zero);
     public static Vector256<float> SubNoNaN(Vector256<float> a, Vector256<float> b)
-        => Vector256.ConditionalSelect(Vector256.Equals(a - b, a - b), a - b, Vector256.Create(-float.MaxValue));
+        => Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(a - b, Vector256.Create(-float.MaxValue)), a - b, Vector256.Create(-float.MaxValue));
     public static Vector256<float> SignOfDifference(Vector256<float> a, Vector256<float> b)
         => Vector256.ConditionalSelect(Vector256.GreaterThan(a, b), Vector256<float>.One, Vector256<float>.Zero)
            - Vector256.ConditionalSelect(Vector256.LessThan(a, b), Vector256<float>.One, Vector256<float>.Zero);
@@ -216,7 +219,7 @@ internal readonly unsafe struct Simd1 : ISimd<float>
     public static float Abs(float a) => MathF.Abs(a);
     public static float Fma(float a, float b, float c) => MathF.FusedMultiplyAdd(a, b, c);
     public static float IfPositive(float c, float x) => c > 0 ? x : 0f;
-    public static float SubNoNaN(float a, float b) => float.IsNaN(a - b) ? -float.MaxValue : a - b;
+    public static float SubNoNaN(float a, float b) => a - b >= -float.MaxValue ? a - b : -float.MaxValue;
     public static float SignOfDifference(float a, float b) => a > b ? 1f : a < b ? -1f : 0f;
 
     public static float Exp(float x)
