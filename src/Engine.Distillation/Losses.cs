@@ -29,8 +29,9 @@ public static class Losses
     /// </para>
     /// <para>
     /// Numerics: the KL term is <see cref="Divergences.ForwardKl"/> (batchmean, T² as asked): the fused one-pass
-    /// form for float32 CPU logits whose teacher needs no gradient (loss and gradient from one read of both
-    /// logits), the composite form from log-softmaxes otherwise (float64, a teacher that requires grad).
+    /// form for float32 logits whose teacher needs no gradient (loss and gradient from one read of both
+    /// logits: the CPU-native rows on the CPU, the kernels/Divergence kernel on an accelerator), the
+    /// composite form from log-softmaxes otherwise (float64, a teacher that requires grad).
     /// A p that underflows to 0 contributes 0, as in <c>F.kl_div(..., log_target=True)</c>; a backward with
     /// createGraph recomputes through the composite form, so the loss is differentiable to any order.
     /// </para>
@@ -63,8 +64,8 @@ public static class Losses
             throw new ArgumentException($"{op}: expected labels [B] = [{studentLogits.Size(0)}]; got {Fmt(labels.Shape)}.");
 
         using var ce = Functional.CrossEntropy(studentLogits, labels);
-        // The KL term through Divergences.ForwardKl: the fused one-pass form for float32 CPU logits whose
-        // teacher needs no gradient, the composite form otherwise (same math, any-order gradients).
+        // The KL term through Divergences.ForwardKl: the fused one-pass form (CPU rows or device kernel) for
+        // float32 logits whose teacher needs no gradient, the composite form otherwise (same math, any-order gradients).
         var klOptions = new DivergenceOptions
         {
             Temperature = temperature,
