@@ -44,6 +44,14 @@ public static class DivergenceReference
         return r;
     }
 
+    /// <summary>log(a·e^lp + b·e^lq) in the log domain (exact where both probabilities underflow double).</summary>
+    private static double LogMix(double a, double lp, double b, double lq)
+    {
+        double m = Math.Max(lp, lq);
+        if (double.IsNegativeInfinity(m)) return double.NegativeInfinity;
+        return m + Math.Log(a * Math.Exp(lp - m) + b * Math.Exp(lq - m));
+    }
+
     /// <summary>a·(log a − log b), 0 where a = 0.</summary>
     private static double Term(double a, double la, double lb) => a == 0 ? 0 : a * (la - lb);
 
@@ -75,7 +83,7 @@ public static class DivergenceReference
             case RefKind.Jsd:
                 for (int c = 0; c < v; c++)
                 {
-                    double lm = Math.Log(param * p[c] + (1 - param) * q[c]);
+                    double lm = LogMix(param, lp[c], 1 - param, lq[c]);
                     d += param * Term(p[c], lp[c], lm) + (1 - param) * Term(q[c], lq[c], lm);
                     a[c] = (1 - param) * Term(q[c], lq[c], lm);
                 }
@@ -87,7 +95,7 @@ public static class DivergenceReference
                 for (int c = 0; c < v; c++)
                 {
                     double m = param * p[c] + (1 - param) * q[c];
-                    d += Term(p[c], lp[c], Math.Log(m));
+                    d += Term(p[c], lp[c], LogMix(param, lp[c], 1 - param, lq[c]));
                     a[c] = m > 0 ? -(1 - param) * p[c] * q[c] / m : 0;
                 }
                 break;
@@ -95,7 +103,7 @@ public static class DivergenceReference
                 for (int c = 0; c < v; c++)
                 {
                     double m = (1 - param) * p[c] + param * q[c];
-                    double term = Term(q[c], lq[c], Math.Log(m));
+                    double term = Term(q[c], lq[c], LogMix(1 - param, lp[c], param, lq[c]));
                     d += term;
                     a[c] = term - (m > 0 ? param * q[c] * q[c] / m : 0);
                 }
