@@ -31,7 +31,7 @@ public static class ExperimentCommand
         var data = new Option<string?>("--data") { Description = $"Directory of the Fashion-MNIST IDX files (default {FashionMnist.DefaultDirectory})." };
         var outDir = new Option<string?>("--out-dir") { Description = "Where results.md, the SVG charts and runs.jsonl go (default runs/experiments/NAME)." };
         var teacher = new Option<string?>("--teacher") { Description = "Use this teacher checkpoint instead of training one." };
-        var methods = new Option<string?>("--methods") { Description = "Comma-separated subset of the experiment's methods (registry names)." };
+        var methods = new Option<string?>("--methods") { Description = "Comma-separated methods (registry names), each optionally with options: NAME[:key=value]..., keys temperature, alpha, beta, feature_weight, peers (e.g. kd,dkd:beta=1)." };
         var command = new Command("experiment", "Run an experiment (a list of trainings with one budget) and write a Markdown table and SVG charts.")
             { name, epochs, teacherEpochs, seeds, limit, testLimit, batch, lr, warmup, threads, data, outDir, teacher, methods };
         command.SetAction(r =>

@@ -41,8 +41,14 @@ public sealed class FmnistMethodsExperiment : IExperiment
         ArgumentNullException.ThrowIfNull(observer);
         ArgumentNullException.ThrowIfNull(log);
         var methods = MethodsFor(settings);
+        // A method may carry options (dkd:beta=1); the table labels each row with the spec as given.
+        var specs = new Dictionary<string, (string Method, MethodOptions Options)>();
         foreach (var m in methods)
-            if (MethodRegistry.Find(m) is null) throw new ArgumentException($"{Name}: unknown method '{m}'; available: {MethodRegistry.Names}.");
+        {
+            if (specs.ContainsKey(m)) throw new ArgumentException($"{Name}: method '{m}' is listed twice.");
+            try { specs[m] = MethodOptions.ParseSpec(m); }
+            catch (ArgumentException e) { throw new ArgumentException($"{Name}: {e.Message}", e); }
+        }
         if (settings.Seeds < 1) throw new ArgumentOutOfRangeException(nameof(settings), $"{Name}: seeds must be at least 1; got {settings.Seeds}.");
         if (settings.Epochs < 1 || settings.TeacherEpochs < 1) throw new ArgumentOutOfRangeException(nameof(settings), $"{Name}: epochs must be at least 1.");
 
@@ -50,7 +56,7 @@ public sealed class FmnistMethodsExperiment : IExperiment
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{Name}: {train.Count} training and {test.Count} test images; methods {string.Join(", ", methods)}; {settings.Seeds} seed(s) × {settings.Epochs} epochs each"));
 
-        bool needTeacher = methods.Any(m => MethodRegistry.Find(m)!.Teacher == TeacherRequirement.Required);
+        bool needTeacher = methods.Any(m => MethodRegistry.Find(specs[m].Method)!.Teacher == TeacherRequirement.Required);
         Module? teacher = settings.Teacher;
         bool ownTeacher = false;
         double teacherAcc = double.NaN, teacherSeconds = 0;
@@ -78,8 +84,8 @@ public sealed class FmnistMethodsExperiment : IExperiment
                 {
                     using var student = FashionMnistModels.Student(new Generator((ulong)seed));
                     var context = new MethodContext(student, teacher, s => FashionMnistModels.Student(new Generator(s)), [1, FashionMnist.ImageSize, FashionMnist.ImageSize],
-                        (ulong)seed, new MethodOptions()) { AdditionalTeachers = settings.AdditionalTeachers };
-                    using var method = MethodRegistry.Create(name, context);
+                        (ulong)seed, specs[name].Options) { AdditionalTeachers = settings.AdditionalTeachers };
+                    using var method = MethodRegistry.Create(specs[name].Method, context);
                     string label = $"[{done + 1}/{total}] {name} seed {seed}";
                     var r = MethodTrainer.Train(method, settings.Training with { Epochs = settings.Epochs, Seed = (ulong)seed, Augment = false }, train, test, observer, label);
                     results[name].Add(r);

@@ -13,8 +13,11 @@ public sealed record MethodOptions
     /// <summary>Softmax temperature (kd, ban, defensive).</summary>
     public double? Temperature { get; init; }
 
-    /// <summary>Weight of the distillation term against the labels (kd, ban) or α_T (pskd).</summary>
+    /// <summary>Weight of the distillation term against the labels (kd, ban, bdkd), α_T (pskd), or the TCKD weight α (dkd).</summary>
     public double? Alpha { get; init; }
+
+    /// <summary>The NCKD weight β (dkd, default 8) or the inter-class weight β (dist, default 1).</summary>
+    public double? Beta { get; init; }
 
     /// <summary>Weight of the feature term (fitnets 100, at 1000).</summary>
     public double? FeatureWeight { get; init; }
@@ -28,9 +31,45 @@ public sealed record MethodOptions
         var d = new Dictionary<string, string>();
         if (Temperature is double t) d["temperature"] = t.ToString("R", CultureInfo.InvariantCulture);
         if (Alpha is double a) d["alpha"] = a.ToString("R", CultureInfo.InvariantCulture);
+        if (Beta is double b) d["beta"] = b.ToString("R", CultureInfo.InvariantCulture);
         if (FeatureWeight is double w) d["feature_weight"] = w.ToString("R", CultureInfo.InvariantCulture);
         if (Peers is int p) d["peers"] = p.ToString(CultureInfo.InvariantCulture);
         return d;
+    }
+
+    /// <summary>
+    /// Parses a method with options, <c>NAME[:key=value]...</c> (keys: temperature, alpha, beta, feature_weight,
+    /// peers), e.g. <c>dkd:beta=1</c> or <c>kd:temperature=2:alpha=0.5</c>, as <c>engine experiment --methods</c> takes it.
+    /// </summary>
+    /// <exception cref="ArgumentException">An unknown method or key, a key given twice, or a value that is not a finite number.</exception>
+    public static (string Name, MethodOptions Options) ParseSpec(string spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var parts = spec.Split(':', StringSplitOptions.TrimEntries);
+        string name = parts[0];
+        if (MethodRegistry.Find(name) is null) throw new ArgumentException($"method '{spec}': unknown method '{name}'; available: {MethodRegistry.Names}.");
+        var o = new MethodOptions();
+        var seen = new HashSet<string>();
+        foreach (var kv in parts.Skip(1))
+        {
+            int eq = kv.IndexOf('=');
+            string key = eq < 0 ? kv : kv[..eq].Trim().ToLowerInvariant(), text = eq < 0 ? "" : kv[(eq + 1)..].Trim();
+            if (eq < 0) throw new ArgumentException($"method '{spec}': option '{kv}' is not key=value.");
+            if (!seen.Add(key)) throw new ArgumentException($"method '{spec}': option '{key}' given twice.");
+            if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) || !double.IsFinite(x))
+                throw new ArgumentException($"method '{spec}': option {key} = '{text}' is not a finite number.");
+            o = key switch
+            {
+                "temperature" => o with { Temperature = x },
+                "alpha" => o with { Alpha = x },
+                "beta" => o with { Beta = x },
+                "feature_weight" => o with { FeatureWeight = x },
+                "peers" when x == Math.Floor(x) && x >= 1 && x <= 64 => o with { Peers = (int)x },
+                "peers" => throw new ArgumentException($"method '{spec}': peers = {text}: expected a whole number in [1, 64]."),
+                _ => throw new ArgumentException($"method '{spec}': unknown option '{key}'; expected temperature, alpha, beta, feature_weight or peers."),
+            };
+        }
+        return (MethodRegistry.Find(name)!.Name, o);
     }
 }
 
@@ -95,9 +134,9 @@ public static class MethodRegistry
         new("scratch", "cross-entropy on the labels only (the baseline)", TeacherRequirement.None,
             c => new CrossEntropyMethod(c.Student, c.Options.Temperature ?? 1)),
         new("dkd", "decoupled KD (mdistiller): CE + warmup*(1*TCKD + 8*NCKD), T = 4, warm-up the first 1/12 of the run", TeacherRequirement.Required,
-            c => new DkdMethod(c.Student, Need(c, "dkd"), temperature: c.Options.Temperature ?? 4)),
+            c => new DkdMethod(c.Student, Need(c, "dkd"), alpha: c.Options.Alpha ?? 1, beta: c.Options.Beta ?? 8, temperature: c.Options.Temperature ?? 4)),
         new("dist", "DIST (torchdistill): CE + inter + intra Pearson-correlation terms, beta = gamma = tau = 1", TeacherRequirement.Required,
-            c => new DistMethod(c.Student, Need(c, "dist"), temperature: c.Options.Temperature ?? 1)),
+            c => new DistMethod(c.Student, Need(c, "dist"), beta: c.Options.Beta ?? 1, temperature: c.Options.Temperature ?? 1)),
         new("taid", "TAID: CE to softmax((1-u)*stopgrad(s) + u*t), u adaptive from 0.4 to 1 (updated every step), no labels", TeacherRequirement.Required,
             c => new TaidMethod(c.Student, Need(c, "taid"))),
         new("multi-teacher", "MEAL V2 style: KL(mean of >= 2 teachers' probabilities || student), no labels, T = 1", TeacherRequirement.Required,

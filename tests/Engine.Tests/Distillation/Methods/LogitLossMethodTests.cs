@@ -89,6 +89,37 @@ public class LogitLossMethodTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void MethodSpecs_CarryOptions_AndBadSpecsThrowNamingTheSpec()
+    {
+        var (name, o) = MethodOptions.ParseSpec("dkd:beta=1:alpha=0.5");
+        Assert.Equal("dkd", name);
+        Assert.Equal((0.5, 1.0), (o.Alpha, o.Beta));
+        Assert.Null(o.Temperature);
+        Assert.Equal(("kd", new MethodOptions { Temperature = 2, Alpha = 0.25 }), MethodOptions.ParseSpec("KD: temperature=2 : alpha=0.25"));
+        Assert.Equal(new MethodOptions(), MethodOptions.ParseSpec("scratch").Options);
+        Assert.Equal(3, MethodOptions.ParseSpec("dml:peers=3").Options.Peers);
+
+        using var teacher = FashionMnistModels.Teacher(new Generator(1));
+        using var student = FashionMnistModels.Student(new Generator(2));
+        using (var dkd = (DkdMethod)MethodRegistry.Create("dkd", MethodTests.Context(student, teacher) with { Options = o }))
+            Assert.Equal((0.5, 1.0, 4.0), (dkd.Alpha, dkd.Beta, dkd.Temperature));
+        using (var dist = (DistMethod)MethodRegistry.Create("dist", MethodTests.Context(student, teacher) with { Options = new MethodOptions { Beta = 2 } }))
+            Assert.Equal(2.0, dist.Beta);
+
+        foreach (var (bad, says) in new[]
+        {
+            ("nope:beta=1", "unknown method 'nope'"), ("dkd:beta", "is not key=value"), ("dkd:beta=1:beta=2", "given twice"),
+            ("dkd:beta=x", "not a finite number"), ("dkd:beta=NaN", "not a finite number"), ("dkd:gamma=1", "unknown option 'gamma'"),
+            ("dml:peers=1.5", "whole number"),
+        })
+        {
+            var e = Assert.Throws<ArgumentException>(() => MethodOptions.ParseSpec(bad));
+            Assert.Contains(bad, e.Message);
+            Assert.Contains(says, e.Message);
+        }
+    }
+
+    [Fact]
     public void DistIsCrossEntropyPlusDist()
     {
         using var teacher = FashionMnistModels.Teacher(new Generator(1));
