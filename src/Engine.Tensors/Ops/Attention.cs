@@ -46,8 +46,10 @@ public sealed partial class Tensor
     {
         var geometry = CheckAttention(SdpaOp, query, key, value, mask, scale);
         bool device = KernelDispatch.IsAccelerated(query);
-        if (device && mask is not null) return AttentionOnHost(query, key, value, mask, causal, scale, probabilities: false)[0];
         bool maskGrad = mask is not null && mask.RequiresGrad && GradMode.IsEnabled;
+        if (device && !maskGrad && DeviceAttentionFits(query, mask, geometry))
+            return DeviceFusedAttention(query, key, value, mask, causal, geometry);
+        if (device && mask is not null) return AttentionOnHost(query, key, value, mask, causal, scale, probabilities: false)[0];
         if (device || maskGrad)
         {
             var probabilities = AttentionProbabilities(query, key, mask, causal, geometry.Scale, geometry.Nk);
@@ -67,6 +69,9 @@ public sealed partial class Tensor
         Tensor query, Tensor key, Tensor value, Tensor? mask = null, bool causal = false, double? scale = null)
     {
         var geometry = CheckAttention(SdpaOp, query, key, value, mask, scale);
+        bool maskGrad = mask is not null && mask.RequiresGrad && GradMode.IsEnabled;
+        if (KernelDispatch.IsAccelerated(query) && !maskGrad && DeviceAttentionFits(query, mask, geometry))
+            return DeviceFusedAttentionWithProbabilities(query, key, value, mask, causal, geometry);
         if (KernelDispatch.IsAccelerated(query) && mask is not null)
         {
             var results = AttentionOnHost(query, key, value, mask, causal, scale, probabilities: true);
