@@ -124,6 +124,7 @@ internal static class AttentionKernelChecks
             string what = $"{c} on {device}, layout {layout}";
             using var y = Tensor.ScaledDotProductAttention(q.View, k.View, v.View, m, c.Causal, c.Scale);
             Assert.Equal(device, y.Device);
+            Assert.Equal("scaled_dot_product_attention", y.GradFn?.Name); // the kernels' node, not the composite's matmul
             y.Backward(gd);
             var got = new[] { Host(y), q.Gradient(), k.Gradient(), v.Gradient() };
             var reference = new[] { want.O, want.DQ, want.DK, want.DV };
@@ -229,6 +230,7 @@ internal static class AttentionKernelChecks
                 using (p)
                 {
                     Assert.Equal(dev, p.Device);
+                    if (dev.Type != DeviceType.Cpu) Assert.Equal("scaled_dot_product_attention_probabilities", p.GradFn?.Name);
                     using var lp = p.Mul(wpd);
                     using var lo = o.Mul(gd);
                     using var sp = lp.Sum();
