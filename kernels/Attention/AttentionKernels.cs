@@ -14,10 +14,12 @@
 //           the same way, bool as bytes (≠ 0 keeps) or additive float). O, L, Δ, dO, dQ, dK, dV and P are
 //           contiguous [B, Nq, Dv], [B, Nq], [B, Nq], [B, Nq, Dv], [B, Nq, D], [B, Nk, D], [B, Nk, Dv],
 //           [B, Nq, Nk]. D, Dv ≤ 128 (MaxHead; larger heads take the composite path on the host side).
-// Forward   a group of 4 warps owns BlockRows = 16 query rows (4 per warp) and stages scale·Q [16, D]
+// Forward   a group of 8 warps owns ForwardRows = 32 query rows (4 per warp) and stages scale·Q [32, D]
 //           in shared memory once. It walks the key tiles of KeyTile = 32 keys (under causal only those a
 //           row of the block sees), staging K [32, D] (rows padded to 129 floats: lane j reads key j's
-//           row without bank conflicts) and V [32, Dv]. Lane j computes S[i, j] for its warp's 4 rows;
+//           row without bank conflicts), then, once S is done, V [32, Dv] into the same buffer (one more
+//           barrier per tile, half the shared memory: 8 warps fit where 4 did with separate buffers, which
+//           doubles the rows that share each K/V load). Lane j computes S[i, j] for its warp's 4 rows;
 //           the online softmax keeps per row a running max m (a warp max per tile) and a per-lane partial
 //           sum l (summed over the warp once at the end): m' = max(m, max_j S), P = exp(S − m'),
 //           l = l·exp(m − m') + P, and the output accumulators O[i, lane + 32c] (4 rows × 4 column blocks
@@ -37,14 +39,17 @@
 //           row sum is 32 lane partials added by a butterfly. Tolerances against the CPU op: ~1e-5 relative.
 // Flops     forward 2·Nq·Nk·(D + Dv) (about half under causal) + one exp per score; backward
 //           2·Nq·Nk·(2D + 2Dv) in BackwardKeyValue + 2·Nq·Nk·(2D + Dv) in BackwardQuery.
-// Bytes     forward: Q, O once; K and V once per group of 16 rows: 4·Nk·(D + Dv)·⌈Nq/16⌉ from L2 per b
-//           (the reuse factor is 16 rows; the inner loops read 1.25 shared floats per fma for S and 0.5 for
-//           P·V). Backward: Q, dO, L, Δ once per 16 keys, K, V once per 16 rows.
-// Launch    AttentionPlan: group (32, 4); Forward / BackwardQuery / Probabilities grid (⌈Nq/16⌉, B),
-//           BackwardKeyValue grid (⌈Nk/16⌉, B), RowDot grid ⌈B·Nq/4⌉. Static shared memory: Forward
-//           (16·128 + 32·129 + 32·128 + 16·32)·4 = 43,136 B; BackwardKeyValue (4·16·129 + 2·16·16 + 2·16)·4
-//           = 35,200 B; BackwardQuery the same; Probabilities (16·128 + 32·129)·4 = 24,704 B (all under
-//           the 48 KiB static limit). Indices are int (the plan checks every reach fits).
+// Bytes     forward: Q, O once; K and V once per group of 32 rows: 4·Nk·(D + Dv)·⌈Nq/32⌉ from L2 per b
+//           (the reuse factor is 32 rows; the inner loops read 1.25 shared floats per fma for S and 0.5 for
+//           P·V: shared-memory bandwidth, not the fma units, bounds this first version). Backward: Q, dO,
+//           L, Δ once per 16 keys, K, V once per 16 rows.
+// Launch    AttentionPlan: Forward group (32, 8), grid (⌈Nq/32⌉, B); the others group (32, 4):
+//           BackwardQuery / Probabilities grid (⌈Nq/16⌉, B), BackwardKeyValue grid (⌈Nk/16⌉, B), RowDot
+//           grid ⌈B·Nq/4⌉ (B ≤ 65535 along y). Static shared memory: Forward (32·128 + 32·129 + 32·32)·4
+//           = 36,992 B; BackwardKeyValue (4·16·129 + 2·16·16 + 2·16)·4 = 35,200 B; BackwardQuery
+//           (4·16·129 + 16·16 + 2·16)·4 = 34,176 B; Probabilities (16·128 + 32·129)·4 = 24,704 B (all under
+//           the 48 KiB static limit). No spills, no stack frame (32 accumulators at most per thread).
+//           Indices are int (the plan checks every reach fits).
 using Engine.Runtime.Kernels;
 
 namespace Engine.Tensors.Kernels;
@@ -115,13 +120,15 @@ internal static partial class AttentionKernels
 {
     /// <summary>Threads per warp (the group's x size).</summary>
     public const int Lanes = 32;
-    /// <summary>Warps per group (the group's y size).</summary>
+    /// <summary>Warps per group (the group's y size) of every kernel but Forward.</summary>
     public const int Warps = 4;
-    /// <summary>Threads per group.</summary>
-    public const int Threads = Lanes * Warps;
     /// <summary>Query rows (forward, dQ, P) or keys (dK/dV) per warp.</summary>
     public const int PerWarp = 4;
-    /// <summary>Query rows per group in Forward, BackwardQuery and Probabilities; keys per group in BackwardKeyValue.</summary>
+    /// <summary>Warps per group of Forward (the group is (32, 8)).</summary>
+    public const int ForwardWarps = 8;
+    /// <summary>Query rows per group of Forward.</summary>
+    public const int ForwardRows = ForwardWarps * PerWarp;
+    /// <summary>Query rows per group in BackwardQuery and Probabilities; keys per group in BackwardKeyValue.</summary>
     public const int BlockRows = Warps * PerWarp;
     /// <summary>Keys per tile of Forward and Probabilities (one per lane).</summary>
     public const int KeyTile = Lanes;
@@ -171,8 +178,8 @@ internal static partial class AttentionKernels
     public static void Stage(ArrayView<float> src, ArrayView<float> dst, int stride, int baseOffset, int rowStep, int colStep,
         int row0, int rows, int limit, int cols, float factor)
     {
-        int t = Group.IdxY * Lanes + Group.IdxX;
-        for (int e = t; e < rows * cols; e += Threads)
+        int t = Group.IdxY * Group.DimX + Group.IdxX, threads = Group.DimX * Group.DimY;
+        for (int e = t; e < rows * cols; e += threads)
         {
             int r = e / cols, c = e - r * cols, i = row0 + r;
             dst[r * stride + c] = i < limit ? factor * src[baseOffset + i * rowStep + c * colStep] : 0f;
@@ -207,23 +214,22 @@ internal static partial class AttentionKernels
         if (lane + 96 < cols) y[row + lane + 96] = factor * a3;
     }
 
-    /// <summary>O and L for 16 query rows of batch index Grid.IdxY (see the file header: Forward).</summary>
+    /// <summary>O and L for 32 query rows of batch index Grid.IdxY (see the file header: Forward).</summary>
     [Kernel]
     public static void Forward(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<byte> maskB, ArrayView<float> maskF,
         ArrayView<float> o, ArrayView<float> lse, AttentionLayout p)
     {
-        var qs = SharedMemory.Allocate<float>(BlockRows * MaxHead);   // scale·Q [16][128]
-        var ks = SharedMemory.Allocate<float>(KeyTile * PaddedHead);  // K tile [32][129]
-        var vs = SharedMemory.Allocate<float>(KeyTile * MaxHead);     // V tile [32][128]
-        var ps = SharedMemory.Allocate<float>(BlockRows * KeyTile);   // P tile [16][32]
+        var qs = SharedMemory.Allocate<float>(ForwardRows * MaxHead);  // scale·Q [32][128]
+        var kv = SharedMemory.Allocate<float>(KeyTile * PaddedHead);   // K tile [32][129], then V tile [32][129]
+        var ps = SharedMemory.Allocate<float>(ForwardRows * KeyTile);  // P tile [32][32]
         int lane = Group.IdxX, warp = Group.IdxY;
-        int b = Grid.IdxY, i0 = Grid.IdxX * BlockRows;
+        int b = Grid.IdxY, i0 = Grid.IdxX * ForwardRows;
         int rw = warp * PerWarp, ia = i0 + rw;
         int qBase = BatchBase(b, p.Heads, p.QOffset, p.QOuter, p.QInner);
         int kBase = BatchBase(b, p.Heads, p.KOffset, p.KOuter, p.KInner);
         int vBase = BatchBase(b, p.Heads, p.VOffset, p.VOuter, p.VInner);
         int mBase = BatchBase(b, p.Heads, p.MOffset, p.MOuter, p.MInner);
-        Stage(q, qs, MaxHead, qBase, p.QRow, p.QCol, i0, BlockRows, p.Nq, p.D, p.Scale);
+        Stage(q, qs, MaxHead, qBase, p.QRow, p.QCol, i0, ForwardRows, p.Nq, p.D, p.Scale);
         bool wide = p.Dv > 64;
         float m0 = float.NegativeInfinity, m1 = float.NegativeInfinity, m2 = float.NegativeInfinity, m3 = float.NegativeInfinity;
         float l0 = 0f, l1 = 0f, l2 = 0f, l3 = 0f;
@@ -231,23 +237,22 @@ internal static partial class AttentionKernels
         float a10 = 0f, a11 = 0f, a12 = 0f, a13 = 0f;
         float a20 = 0f, a21 = 0f, a22 = 0f, a23 = 0f;
         float a30 = 0f, a31 = 0f, a32 = 0f, a33 = 0f;
-        int jEnd = p.Causal != 0 ? Math.Min(p.Nk, i0 + BlockRows) : p.Nk;
+        int jEnd = p.Causal != 0 ? Math.Min(p.Nk, i0 + ForwardRows) : p.Nk;
         for (int j0 = 0; j0 < jEnd; j0 += KeyTile)
         {
-            Group.Barrier(); // the previous tile's readers are done
-            Stage(k, ks, PaddedHead, kBase, p.KRow, p.KCol, j0, KeyTile, p.Nk, p.D, 1f);
-            Stage(v, vs, MaxHead, vBase, p.VRow, p.VCol, j0, KeyTile, p.Nk, p.Dv, 1f);
+            Group.Barrier(); // the previous tile's readers of V are done
+            Stage(k, kv, PaddedHead, kBase, p.KRow, p.KCol, j0, KeyTile, p.Nk, p.D, 1f);
             Group.Barrier();
             // S[i, j] for key j = j0 + lane and the warp's 4 rows.
             float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
             int kr = lane * PaddedHead, qr = rw * MaxHead;
             for (int c = 0; c < p.D; c++)
             {
-                float kv = ks[kr + c];
-                s0 += qs[qr + c] * kv;
-                s1 += qs[qr + MaxHead + c] * kv;
-                s2 += qs[qr + 2 * MaxHead + c] * kv;
-                s3 += qs[qr + 3 * MaxHead + c] * kv;
+                float kc = kv[kr + c];
+                s0 += qs[qr + c] * kc;
+                s1 += qs[qr + MaxHead + c] * kc;
+                s2 += qs[qr + 2 * MaxHead + c] * kc;
+                s3 += qs[qr + 3 * MaxHead + c] * kc;
             }
             int j = j0 + lane;
             s0 = Masked(maskB, maskF, p, mBase, ia, j, s0);
@@ -272,6 +277,8 @@ internal static partial class AttentionKernels
             a30 *= f3; a31 *= f3; a32 *= f3; a33 *= f3;
             int pr = rw * KeyTile + lane;
             ps[pr] = p0; ps[pr + KeyTile] = p1; ps[pr + 2 * KeyTile] = p2; ps[pr + 3 * KeyTile] = p3;
+            Group.Barrier(); // every lane is done with the K tile: V takes its place
+            Stage(v, kv, PaddedHead, vBase, p.VRow, p.VCol, j0, KeyTile, p.Nk, p.Dv, 1f);
             Group.Barrier();
             // O[i, lane + 32c] += Σ_j P[i, j]·V[j, lane + 32c] over the tile's keys.
             int cols = Math.Min(KeyTile, p.Nk - j0);
@@ -279,15 +286,15 @@ internal static partial class AttentionKernels
             for (int jj = 0; jj < cols; jj++)
             {
                 float w0 = ps[wr + jj], w1 = ps[wr + KeyTile + jj], w2 = ps[wr + 2 * KeyTile + jj], w3 = ps[wr + 3 * KeyTile + jj];
-                int vr = jj * MaxHead + lane;
-                float v0 = vs[vr], v1 = vs[vr + 32];
+                int vr = jj * PaddedHead + lane;
+                float v0 = kv[vr], v1 = kv[vr + 32];
                 a00 += w0 * v0; a01 += w0 * v1;
                 a10 += w1 * v0; a11 += w1 * v1;
                 a20 += w2 * v0; a21 += w2 * v1;
                 a30 += w3 * v0; a31 += w3 * v1;
                 if (wide)
                 {
-                    float v2 = vs[vr + 64], v3 = vs[vr + 96];
+                    float v2 = kv[vr + 64], v3 = kv[vr + 96];
                     a02 += w0 * v2; a03 += w0 * v3;
                     a12 += w1 * v2; a13 += w1 * v3;
                     a22 += w2 * v2; a23 += w2 * v3;

@@ -8,13 +8,20 @@ namespace Engine.Tensors.Kernels;
 /// </summary>
 internal static class AttentionPlan
 {
-    /// <summary>The group of every attention kernel: 32 lanes × 4 warps.</summary>
+    /// <summary>The group of every attention kernel but Forward: 32 lanes × 4 warps.</summary>
     public static Dim3 Group => new(AttentionKernels.Lanes, AttentionKernels.Warps);
 
     /// <summary>Largest grid y (CUDA's limit; the batch count runs along y).</summary>
     public const int MaxBatch = 65535;
 
-    /// <summary>Grid of Forward, BackwardQuery and Probabilities: 16 query rows × one batch index per group.</summary>
+    /// <summary>The group of Forward: 32 lanes × 8 warps.</summary>
+    public static Dim3 ForwardGroup => new(AttentionKernels.Lanes, AttentionKernels.ForwardWarps);
+
+    /// <summary>Grid of Forward: 32 query rows × one batch index per group.</summary>
+    public static Dim3 ForwardGrid(AttentionLayout p, int batch)
+        => new((p.Nq + AttentionKernels.ForwardRows - 1) / AttentionKernels.ForwardRows, batch);
+
+    /// <summary>Grid of BackwardQuery and Probabilities: 16 query rows × one batch index per group.</summary>
     public static Dim3 QueryGrid(AttentionLayout p, int batch)
         => new((p.Nq + AttentionKernels.BlockRows - 1) / AttentionKernels.BlockRows, batch);
 

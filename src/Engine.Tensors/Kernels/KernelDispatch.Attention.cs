@@ -95,7 +95,7 @@ internal static partial class KernelDispatch
         var lse = Output([.. batch, nq], q, op);
         using var ops = AttentionBind(q, k, v, mask, causal, scale, batch, nq, nk, d, dv);
         if (ops.Batch == 0 || nq == 0) return (o, lse);
-        AttentionKernels.Launch.Forward(Accelerator(q), AttentionPlan.QueryGrid(ops.Layout, ops.Batch), AttentionPlan.Group,
+        AttentionKernels.Launch.Forward(Accelerator(q), AttentionPlan.ForwardGrid(ops.Layout, ops.Batch), AttentionPlan.ForwardGroup,
             Whole(ops.Q), Whole(ops.K), Whole(ops.V), BoolMaskView(ops.Mask), FloatMaskView(ops.Mask), Whole(o), Whole(lse), ops.Layout);
         return (o, lse);
     }
