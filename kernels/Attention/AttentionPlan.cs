@@ -38,7 +38,7 @@ internal static class AttentionPlan
     /// </summary>
     public static bool Fits(long batch, long nq, long nk, long d, long dv)
         => d >= 1 && dv >= 1 && d <= AttentionKernels.MaxHead && dv <= AttentionKernels.MaxHead && batch <= MaxBatch
-           && batch * nq * Math.Max(Math.Max(d, dv), Math.Max(nk, 1)) < int.MaxValue && batch * nk * Math.Max(d, 1) < int.MaxValue;
+           && batch * nq * Math.Max(Math.Max(d, dv), Math.Max(nk, 1)) < int.MaxValue && batch * nk * Math.Max(d, dv) < int.MaxValue;
 
     /// <summary>
     /// One operand read as <paramref name="full"/> = [batch..., rows, cols]: its element offset and the strides

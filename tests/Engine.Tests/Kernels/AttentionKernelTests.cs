@@ -251,6 +251,32 @@ internal static class AttentionKernelChecks
         }
     }
 
+    /// <summary>
+    /// Forward and backward of a [1, 512, 16] self-attention on the device never hold an [Nq, Nk] buffer: the
+    /// allocator's peak over the call stays below half of P's 1 MiB (O, L, Δ, dQ, dK, dV are ~150 KiB).
+    /// </summary>
+    public static void NoQuadraticMemory(Device device)
+    {
+        const int n = 512, d = 16;
+        var rng = new Random(TestUtil.StableSeed("attention-kernel-memory"));
+        using var q0 = TestUtil.Random(rng, [1, n, d]);
+        using var k0 = TestUtil.Random(rng, [1, n, d]);
+        using var v0 = TestUtil.Random(rng, [1, n, d]);
+        using var g0 = TestUtil.Random(rng, [1, n, d]);
+        using var q = q0.To(device).RequiresGrad_();
+        using var k = k0.To(device).RequiresGrad_();
+        using var v = v0.To(device).RequiresGrad_();
+        using var g = g0.To(device);
+        var memory = DeviceRegistry.Get(device).Allocator;
+        long before = memory.CurrentBytes;
+        memory.ResetPeak();
+        using (var y = Tensor.ScaledDotProductAttention(q, k, v, causal: true))
+            y.Backward(g);
+        long peak = memory.PeakBytes - before;
+        Assert.True(peak < (long)n * n * sizeof(float) / 2, $"peak {peak} B over the call on {device}");
+        Assert.NotNull(q.Grad);
+    }
+
     /// <summary>createGraph on the device (composite backward; on the host for a masked call): the second-order gradient equals the CPU's.</summary>
     public static void SecondOrder(Device device)
     {
@@ -357,6 +383,7 @@ public class OpenCLAttentionKernelTests
     [BackendFact("opencl")] public void LogSumExp_MatchesFloat64_FullyMaskedRowIsNegativeInfinity() => AttentionKernelChecks.LogSumExp(OpenCL);
     [BackendFact("opencl")] public void Probabilities_MatchFloat64AndCpu_WithGradients() => AttentionKernelChecks.Probabilities(OpenCL);
     [BackendFact("opencl")] public void CreateGraph_SecondOrderMatchesCpu() => AttentionKernelChecks.SecondOrder(OpenCL);
+    [BackendFact("opencl")] public void ForwardBackward_NeverHoldAnNqByNkBuffer() => AttentionKernelChecks.NoQuadraticMemory(OpenCL);
 }
 
 /// <summary>The attention kernels on a CUDA GPU (where one exists; skipped with the reason elsewhere).</summary>
