@@ -115,6 +115,9 @@ public static class KernelsCommand
             ("DivergenceKernels", "Divergence") => Fixed(256),
             // SoftmaxPlan.For / VarRows / BatchNorm Stats, BackwardReduce: row or channel length → power of two in [32, 256].
             ("SoftmaxKernels", _) or ("NormKernels", "VarRows") or ("BatchNormKernels", "Stats" or "BackwardReduce") => UpTo(256),
+            // AttentionPlan.ForwardGroup: AttentionKernels.Lanes × ForwardWarps = 32 × 8; AttentionPlan.Group: Lanes × Warps = 32 × 4.
+            ("AttentionKernels", "Forward") => Fixed(32 * 8),
+            ("AttentionKernels", _) => Fixed(32 * 4),
             _ => Engine.Runtime.KernelLaunchShape.Assumed,
         };
 

@@ -35,10 +35,16 @@ public sealed partial class Tensor
     /// which materializes P), so gradients of gradients work.
     /// </para>
     /// <para>
+    /// Accelerator devices (float32, D and Dv ≤ 128): the flash-attention kernels of kernels/Attention, the same
+    /// algorithm and special cases (forward: O and the logsumexp, no [Nq, Nk] matrix; backward: Δ, then dK/dV
+    /// and dQ in two deterministic kernels, no atomics), with the same createGraph rule (the composite backward;
+    /// for a masked call it runs on the host through recorded copies).
+    /// </para>
+    /// <para>
     /// The composite form (MatMul, Softmax, Where; P materialized, memory quadratic) is used instead of the fused
-    /// kernel on devices other than the CPU and when a float mask requires a gradient (its gradient is dS).
-    /// On a device, a masked call runs on the host (recorded copies there and back), because the mask handling
-    /// needs ops that have no device kernels yet.
+    /// kernels when a float mask requires a gradient (its gradient is dS), and on a device for what the kernels
+    /// do not take (D or Dv past 128 or 0, float64, sizes past 32-bit indexing); there a masked call runs on the
+    /// host (recorded copies there and back).
     /// </para>
     /// </summary>
     /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit (the message names the op and the shapes).</exception>
@@ -46,8 +52,10 @@ public sealed partial class Tensor
     {
         var geometry = CheckAttention(SdpaOp, query, key, value, mask, scale);
         bool device = KernelDispatch.IsAccelerated(query);
-        if (device && mask is not null) return AttentionOnHost(query, key, value, mask, causal, scale, probabilities: false)[0];
         bool maskGrad = mask is not null && mask.RequiresGrad && GradMode.IsEnabled;
+        if (device && !maskGrad && DeviceAttentionFits(query, mask, geometry))
+            return DeviceFusedAttention(query, key, value, mask, causal, geometry);
+        if (device && mask is not null) return AttentionOnHost(query, key, value, mask, causal, scale, probabilities: false)[0];
         if (device || maskGrad)
         {
             var probabilities = AttentionProbabilities(query, key, mask, causal, geometry.Scale, geometry.Nk);
@@ -60,13 +68,19 @@ public sealed partial class Tensor
     /// <see cref="ScaledDotProductAttention"/> that also returns the attention probabilities
     /// P = softmax(scale·Q·Kᵀ + M) [..., Nq, Nk] (for attention distillation, e.g. MiniLM). Both results are
     /// differentiable (a loss on P reaches Q and K, and the mask when it is a float mask that requires grad).
-    /// This form is composite: P is materialized (memory quadratic in N). Fully masked rows give P = 0 and
-    /// output 0. Arguments and errors as in <see cref="ScaledDotProductAttention"/>.
+    /// P is materialized (memory quadratic in N). Fully masked rows give P = 0 and output 0. On the CPU this form
+    /// is composite; on an accelerator (where the kernels take the call, see <see cref="ScaledDotProductAttention"/>)
+    /// the output comes from the flash-attention forward and P from a kernel that writes exp(S − L) with the
+    /// forward's logsumexp L; P's gradient is dS = P ⊙ (g_P − rowsum(g_P ⊙ P)), dQ = scale·dS·K, dK = scale·dSᵀ·Q
+    /// (device ops). Arguments and errors as in <see cref="ScaledDotProductAttention"/>.
     /// </summary>
     public static (Tensor Output, Tensor Probabilities) ScaledDotProductAttentionWithProbabilities(
         Tensor query, Tensor key, Tensor value, Tensor? mask = null, bool causal = false, double? scale = null)
     {
         var geometry = CheckAttention(SdpaOp, query, key, value, mask, scale);
+        bool maskGrad = mask is not null && mask.RequiresGrad && GradMode.IsEnabled;
+        if (KernelDispatch.IsAccelerated(query) && !maskGrad && DeviceAttentionFits(query, mask, geometry))
+            return DeviceFusedAttentionWithProbabilities(query, key, value, mask, causal, geometry);
         if (KernelDispatch.IsAccelerated(query) && mask is not null)
         {
             var results = AttentionOnHost(query, key, value, mask, causal, scale, probabilities: true);
