@@ -41,7 +41,8 @@
 //           mostly from L1/L2), plus 4 B written per output; 16 flops per float staged from L2 when both tile
 //           sides are full. Compared with Im2Col + Sgemm it saves writing and re-reading 4·N·Kg·L·G bytes.
 // Indexing  int (32-bit): ImplicitGemmPlan refuses shapes whose element offsets exceed 2^31 − 1.
-// Launch    ImplicitGemmPlan: group (16, 16); grid (⌈cols/64⌉, ⌈rows/64⌉, G) (backward-weight: G·Splits).
+// Launch    ImplicitGemmPlan: ConvForward, ConvBackwardData, ConvBackwardWeight (entry points named so they do not
+//           clash with other families' Forward kernels) group (16, 16); grid (⌈cols/64⌉, ⌈rows/64⌉, G) (backward-weight: G·Splits).
 //           Static shared memory (16·65 + 16·65)·4 = 8320 bytes; 16 accumulators per thread, no spills.
 //           SumSplits: 1-D, group 256, one thread per element of dW.
 using Engine.Runtime.Kernels;
@@ -122,7 +123,7 @@ internal static partial class ImplicitGemmKernels
 
     /// <summary>y = conv2d(x, w) (+ bias): one 64×64 tile of [CoutG, N·L] per group, group g = Grid.IdxZ (see the file header).</summary>
     [Kernel]
-    public static void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, ImplicitGemmLayout p)
+    public static void ConvForward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, ImplicitGemmLayout p)
     {
         var tileA = SharedMemory.Allocate<float>(TileK * Padded);
         var tileB = SharedMemory.Allocate<float>(TileK * Padded);
@@ -209,7 +210,7 @@ internal static partial class ImplicitGemmKernels
 
     /// <summary>dx = conv2d backward-data(dy, w): one 64×64 tile of [Cpg, N·H·W] per group, group g = Grid.IdxZ (see the file header).</summary>
     [Kernel]
-    public static void BackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ImplicitGemmLayout p)
+    public static void ConvBackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ImplicitGemmLayout p)
     {
         var tileA = SharedMemory.Allocate<float>(TileK * Padded);
         var tileB = SharedMemory.Allocate<float>(TileK * Padded);
@@ -297,7 +298,7 @@ internal static partial class ImplicitGemmKernels
     /// writes partials[split, g·CoutG + m, k] (see the file header).
     /// </summary>
     [Kernel]
-    public static void BackwardWeight(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partials, ImplicitGemmLayout p)
+    public static void ConvBackwardWeight(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partials, ImplicitGemmLayout p)
     {
         var tileA = SharedMemory.Allocate<float>(TileK * Padded);
         var tileB = SharedMemory.Allocate<float>(TileK * Padded);

@@ -95,15 +95,15 @@ internal static class ImplicitGemmPlan
         return reach <= int.MaxValue - 2 * ImplicitGemmKernels.TileM;
     }
 
-    /// <summary>Grid of Forward: columns N·L, rows CoutG, one z per group.</summary>
+    /// <summary>Grid of ConvForward: columns N·L, rows CoutG, one z per group.</summary>
     public static Dim3 ForwardGrid(in ImplicitGemmLayout p)
         => Grid((long)p.N * p.OH * p.OW, p.CoutG, p.Groups);
 
-    /// <summary>Grid of BackwardData: columns N·H·W, rows Cpg, one z per group.</summary>
+    /// <summary>Grid of ConvBackwardData: columns N·H·W, rows Cpg, one z per group.</summary>
     public static Dim3 BackwardDataGrid(in ImplicitGemmLayout p)
         => Grid((long)p.N * p.H * p.W, p.Cpg, p.Groups);
 
-    /// <summary>Grid of BackwardWeight: columns Kg, rows CoutG, one z per (group, split).</summary>
+    /// <summary>Grid of ConvBackwardWeight: columns Kg, rows CoutG, one z per (group, split).</summary>
     public static Dim3 BackwardWeightGrid(in ImplicitGemmLayout p)
         => Grid((long)p.Cpg * p.KH * p.KW, p.CoutG, (long)p.Groups * p.Splits);
 

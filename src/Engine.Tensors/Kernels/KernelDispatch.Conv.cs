@@ -180,7 +180,7 @@ internal static partial class KernelDispatch
             var p = ImplicitGemmPlan.Create(s, xo, null, bo);
             var grid = ImplicitGemmPlan.ForwardGrid(p);
             if (grid.X > 0)
-                ImplicitGemmKernels.Launch.Forward(Accelerator(x), grid, ImplicitGemmPlan.Group, Whole(xo), WeightView(wc, y),
+                ImplicitGemmKernels.Launch.ConvForward(Accelerator(x), grid, ImplicitGemmPlan.Group, Whole(xo), WeightView(wc, y),
                     bo is null ? Whole(y) : Whole(bo), Whole(y), p);
         }
         bool gx = x.RequiresGrad, gw = w.RequiresGrad, gb = b?.RequiresGrad ?? false;
@@ -210,7 +210,7 @@ internal static partial class KernelDispatch
             var p = ImplicitGemmPlan.Create(s, null, go, null);
             var grid = ImplicitGemmPlan.BackwardDataGrid(p);
             if (grid.X > 0)
-                ImplicitGemmKernels.Launch.BackwardData(Accelerator(dy), grid, ImplicitGemmPlan.Group, Whole(go), WeightView(wc, dx), Whole(dx), p);
+                ImplicitGemmKernels.Launch.ConvBackwardData(Accelerator(dy), grid, ImplicitGemmPlan.Group, Whole(go), WeightView(wc, dx), Whole(dx), p);
         }
         bool gg = dy.RequiresGrad, gw = w.RequiresGrad;
         return Graph.Record(dx, op, [dy, w], [dy, w], (h, saved) =>
@@ -237,12 +237,12 @@ internal static partial class KernelDispatch
             {
                 var acc = Accelerator(x);
                 if (p.Splits == 1)
-                    ImplicitGemmKernels.Launch.BackwardWeight(acc, grid, ImplicitGemmPlan.Group, Whole(xo), Whole(go), Whole(dw), p);
+                    ImplicitGemmKernels.Launch.ConvBackwardWeight(acc, grid, ImplicitGemmPlan.Group, Whole(xo), Whole(go), Whole(dw), p);
                 else
                 {
                     int count = checked((int)dw.NumEl);
                     using var partials = Tensor.Allocate([p.Splits, count], DType.Float32, zero: false, op, x.Device);
-                    ImplicitGemmKernels.Launch.BackwardWeight(acc, grid, ImplicitGemmPlan.Group, Whole(xo), Whole(go), Whole(partials), p);
+                    ImplicitGemmKernels.Launch.ConvBackwardWeight(acc, grid, ImplicitGemmPlan.Group, Whole(xo), Whole(go), Whole(partials), p);
                     ImplicitGemmKernels.Launch.SumSplits(acc, Groups(count, ImplicitGemmKernels.SumGroupSize), ImplicitGemmKernels.SumGroupSize,
                         Whole(partials), Whole(dw), count, p.Splits);
                 }
