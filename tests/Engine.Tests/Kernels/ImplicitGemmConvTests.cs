@@ -70,11 +70,19 @@ internal static class ImplicitGemmConvChecks
         }
     }
 
+    /// <summary>The values of <paramref name="t"/> (any device) as float64, row-major.</summary>
     private static double[] D(Tensor t)
     {
-        using var cpu = t.To(Device.Cpu);
-        using var d = cpu.To(DType.Float64);
-        return d.ToArray<double>();
+        var cpu = t.To(Device.Cpu); // t itself when it is on the CPU already
+        try
+        {
+            using var d = cpu.To(DType.Float64);
+            return d.ToArray<double>();
+        }
+        finally
+        {
+            if (!ReferenceEquals(cpu, t)) cpu.Dispose();
+        }
     }
 
     /// <summary>y = conv2d(x, w) + b in float64 (plain loops).</summary>
