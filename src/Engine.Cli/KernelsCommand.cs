@@ -111,6 +111,8 @@ public static class KernelsCommand
             // ImplicitGemmPlan.Group: ImplicitGemmKernels.Threads × Threads = 16 × 16; SumSplits: ImplicitGemmKernels.SumGroupSize = 256.
             ("ImplicitGemmKernels", "SumSplits") => Fixed(256),
             ("ImplicitGemmKernels", _) => Fixed(16 * 16),
+            // DepthwiseConvKernels.GroupSize = 256 (all three).
+            ("DepthwiseConvKernels", _) => Fixed(256),
             // ReducePlan: columns (ReduceKernels.ColumnsX, ColumnsY) = (32, 8); rows n → power of two in [32, MaxRowGroup = 256].
             ("ReduceKernels", "ReduceColumns") => Fixed(32 * 8),
             ("ReduceKernels", "ReduceRows") => UpTo(256),

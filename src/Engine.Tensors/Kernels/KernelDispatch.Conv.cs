@@ -126,8 +126,9 @@ internal static partial class KernelDispatch
 /// backward-weight are recorded ops, each one's gradients again one of the three (as the CPU op records
 /// them in Ops/Conv.cs), so gradients of any order run on the device; the bias gradient is a sum of g.
 /// <para>
-/// Handles every float32 conv2d (any stride, padding, dilation, groups — depthwise included — bias, batch,
-/// strided input and output gradient) whose element offsets fit the kernels' 32-bit indexing. Otherwise
+/// Handles every float32 conv2d (any stride, padding, dilation, groups, bias, batch, strided input and output
+/// gradient); depthwise convolutions (one input channel per group, Cpu.ConvKernels.Shape.IsDepthwise) take the
+/// direct kernels of kernels/Conv/DepthwiseConvKernels.cs instead (a 1-row GEMM would idle the tile), whose element offsets fit the kernels' 32-bit indexing. Otherwise
 /// (<see cref="ImplicitGemmConv2d"/> returns null) Tensor.Conv2d falls back to Unfold (Im2Col) + MatMul + bias,
 /// which also reports mixed devices and non-float32 dtypes with its own errors. Setting the environment
 /// variable <c>ENGINE_CONV=im2col</c> selects that path for every device convolution (to compare the two).
@@ -168,7 +169,7 @@ internal static partial class KernelDispatch
     private static ArrayView<float> WeightView(Tensor wc, Tensor output) => wc.NumEl == 0 ? Whole(output) : Elements(wc);
 
     /// <summary>The recorded device conv2d forward y = conv2d(x, w) + b (shapes validated, <see cref="ImplicitGemmPlan.Fits"/> true).</summary>
-    internal static Tensor ConvForwardOp(Tensor x, Tensor w, Tensor? b, Cpu.ConvKernels.Shape s)
+    internal static Tensor ConvForwardOp(Tensor x, Tensor w, Tensor? b, Cpu.ConvKernels.Shape s, bool depthwiseKernels = true)
     {
         const string op = "conv2d";
         var y = Output([s.N, s.Cout, s.OH, s.OW], x, op);
@@ -179,7 +180,14 @@ internal static partial class KernelDispatch
         {
             var p = ImplicitGemmPlan.Create(s, xo, null, bo);
             var grid = ImplicitGemmPlan.ForwardGrid(p);
-            if (grid.X > 0)
+            int count = (int)y.NumEl;
+            if (depthwiseKernels && s.IsDepthwise)
+            {
+                if (count > 0)
+                    DepthwiseConvKernels.Launch.DepthwiseForward(Accelerator(x), Groups(count, DepthwiseConvKernels.GroupSize), DepthwiseConvKernels.GroupSize,
+                        Whole(xo), WeightView(wc, y), bo is null ? Whole(y) : Whole(bo), Whole(y), p, count);
+            }
+            else if (grid.X > 0)
                 ImplicitGemmKernels.Launch.ConvForward(Accelerator(x), grid, ImplicitGemmPlan.Group, Whole(xo), WeightView(wc, y),
                     bo is null ? Whole(y) : Whole(bo), Whole(y), p);
         }
@@ -199,7 +207,7 @@ internal static partial class KernelDispatch
     /// (any strides) and weight <paramref name="w"/>. Linear in both: its gradients are conv2d(h, w) for dy and
     /// backward-weight(h, dy) for w.
     /// </summary>
-    internal static Tensor ConvBackwardDataOp(Tensor dy, Tensor w, Cpu.ConvKernels.Shape s)
+    internal static Tensor ConvBackwardDataOp(Tensor dy, Tensor w, Cpu.ConvKernels.Shape s, bool depthwiseKernels = true)
     {
         const string op = "conv2d_backward_data";
         var dx = Output([s.N, s.Cin, s.H, s.W], dy, op);
@@ -209,7 +217,14 @@ internal static partial class KernelDispatch
         {
             var p = ImplicitGemmPlan.Create(s, null, go, null);
             var grid = ImplicitGemmPlan.BackwardDataGrid(p);
-            if (grid.X > 0)
+            int count = (int)dx.NumEl;
+            if (depthwiseKernels && s.IsDepthwise)
+            {
+                if (count > 0)
+                    DepthwiseConvKernels.Launch.DepthwiseBackwardData(Accelerator(dy), Groups(count, DepthwiseConvKernels.GroupSize), DepthwiseConvKernels.GroupSize,
+                        Whole(go), WeightView(wc, dx), Whole(dx), p, count);
+            }
+            else if (grid.X > 0)
                 ImplicitGemmKernels.Launch.ConvBackwardData(Accelerator(dy), grid, ImplicitGemmPlan.Group, Whole(go), WeightView(wc, dx), Whole(dx), p);
         }
         bool gg = dy.RequiresGrad, gw = w.RequiresGrad;
@@ -221,9 +236,10 @@ internal static partial class KernelDispatch
     /// The recorded device backward-weight dw [Cout, Cin/groups, kH, kW] of conv2d for input <paramref name="x"/>
     /// and output gradient <paramref name="dy"/> (both any strides). Linear in both: its gradients are
     /// backward-data(dy, h) for x and conv2d(x, h) for dy. <paramref name="qPerSplit"/> forces the length of each
-    /// chunk of the N·OH·OW reduction (tests); by default ImplicitGemmPlan picks it.
+    /// chunk of the N·OH·OW reduction (tests); by default ImplicitGemmPlan picks it. <paramref name="depthwiseKernels"/>
+    /// false runs depthwise shapes through the implicit-GEMM kernels too (tests compare both).
     /// </summary>
-    internal static Tensor ConvBackwardWeightOp(Tensor x, Tensor dy, Cpu.ConvKernels.Shape s, int? qPerSplit = null)
+    internal static Tensor ConvBackwardWeightOp(Tensor x, Tensor dy, Cpu.ConvKernels.Shape s, int? qPerSplit = null, bool depthwiseKernels = true)
     {
         const string op = "conv2d_backward_weight";
         var dw = Output([s.Cout, s.Cpg, s.Geo.KH, s.Geo.KW], x, op);
@@ -233,7 +249,12 @@ internal static partial class KernelDispatch
         {
             var p = ImplicitGemmPlan.Create(s, xo, go, null, qPerSplit);
             var grid = ImplicitGemmPlan.BackwardWeightGrid(p);
-            if (grid.X > 0)
+            if (depthwiseKernels && s.IsDepthwise)
+            {
+                if (dw.NumEl > 0)
+                    DepthwiseConvKernels.Launch.DepthwiseBackwardWeight(Accelerator(x), (int)dw.NumEl, DepthwiseConvKernels.GroupSize, Whole(xo), Whole(go), Whole(dw), p);
+            }
+            else if (grid.X > 0)
             {
                 var acc = Accelerator(x);
                 if (p.Splits == 1)

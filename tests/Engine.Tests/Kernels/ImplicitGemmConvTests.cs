@@ -6,8 +6,9 @@ using Device = Engine.Runtime.Device;
 namespace Engine.Tests.Kernels;
 
 /// <summary>
-/// The implicit-GEMM convolution kernels (kernels/Conv/ImplicitGemmKernels.cs) and the device conv2d built on
-/// them, run on a device: forward, backward-data and backward-weight against a float64 reference written here
+/// The implicit-GEMM convolution kernels (kernels/Conv/ImplicitGemmKernels.cs), the depthwise kernels
+/// (kernels/Conv/DepthwiseConvKernels.cs; depthwise shapes also through the implicit-GEMM kernels) and the device
+/// conv2d built on them, run on a device: forward, backward-data and backward-weight against a float64 reference written here
 /// (plain loops) and against the CPU conv2d on the same float32 inputs; then Tensor.Conv2d's gradients through
 /// autograd on the device against the CPU's, including a gradient of a gradient. Shapes are modest (the emulator
 /// runs one OS thread per GPU thread) but odd, and cover 1×1, 3×3 stride 2, padding, dilation, asymmetric
@@ -185,6 +186,16 @@ internal static class ImplicitGemmConvChecks
             TestUtil.AssertClose(D(y), D(yDev), 5e-5, 5e-5, "forward vs CPU conv2d: " + what);
             TestUtil.AssertClose(D(xc.Grad!), D(dxDev), 5e-5, 5e-5, "backward-data vs CPU conv2d: " + what);
             TestUtil.AssertClose(D(wcpu.Grad!), D(dwDev), 1e-4, 5e-5, "backward-weight vs CPU conv2d: " + what);
+            if (s.IsDepthwise)
+            {
+                // The ops above ran the direct depthwise kernels; the implicit-GEMM kernels take the same shapes.
+                using var yGemm = KernelDispatch.ConvForwardOp(xDev, wDev, c.Bias ? bDev : null, s, depthwiseKernels: false);
+                using var dxGemm = KernelDispatch.ConvBackwardDataOp(dyDev, wDev, s, depthwiseKernels: false);
+                using var dwGemm = KernelDispatch.ConvBackwardWeightOp(xDev, dyDev, s, qPerSplit: 32, depthwiseKernels: false);
+                TestUtil.AssertClose(yRef, D(yGemm), 5e-5, 5e-5, "forward (implicit GEMM) vs float64: " + what);
+                TestUtil.AssertClose(dxRef, D(dxGemm), 5e-5, 5e-5, "backward-data (implicit GEMM) vs float64: " + what);
+                TestUtil.AssertClose(dwRef, D(dwGemm), 1e-4, 5e-5, "backward-weight (implicit GEMM) vs float64: " + what);
+            }
         }
     }
 
@@ -324,11 +335,15 @@ public class ImplicitGemmPlanTests
     public void ReportKnowsTheLaunchShapes()
     {
         System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(typeof(Tensor).Module.ModuleHandle);
-        var kernels = Engine.Runtime.Kernels.KernelRegistry.All.Where(k => k.DeclaringType == "Engine.Tensors.Kernels.ImplicitGemmKernels").ToList();
-        Assert.Equal(["ConvBackwardData", "ConvBackwardWeight", "ConvForward", "SumSplits"], kernels.Select(k => k.EntryPoint).Order().ToArray());
+        var kernels = Engine.Runtime.Kernels.KernelRegistry.All
+            .Where(k => k.DeclaringType is "Engine.Tensors.Kernels.ImplicitGemmKernels" or "Engine.Tensors.Kernels.DepthwiseConvKernels").ToList();
+        Assert.Equal(["ConvBackwardData", "ConvBackwardWeight", "ConvForward", "DepthwiseBackwardData", "DepthwiseBackwardWeight", "DepthwiseForward", "SumSplits"],
+            kernels.Select(k => k.EntryPoint).Order().ToArray());
         foreach (var k in kernels)
         {
-            int expected = k.EntryPoint == "SumSplits" ? ImplicitGemmKernels.SumGroupSize : ImplicitGemmKernels.Threads * ImplicitGemmKernels.Threads;
+            int expected = k.EntryPoint.StartsWith("Conv", StringComparison.Ordinal)
+                ? ImplicitGemmKernels.Threads * ImplicitGemmKernels.Threads
+                : k.EntryPoint == "SumSplits" ? ImplicitGemmKernels.SumGroupSize : DepthwiseConvKernels.GroupSize;
             Assert.Equal(new KernelLaunchShape(expected, 0, LaunchShapeOrigin.Fixed), Engine.Cli.KernelsCommand.LaunchShape(k));
         }
     }
