@@ -78,7 +78,8 @@ internal static class ImplicitGemmPlan
         long q = s.N * s.L;
         long y = s.N * s.Cout * s.L, xs = s.N * s.Cin * s.H * s.W;
         long w = (s.Cout + ImplicitGemmKernels.TileM) * (s.Kg + ImplicitGemmKernels.TileN);
-        long splitsBound = Math.Max(1, q / MinQPerSplit) + 1;
+        long splitsBound = Math.Min(Math.Max(1, q / MinQPerSplit), TargetBlocks) + 1; // Create never picks more
+        if (s.IsDepthwise) splitsBound = 1; // the depthwise kernels write dW directly
         return y <= max && xs <= max && w <= max && s.Cout * s.Kg * splitsBound <= max && q <= max && s.Groups + TargetBlocks <= 65535;
     }
 

@@ -127,8 +127,9 @@ internal static partial class KernelDispatch
 /// them in Ops/Conv.cs), so gradients of any order run on the device; the bias gradient is a sum of g.
 /// <para>
 /// Handles every float32 conv2d (any stride, padding, dilation, groups, bias, batch, strided input and output
-/// gradient); depthwise convolutions (one input channel per group, Cpu.ConvKernels.Shape.IsDepthwise) take the
-/// direct kernels of kernels/Conv/DepthwiseConvKernels.cs instead (a 1-row GEMM would idle the tile), whose element offsets fit the kernels' 32-bit indexing. Otherwise
+/// gradient) whose sizes fit the kernels' 32-bit indexing (<see cref="ImplicitGemmPlan.Fits"/>); depthwise
+/// convolutions (one input channel per group, Cpu.ConvKernels.Shape.IsDepthwise) take the direct kernels of
+/// kernels/Conv/DepthwiseConvKernels.cs instead (a 1-row GEMM would idle the tile). Otherwise
 /// (<see cref="ImplicitGemmConv2d"/> returns null) Tensor.Conv2d falls back to Unfold (Im2Col) + MatMul + bias,
 /// which also reports mixed devices and non-float32 dtypes with its own errors. Setting the environment
 /// variable <c>ENGINE_CONV=im2col</c> selects that path for every device convolution (to compare the two).
