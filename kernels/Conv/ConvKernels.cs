@@ -1,6 +1,8 @@
 // Convolution building blocks on a device: im2col (Unfold) and its adjoint col2im (Fold), float32.
-// Conv2d on a device is Unfold + the device GEMM (kernels/Gemm) + a broadcast bias add, exactly as the
-// CPU op composes it (Ops/Conv.cs), so its input, weight and bias gradients are Fold, GEMM and a sum.
+// Conv2d on a device runs the implicit-GEMM kernels (ImplicitGemmKernels.cs, DepthwiseConvKernels.cs);
+// its fallback (Tensor.ConvComposite, when KernelDispatch.ImplicitGemmConv2d declines: 32-bit index
+// overflow or ENGINE_CONV=im2col) is Unfold + the device GEMM (kernels/Gemm) + a broadcast bias add, whose
+// input, weight and bias gradients are Fold, GEMM and a sum.
 //
 // Math      Unfold: y[p, t, l] = x[p, oy·SH − PH + i·DH, ox·SW − PW + j·DW] (0 outside the input), for
 //           plane p = n·C + c, tap t = i·KW + j, output position l = oy·OW + ox.

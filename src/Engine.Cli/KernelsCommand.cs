@@ -108,6 +108,11 @@ public static class KernelsCommand
                 or ("BatchNormKernels", "Forward" or "BackwardInput") => Fixed(256),
             // GemmPlan.Group: GemmKernels.Threads × GemmKernels.Threads = 16 × 16.
             ("GemmKernels", "Sgemm") => Fixed(16 * 16),
+            // ImplicitGemmPlan.Group: ImplicitGemmKernels.Threads × Threads = 16 × 16; SumSplits: ImplicitGemmKernels.SumGroupSize = 256.
+            ("ImplicitGemmKernels", "SumSplits") => Fixed(256),
+            ("ImplicitGemmKernels", _) => Fixed(16 * 16),
+            // DepthwiseConvKernels.GroupSize = 256 (all three).
+            ("DepthwiseConvKernels", _) => Fixed(256),
             // ReducePlan: columns (ReduceKernels.ColumnsX, ColumnsY) = (32, 8); rows n → power of two in [32, MaxRowGroup = 256].
             ("ReduceKernels", "ReduceColumns") => Fixed(32 * 8),
             ("ReduceKernels", "ReduceRows") => UpTo(256),

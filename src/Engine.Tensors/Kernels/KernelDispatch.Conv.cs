@@ -120,3 +120,158 @@ internal static partial class KernelDispatch
         return (y, idx);
     }
 }
+
+/// <summary>
+/// conv2d on a device by implicit GEMM (kernels/Conv/ImplicitGemmKernels.cs): forward, backward-data and
+/// backward-weight are recorded ops, each one's gradients again one of the three (as the CPU op records
+/// them in Ops/Conv.cs), so gradients of any order run on the device; the bias gradient is a sum of g.
+/// <para>
+/// Handles every float32 conv2d (any stride, padding, dilation, groups, bias, batch, strided input and output
+/// gradient) whose sizes fit the kernels' 32-bit indexing (<see cref="ImplicitGemmPlan.Fits"/>); depthwise
+/// convolutions (one input channel per group, Cpu.ConvKernels.Shape.IsDepthwise) take the direct kernels of
+/// kernels/Conv/DepthwiseConvKernels.cs instead (a 1-row GEMM would idle the tile). Otherwise
+/// (<see cref="ImplicitGemmConv2d"/> returns null) Tensor.Conv2d falls back to Unfold (Im2Col) + MatMul + bias,
+/// which also reports mixed devices and non-float32 dtypes with its own errors. Setting the environment
+/// variable <c>ENGINE_CONV=im2col</c> selects that path for every device convolution (to compare the two).
+/// </para>
+/// </summary>
+internal static partial class KernelDispatch
+{
+    /// <summary>Whether device conv2d uses the implicit-GEMM kernels (the default) or Unfold + MatMul (ENGINE_CONV=im2col).</summary>
+    internal static readonly bool ImplicitGemmConvEnabled =
+        !string.Equals(Environment.GetEnvironmentVariable("ENGINE_CONV"), "im2col", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// Tensor.Conv2d on a device by implicit GEMM, or null when this path does not take the case (see the class
+    /// remarks); arguments already validated by Tensor.Conv2d.
+    /// </summary>
+    public static Tensor? ImplicitGemmConv2d(Tensor x, Tensor w, Tensor? b, (int H, int W)? stride, (int H, int W)? padding, (int H, int W)? dilation, int groups)
+    {
+        const string op = "conv2d";
+        if (!ImplicitGemmConvEnabled) return null;
+        if (x.DType != DType.Float32 || w.DType != DType.Float32 || x.Device != w.Device || (b is not null && b.Device != x.Device)) return null;
+        var s = ConvShapeOf(op, x, w, stride, padding, dilation, groups);
+        if (!ImplicitGemmPlan.Fits(s)) return null;
+        return ConvForwardOp(x, w, b, s);
+    }
+
+    /// <summary>The CPU kernels' shape record of conv2d(x, w) (sizes, window, groups).</summary>
+    internal static Cpu.ConvKernels.Shape ConvShapeOf(string op, Tensor x, Tensor w, (int H, int W)? stride, (int H, int W)? padding, (int H, int W)? dilation, int groups)
+    {
+        var geo = ConvGeometry.Create(op, ((int)w.Shape[2], (int)w.Shape[3]), stride, padding, dilation);
+        var (oh, ow) = geo.OutputSize(op, x.Shape[2], x.Shape[3]);
+        return new Cpu.ConvKernels.Shape(x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3], w.Shape[0], oh, ow, groups, geo);
+    }
+
+    /// <summary>A strided operand as the kernels read it: itself when its reach fits int indexing, else a contiguous copy.</summary>
+    private static Tensor ConvOperand(Tensor t) => ImplicitGemmPlan.ReachFits(t) ? t.Alias() : t.Contiguous();
+
+    /// <summary>A contiguous weight's elements as a view; an empty weight (never read) gives <paramref name="output"/>'s storage instead.</summary>
+    private static ArrayView<float> WeightView(Tensor wc, Tensor output) => wc.NumEl == 0 ? Whole(output) : Elements(wc);
+
+    /// <summary>The recorded device conv2d forward y = conv2d(x, w) + b (shapes validated, <see cref="ImplicitGemmPlan.Fits"/> true).</summary>
+    internal static Tensor ConvForwardOp(Tensor x, Tensor w, Tensor? b, Cpu.ConvKernels.Shape s, bool depthwiseKernels = true)
+    {
+        const string op = "conv2d";
+        var y = Output([s.N, s.Cout, s.OH, s.OW], x, op);
+        using (Tensor.NoGrad())
+        using (var xo = ConvOperand(x))
+        using (var wc = w.Contiguous())
+        using (var bo = b is null ? null : ConvOperand(b))
+        {
+            var p = ImplicitGemmPlan.Create(s, xo, null, bo);
+            var grid = ImplicitGemmPlan.ForwardGrid(p);
+            int count = (int)y.NumEl;
+            if (depthwiseKernels && s.IsDepthwise)
+            {
+                if (count > 0)
+                    DepthwiseConvKernels.Launch.DepthwiseForward(Accelerator(x), Groups(count, DepthwiseConvKernels.GroupSize), DepthwiseConvKernels.GroupSize,
+                        Whole(xo), WeightView(wc, y), bo is null ? Whole(y) : Whole(bo), Whole(y), p, count);
+            }
+            else if (grid.X > 0)
+                ImplicitGemmKernels.Launch.ConvForward(Accelerator(x), grid, ImplicitGemmPlan.Group, Whole(xo), WeightView(wc, y),
+                    bo is null ? Whole(y) : Whole(bo), Whole(y), p);
+        }
+        bool gx = x.RequiresGrad, gw = w.RequiresGrad, gb = b?.RequiresGrad ?? false;
+        Tensor[] inputs = b is null ? [x, w] : [x, w, b];
+        return Graph.Record(y, op, inputs, [x, w], (g, saved) =>
+        {
+            Tensor? dx = gx ? ConvBackwardDataOp(g, saved[1], s) : null;
+            Tensor? dw = gw ? ConvBackwardWeightOp(saved[0], g, s) : null;
+            if (inputs.Length == 2) return [dx, dw];
+            return [dx, dw, gb ? g.Sum([0, 2, 3]) : null];
+        });
+    }
+
+    /// <summary>
+    /// The recorded device backward-data dx [N, Cin, H, W] of conv2d for output gradient <paramref name="dy"/>
+    /// (any strides) and weight <paramref name="w"/>. Linear in both: its gradients are conv2d(h, w) for dy and
+    /// backward-weight(h, dy) for w.
+    /// </summary>
+    internal static Tensor ConvBackwardDataOp(Tensor dy, Tensor w, Cpu.ConvKernels.Shape s, bool depthwiseKernels = true)
+    {
+        const string op = "conv2d_backward_data";
+        var dx = Output([s.N, s.Cin, s.H, s.W], dy, op);
+        using (Tensor.NoGrad())
+        using (var go = ConvOperand(dy))
+        using (var wc = w.Contiguous())
+        {
+            var p = ImplicitGemmPlan.Create(s, null, go, null);
+            var grid = ImplicitGemmPlan.BackwardDataGrid(p);
+            int count = (int)dx.NumEl;
+            if (depthwiseKernels && s.IsDepthwise)
+            {
+                if (count > 0)
+                    DepthwiseConvKernels.Launch.DepthwiseBackwardData(Accelerator(dy), Groups(count, DepthwiseConvKernels.GroupSize), DepthwiseConvKernels.GroupSize,
+                        Whole(go), WeightView(wc, dx), Whole(dx), p, count);
+            }
+            else if (grid.X > 0)
+                ImplicitGemmKernels.Launch.ConvBackwardData(Accelerator(dy), grid, ImplicitGemmPlan.Group, Whole(go), WeightView(wc, dx), Whole(dx), p);
+        }
+        bool gg = dy.RequiresGrad, gw = w.RequiresGrad;
+        return Graph.Record(dx, op, [dy, w], [dy, w], (h, saved) =>
+            [gg ? ConvForwardOp(h, saved[1], null, s) : null, gw ? ConvBackwardWeightOp(h, saved[0], s) : null]);
+    }
+
+    /// <summary>
+    /// The recorded device backward-weight dw [Cout, Cin/groups, kH, kW] of conv2d for input <paramref name="x"/>
+    /// and output gradient <paramref name="dy"/> (both any strides). Linear in both: its gradients are
+    /// backward-data(dy, h) for x and conv2d(x, h) for dy. <paramref name="qPerSplit"/> forces the length of each
+    /// chunk of the N·OH·OW reduction (tests); by default ImplicitGemmPlan picks it. <paramref name="depthwiseKernels"/>
+    /// false runs depthwise shapes through the implicit-GEMM kernels too (tests compare both).
+    /// </summary>
+    internal static Tensor ConvBackwardWeightOp(Tensor x, Tensor dy, Cpu.ConvKernels.Shape s, int? qPerSplit = null, bool depthwiseKernels = true)
+    {
+        const string op = "conv2d_backward_weight";
+        var dw = Output([s.Cout, s.Cpg, s.Geo.KH, s.Geo.KW], x, op);
+        using (Tensor.NoGrad())
+        using (var xo = ConvOperand(x))
+        using (var go = ConvOperand(dy))
+        {
+            var p = ImplicitGemmPlan.Create(s, xo, go, null, qPerSplit);
+            var grid = ImplicitGemmPlan.BackwardWeightGrid(p);
+            if (depthwiseKernels && s.IsDepthwise)
+            {
+                if (dw.NumEl > 0)
+                    DepthwiseConvKernels.Launch.DepthwiseBackwardWeight(Accelerator(x), (int)dw.NumEl, DepthwiseConvKernels.GroupSize, Whole(xo), Whole(go), Whole(dw), p);
+            }
+            else if (grid.X > 0)
+            {
+                var acc = Accelerator(x);
+                if (p.Splits == 1)
+                    ImplicitGemmKernels.Launch.ConvBackwardWeight(acc, grid, ImplicitGemmPlan.Group, Whole(xo), Whole(go), Whole(dw), p);
+                else
+                {
+                    int count = checked((int)dw.NumEl);
+                    using var partials = Tensor.Allocate([p.Splits, count], DType.Float32, zero: false, op, x.Device);
+                    ImplicitGemmKernels.Launch.ConvBackwardWeight(acc, grid, ImplicitGemmPlan.Group, Whole(xo), Whole(go), Whole(partials), p);
+                    ImplicitGemmKernels.Launch.SumSplits(acc, Groups(count, ImplicitGemmKernels.SumGroupSize), ImplicitGemmKernels.SumGroupSize,
+                        Whole(partials), Whole(dw), count, p.Splits);
+                }
+            }
+        }
+        bool gx = x.RequiresGrad, gg = dy.RequiresGrad;
+        return Graph.Record(dw, op, [x, dy], [x, dy], (h, saved) =>
+            [gx ? ConvBackwardDataOp(saved[1], h, s) : null, gg ? ConvForwardOp(saved[0], h, null, s) : null]);
+    }
+}

@@ -88,7 +88,9 @@ public sealed partial class Tensor
     /// y[n, o, oy, ox] = bias[o] + Σ_(c, i, j) w[o, c, i, j]·x[n, g·Cin/groups + c, oy·sH − pH + i·dH, ox·sW − pW + j·dW]
     /// (g = the group of o; 0 outside the input).
     /// <para>
-    /// Computed by <c>Cpu/ConvKernels.cs</c>: im2col + GEMM one image at a time (the batch's unfolded input is
+    /// On an accelerator: implicit-GEMM kernels (kernels/Conv/ImplicitGemmKernels.cs) for forward, backward-data
+    /// and backward-weight, which never build the unfolded input. On the CPU:
+    /// computed by <c>Cpu/ConvKernels.cs</c>: im2col + GEMM one image at a time (the batch's unfolded input is
     /// never built), the input read directly for 1×1 stride-1 unpadded kernels, a direct loop for depthwise
     /// (Cin/groups = 1) convolutions.
     /// </para>
@@ -117,7 +119,8 @@ public sealed partial class Tensor
         if (bias is not null && (bias.Rank != 1 || bias._shape[0] != cout))
             throw new ArgumentException($"{op}: bias must have shape [{cout}], got {ShapeUtil.Format(bias.Shape)}.");
         if (Kernels.KernelDispatch.IsAccelerated(this) || Kernels.KernelDispatch.IsAccelerated(weight))
-            return ConvComposite(weight, bias, stride, padding, dilation, groups);
+            return Kernels.KernelDispatch.ImplicitGemmConv2d(this, weight, bias, stride, padding, dilation, groups)
+                ?? ConvComposite(weight, bias, stride, padding, dilation, groups);
         RequireCpu(op);
         weight.RequireCpu(op);
         bias?.RequireCpu(op);
@@ -128,7 +131,8 @@ public sealed partial class Tensor
     }
 
     /// <summary>
-    /// conv2d on an accelerator: Unfold (the Im2Col kernel) and a (batched) matmul with the weight, plus the
+    /// conv2d on an accelerator when the implicit-GEMM kernels do not take it (KernelDispatch.ImplicitGemmConv2d
+    /// returns null: ENGINE_CONV=im2col, 32-bit index overflow, mixed devices or dtypes): Unfold (the Im2Col kernel) and a (batched) matmul with the weight, plus the
     /// bias; the gradients are those of Unfold (Col2Im) and matmul. Shapes already validated.
     /// </summary>
     private Tensor ConvComposite(Tensor weight, Tensor? bias, (int H, int W)? stride, (int H, int W)? padding, (int H, int W)? dilation, int groups)
