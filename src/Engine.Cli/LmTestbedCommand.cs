@@ -34,10 +34,11 @@ public static class LmTestbedCommand
         var topK = new Option<int>("--top-k") { Description = "k of the top-k sparse teacher.", DefaultValueFactory = _ => defaults.Loss.TopK };
         var topKRest = new Option<string>("--top-k-rest") { Description = "Top-k teacher's missing mass: renormalize or uniform.", DefaultValueFactory = _ => "renormalize" };
         var miniLmLogit = new Option<double>("--minilm-logit-weight") { Description = "minilm: weight of the forward-KL logit term next to L_AT + L_VR (0: MiniLM alone).", DefaultValueFactory = _ => defaults.Loss.MiniLmLogitWeight };
+        var miniLmWeight = new Option<double>("--minilm-weight") { Description = "minilm: weight of L_AT + L_VR.", DefaultValueFactory = _ => defaults.Loss.MiniLmWeight };
         var studentHeads = new Option<int>("--student-heads") { Description = "Attention heads of the students (minilm always uses the teacher's).", DefaultValueFactory = _ => defaults.Student.Heads };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for the ops (default: all)." };
         var command = new Command("lm-testbed", "Distill small transformers from a teacher trained on a random-transformer oracle; report each student's exact KL to the oracle.")
-        { steps, seeds, output, teacherSteps, teacherSequences, batch, offline, evalSequences, methods, regimes, lr, seed, topK, topKRest, miniLmLogit, studentHeads, threads };
+        { steps, seeds, output, teacherSteps, teacherSequences, batch, offline, evalSequences, methods, regimes, lr, seed, topK, topKRest, miniLmLogit, miniLmWeight, studentHeads, threads };
         command.SetAction(r =>
         {
             var o = r.InvocationConfiguration.Output;
@@ -57,7 +58,7 @@ public static class LmTestbedCommand
                     LearningRate = r.GetValue(lr),
                     Seed = r.GetValue(seed),
                     Student = defaults.Student with { Heads = r.GetValue(studentHeads) },
-                    Loss = defaults.Loss with { TopK = r.GetValue(topK), TopKRest = ParseRest(r.GetValue(topKRest) ?? "renormalize"), MiniLmLogitWeight = r.GetValue(miniLmLogit) },
+                    Loss = defaults.Loss with { TopK = r.GetValue(topK), TopKRest = ParseRest(r.GetValue(topKRest) ?? "renormalize"), MiniLmLogitWeight = r.GetValue(miniLmLogit), MiniLmWeight = r.GetValue(miniLmWeight) },
                     Methods = ParseList(r.GetValue(methods), LmDistillationLoss.Parse, defaults.Methods),
                     Regimes = ParseList(r.GetValue(regimes), ParseRegime, defaults.Regimes),
                 };
