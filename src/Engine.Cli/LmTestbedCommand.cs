@@ -11,7 +11,7 @@ namespace Engine.Cli;
 /// a known oracle (<see cref="LmTestbed"/>). Trains a teacher on oracle samples, distills students with every method
 /// in the offline and online regimes, prints progress, and writes <c>DIR/lm-testbed.md</c> (the table),
 /// <c>DIR/lm-testbed.jsonl</c> (one line per run with its curve) and <c>DIR/lm-testbed.svg</c> (the curves). The defaults (600 teacher steps, 300 student
-/// steps × 7 methods × 2 regimes × 2 seeds) are sized for a few minutes on 2 CPU cores.
+/// steps × 8 methods × 2 regimes × 2 seeds) are sized for a few minutes on 2 CPU cores.
 /// </summary>
 public static class LmTestbedCommand
 {
@@ -27,15 +27,18 @@ public static class LmTestbedCommand
         var batch = new Option<int>("--batch") { Description = "Sequences per step.", DefaultValueFactory = _ => defaults.BatchSize };
         var offline = new Option<int>("--offline-sequences") { Description = "Size of the offline regime's fixed set.", DefaultValueFactory = _ => defaults.OfflineSequences };
         var evalSequences = new Option<int>("--eval-sequences") { Description = "Held-out oracle sequences for the metric.", DefaultValueFactory = _ => defaults.EvalSequences };
-        var methods = new Option<string>("--methods") { Description = "Comma-separated methods: ce, forward-kl, reverse-kl, jsd, skew-kl, taid, top-k (default all)." };
+        var methods = new Option<string>("--methods") { Description = "Comma-separated methods: ce, forward-kl, reverse-kl, jsd, skew-kl, taid, top-k, minilm (default all)." };
         var regimes = new Option<string>("--regimes") { Description = "Comma-separated regimes: offline, online (default both)." };
         var lr = new Option<double>("--lr") { Description = "Student peak learning rate.", DefaultValueFactory = _ => defaults.LearningRate };
         var seed = new Option<ulong>("--seed") { Description = "Base seed (oracle, teacher, data).", DefaultValueFactory = _ => defaults.Seed };
         var topK = new Option<int>("--top-k") { Description = "k of the top-k sparse teacher.", DefaultValueFactory = _ => defaults.Loss.TopK };
         var topKRest = new Option<string>("--top-k-rest") { Description = "Top-k teacher's missing mass: renormalize or uniform.", DefaultValueFactory = _ => "renormalize" };
+        var miniLmLogit = new Option<double>("--minilm-logit-weight") { Description = "minilm: weight of the forward-KL logit term next to L_AT + L_VR (0: MiniLM alone).", DefaultValueFactory = _ => defaults.Loss.MiniLmLogitWeight };
+        var miniLmWeight = new Option<double>("--minilm-weight") { Description = "minilm: weight of L_AT + L_VR.", DefaultValueFactory = _ => defaults.Loss.MiniLmWeight };
+        var studentHeads = new Option<int>("--student-heads") { Description = "Attention heads of the students (minilm always uses the teacher's).", DefaultValueFactory = _ => defaults.Student.Heads };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for the ops (default: all)." };
         var command = new Command("lm-testbed", "Distill small transformers from a teacher trained on a random-transformer oracle; report each student's exact KL to the oracle.")
-        { steps, seeds, output, teacherSteps, teacherSequences, batch, offline, evalSequences, methods, regimes, lr, seed, topK, topKRest, threads };
+        { steps, seeds, output, teacherSteps, teacherSequences, batch, offline, evalSequences, methods, regimes, lr, seed, topK, topKRest, miniLmLogit, miniLmWeight, studentHeads, threads };
         command.SetAction(r =>
         {
             var o = r.InvocationConfiguration.Output;
@@ -54,7 +57,8 @@ public static class LmTestbedCommand
                     EvalSequences = r.GetValue(evalSequences),
                     LearningRate = r.GetValue(lr),
                     Seed = r.GetValue(seed),
-                    Loss = defaults.Loss with { TopK = r.GetValue(topK), TopKRest = ParseRest(r.GetValue(topKRest) ?? "renormalize") },
+                    Student = defaults.Student with { Heads = r.GetValue(studentHeads) },
+                    Loss = defaults.Loss with { TopK = r.GetValue(topK), TopKRest = ParseRest(r.GetValue(topKRest) ?? "renormalize"), MiniLmLogitWeight = r.GetValue(miniLmLogit), MiniLmWeight = r.GetValue(miniLmWeight) },
                     Methods = ParseList(r.GetValue(methods), LmDistillationLoss.Parse, defaults.Methods),
                     Regimes = ParseList(r.GetValue(regimes), ParseRegime, defaults.Regimes),
                 };

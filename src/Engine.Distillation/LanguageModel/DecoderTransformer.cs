@@ -67,9 +67,27 @@ public sealed class DecoderTransformer : Module
     /// </summary>
     /// <exception cref="ArgumentException">Ids of the wrong rank, dtype or length.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An id outside [0, V).</exception>
-    public override Tensor Forward(Tensor input)
+    public override Tensor Forward(Tensor input) => ForwardCore(input, captureLastAttention: false, out _);
+
+    /// <summary>
+    /// <see cref="Forward(Tensor)"/> that also returns the last block's attention probabilities A [B, H, N, N] and
+    /// values V [B, H, N, d/H] (what <see cref="MiniLm"/> distills; [1, H, N, N] and [1, H, N, d/H] for ids [N]).
+    /// The logits equal <see cref="Forward(Tensor)"/>'s up to float rounding (the last attention runs in its composite
+    /// form, P materialized). Everything returned is differentiable and owned by the caller.
+    /// </summary>
+    /// <exception cref="ArgumentException">Ids as in <see cref="Forward(Tensor)"/>, or a model without blocks (Layers = 0).</exception>
+    public (Tensor Logits, AttentionRelations LastAttention) ForwardWithLastAttention(Tensor input)
+    {
+        if (_blocks.Length == 0)
+            throw new ArgumentException($"DecoderTransformer({Config.Describe()}).ForwardWithLastAttention: the model has no attention layer (Layers = 0).");
+        var logits = ForwardCore(input, captureLastAttention: true, out var relations);
+        return (logits, relations!);
+    }
+
+    private Tensor ForwardCore(Tensor input, bool captureLastAttention, out AttentionRelations? lastAttention)
     {
         ArgumentNullException.ThrowIfNull(input);
+        lastAttention = null;
         if (input.Rank is not (1 or 2) || input.DType is not (DType.Int64 or DType.Int32)
             || input.Shape[^1] < 1 || input.Shape[^1] > Config.ContextLength)
             throw new ArgumentException(
@@ -81,10 +99,12 @@ public sealed class DecoderTransformer : Module
         using var embedded = tok.Add(pos);
         // The residual stream as rows [B·N, d]: per-position ops run as single GEMMs (see TransformerBlock.ForwardRows).
         var x = embedded.Reshape(b * n, d);
-        foreach (var block in _blocks)
+        for (int l = 0; l < _blocks.Length; l++)
         {
             using var previous = x;
-            x = block.ForwardRows(previous, b, n);
+            bool capture = captureLastAttention && l == _blocks.Length - 1;
+            x = _blocks[l].ForwardRows(previous, b, n, capture, out var relations);
+            if (capture) lastAttention = relations;
         }
         using (x)
         using (var normed = FinalNorm.Forward(x))

@@ -27,6 +27,16 @@ public enum LmMethod
 
     /// <summary>Forward KL from the teacher's top-k probabilities only (<see cref="LogitLoss.TopKSparse"/>; the rest of the mass as <see cref="LmLossSettings.TopKRest"/> says).</summary>
     TopK,
+
+    /// <summary>
+    /// MiniLM (<see cref="LanguageModel.MiniLm"/>): <see cref="LmLossSettings.MiniLmLogitWeight"/>·forward KL on the logits
+    /// + <see cref="LmLossSettings.MiniLmWeight"/>·(L_AT + L_VR) on the last layer's self-attention distributions and
+    /// value relations. The logit term is there because the testbed scores output distributions and MiniLM's terms alone
+    /// never train the student's last MLP, final LayerNorm or head (MiniLM fine-tunes those afterwards); set its weight to 0
+    /// for MiniLM alone. MiniLM matches heads one to one, so the testbed gives this student the teacher's number of heads
+    /// (same width, parameters and initial values; only the split of d into heads differs).
+    /// </summary>
+    MiniLm,
 }
 
 /// <summary>Hyper-parameters of the testbed's losses (the literature's defaults).</summary>
@@ -36,8 +46,10 @@ public enum LmMethod
 /// <param name="TaidAlpha">α, TAID's adaptive step (the reference's default 5e-4).</param>
 /// <param name="TopK">k of <see cref="LmMethod.TopK"/>: teacher classes kept per token.</param>
 /// <param name="TopKRest">Where <see cref="LmMethod.TopK"/>'s missing teacher mass goes (dropped and renormalized, or spread uniformly).</param>
+/// <param name="MiniLmWeight">Weight of MiniLM's L_AT + L_VR in <see cref="LmMethod.MiniLm"/> (the paper: 1).</param>
+/// <param name="MiniLmLogitWeight">Weight of the forward-KL logit term in <see cref="LmMethod.MiniLm"/> (0: MiniLM alone).</param>
 public sealed record LmLossSettings(double JsdBeta = 0.5, double SkewLambda = 0.1, double TaidStart = 0.4, double TaidAlpha = 5e-4, int TopK = 8,
-    TopKRest TopKRest = TopKRest.Renormalize);
+    TopKRest TopKRest = TopKRest.Renormalize, double MiniLmWeight = 1.0, double MiniLmLogitWeight = 1.0);
 
 /// <summary>
 /// The per-step loss of one <see cref="LmMethod"/> for a batch, on student logits s [B, N, V], teacher logits
@@ -72,6 +84,32 @@ public sealed class LmDistillationLoss
     /// <summary>Whether the method reads teacher logits.</summary>
     public bool NeedsTeacher => Method != LmMethod.CrossEntropy;
 
+    /// <summary>Whether the method reads the last layer's attention relations of student and teacher (<see cref="LmMethod.MiniLm"/>).</summary>
+    public bool NeedsAttention => Method == LmMethod.MiniLm;
+
+    /// <summary>
+    /// The batch loss of a method that reads attention (<see cref="LmMethod.MiniLm"/>; the other methods ignore the
+    /// relations and return <see cref="Compute(Tensor, Tensor?, Tensor)"/>).
+    /// </summary>
+    /// <param name="student">Student logits [B, N, V].</param>
+    /// <param name="teacher">Teacher logits [B, N, V] (no gradient).</param>
+    /// <param name="targets">Next tokens, int64 [B, N].</param>
+    /// <param name="studentAttention">The student's last-layer attention relations (<see cref="DecoderTransformer.ForwardWithLastAttention"/>).</param>
+    /// <param name="teacherAttention">The teacher's (same number of heads).</param>
+    public Tensor Compute(Tensor student, Tensor? teacher, Tensor targets, AttentionRelations? studentAttention, AttentionRelations? teacherAttention)
+    {
+        if (!NeedsAttention) return Compute(student, teacher, targets);
+        ArgumentNullException.ThrowIfNull(student);
+        if (teacher is null || studentAttention is null || teacherAttention is null)
+            throw new ArgumentException($"LmDistillationLoss({Method}): this method needs the teacher's logits and both models' last-layer attention.");
+        using var relations = MiniLm.Loss(studentAttention, teacherAttention, causal: true);
+        if (Settings.MiniLmLogitWeight == 0) return relations.Mul(Settings.MiniLmWeight);
+        using var weighted = relations.Mul(Settings.MiniLmWeight);
+        using var kl = Divergences.ForwardKl(student, teacher, TokenMean);
+        using var logit = kl.Mul(Settings.MiniLmLogitWeight);
+        return logit.Add(weighted);
+    }
+
     /// <summary>The batch loss (0-d, differentiable wrt the student logits).</summary>
     /// <param name="student">Student logits [B, N, V].</param>
     /// <param name="teacher">Teacher logits [B, N, V] (no gradient), or null for <see cref="LmMethod.CrossEntropy"/>.</param>
@@ -102,6 +140,8 @@ public sealed class LmDistillationLoss
                 using (values)
                     return LogitLoss.TopKSparse(student, indices, values, Settings.TopKRest);
             }
+            case LmMethod.MiniLm:
+                throw new ArgumentException("LmDistillationLoss(MiniLm): needs the attention relations; call the overload that takes them.");
             default: throw new ArgumentOutOfRangeException(nameof(Method), Method, "LmDistillationLoss: unknown method.");
         }
     }
@@ -152,6 +192,7 @@ public sealed class LmDistillationLoss
         LmMethod.SkewKl => "skew-kl",
         LmMethod.Taid => "taid",
         LmMethod.TopK => "top-k",
+        LmMethod.MiniLm => "minilm",
         _ => method.ToString().ToLower(CultureInfo.InvariantCulture),
     };
 

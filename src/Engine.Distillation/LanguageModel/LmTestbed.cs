@@ -125,7 +125,7 @@ public static class LmTestbed
         if (regime == LmRegime.Offline && offline is null)
             throw new ArgumentException("LmTestbed.TrainStudent: the offline regime needs the offline set.");
         ulong b = settings.Seed, k = (ulong)seedIndex;
-        using var student = new DecoderTransformer(settings.Student, b + 100 + k);
+        using var student = new DecoderTransformer(StudentConfig(settings, method), b + 100 + k);
         var batches = new Generator(b + 300 + k);
         var loss = new LmDistillationLoss(method, settings.Loss, settings.Steps);
         var evalSteps = new SortedSet<long>(Enumerable.Range(1, settings.EvalPoints).Select(i => (long)Math.Round((double)settings.Steps * i / settings.EvalPoints)).Where(s => s > 0));
@@ -145,6 +145,17 @@ public static class LmTestbed
             }, clock);
         var last = curve[^1];
         return new LmRunResult(method, regime, seedIndex, last.KlToOracle, last.KlToTeacher, lastLoss, clock.Elapsed.TotalSeconds, curve);
+    }
+
+    /// <summary>
+    /// The student's shape for <paramref name="method"/>: <see cref="LmTestbedSettings.Student"/>, except that
+    /// <see cref="LmMethod.MiniLm"/> (which matches attention heads one to one) takes the teacher's number of heads.
+    /// The parameters' shapes, and so their count and initial values for a seed, do not depend on the heads.
+    /// </summary>
+    public static TransformerConfig StudentConfig(LmTestbedSettings settings, LmMethod method)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        return method == LmMethod.MiniLm ? settings.Student with { Heads = settings.Teacher.Heads } : settings.Student;
     }
 
     /// <summary>The regime's name as the tables write it ("offline", "online").</summary>
@@ -187,10 +198,24 @@ public static class LmTestbed
                 var inputs = LmData.Inputs(batch, n);
                 var targets = LmData.Targets(batch);
                 Tensor? teacherLogits = null;
-                if (loss.NeedsTeacher)
-                    using (Tensor.NoGrad()) teacherLogits = teacher!.Forward(inputs);
-                var logits = model.Forward(inputs);
-                var l = loss.Compute(logits, teacherLogits, targets);
+                Tensor l;
+                if (loss.NeedsAttention)
+                {
+                    // MiniLM: both models' last-layer attention relations (the teacher's without a graph).
+                    AttentionRelations teacherAttention;
+                    using (Tensor.NoGrad()) (teacherLogits, teacherAttention) = teacher!.ForwardWithLastAttention(inputs);
+                    var (logits, studentAttention) = model.ForwardWithLastAttention(inputs);
+                    l = loss.Compute(logits, teacherLogits, targets, studentAttention, teacherAttention);
+                    studentAttention.Dispose();
+                    teacherAttention.Dispose();
+                }
+                else
+                {
+                    if (loss.NeedsTeacher)
+                        using (Tensor.NoGrad()) teacherLogits = teacher!.Forward(inputs);
+                    var logits = model.Forward(inputs);
+                    l = loss.Compute(logits, teacherLogits, targets);
+                }
                 optimizer.ZeroGrad();
                 l.Backward();
                 GradClip.ClipGradNorm(parameters, settings.ClipNorm);

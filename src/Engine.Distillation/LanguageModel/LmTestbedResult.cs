@@ -45,6 +45,8 @@ public sealed record LmTestbedResult(LmTestbedSettings Settings, double OracleTe
         Line($"- Teacher: {s.Teacher.Describe()}, cross-entropy on {s.TeacherSequences} oracle sequences, {s.TeacherSteps} steps, lr {s.TeacherLearningRate:G3} ({TeacherSeconds:F1} s).");
         Line($"- Students: {s.Student.Describe()}, {s.Steps} steps of {s.BatchSize} sequences, lr {s.LearningRate:G3}, AdamW wd {s.WeightDecay:G3}, clip {s.ClipNorm:G3}; offline set {s.OfflineSequences} sequences; {s.Seeds} seed(s).");
         Line($"- Losses: JSD β = {s.Loss.JsdBeta:G3}, skew KL λ = {s.Loss.SkewLambda:G3}, TAID u₀ = {s.Loss.TaidStart:G3} α = {s.Loss.TaidAlpha:G3}, top-k k = {s.Loss.TopK} (rest of the mass: {(s.Loss.TopKRest == TopKRest.Renormalize ? "dropped, renormalized" : "spread uniformly")}); ce = cross-entropy on the sampled tokens (no teacher).");
+        if (s.Methods.Contains(LmMethod.MiniLm))
+            Line($"- minilm: {s.Loss.MiniLmLogitWeight:G3}·forward KL + {s.Loss.MiniLmWeight:G3}·(L_AT + L_VR) on the last layer (causal); its student has the teacher's {s.Teacher.Heads} heads ({LmTestbed.StudentConfig(s, LmMethod.MiniLm).Describe()}; same parameters and initial values).");
         Line($"- Metric: exact mean KL(oracle ‖ model) over {s.EvalSequences} held-out oracle sequences × {s.Oracle.ContextLength} positions (full distributions, no sampling); KL(teacher ‖ student) on the same positions.");
         Line($"- Total time {TotalSeconds:F0} s; base seed {s.Seed}.");
         sb.AppendLine();

@@ -98,6 +98,12 @@ public sealed record LmTestbedSettings
         if (!(ClipNorm > 0)) problems.Add($"ClipNorm = {ClipNorm} (need > 0)");
         if (Methods.Count == 0 || Regimes.Count == 0) problems.Add("no methods or no regimes");
         if (Loss.TopK < 1 || Loss.TopK > Oracle.VocabSize) problems.Add($"TopK = {Loss.TopK} (need 1..V)");
+        if (Methods.Contains(LmMethod.MiniLm))
+        {
+            if (Teacher.Layers < 1 || Student.Layers < 1) problems.Add($"minilm needs an attention layer in teacher and student; got Layers = {Teacher.Layers}, {Student.Layers}");
+            if (Student.Width % Teacher.Heads != 0) problems.Add($"minilm gives the student the teacher's {Teacher.Heads} heads, which must divide the student's Width = {Student.Width}");
+            if (!(Loss.MiniLmWeight >= 0) || !(Loss.MiniLmLogitWeight >= 0)) problems.Add($"MiniLmWeight = {Loss.MiniLmWeight}, MiniLmLogitWeight = {Loss.MiniLmLogitWeight} (need ≥ 0)");
+        }
         if (problems.Count > 0) throw new ArgumentException($"LmTestbedSettings: {string.Join("; ", problems)}.");
     }
 }

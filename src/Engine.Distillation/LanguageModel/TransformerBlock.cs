@@ -13,7 +13,7 @@ namespace Engine.Distillation.LanguageModel;
 /// out_proj), ln_2, fc_1, fc_2. GELU is the tanh approximation (GPT-2's choice),
 /// 0.5·h·(1 + tanh(√(2/π)·(h + 0.044715·h³))). Causal: position i never reads a position j &gt; i.
 /// attn's parameters and its function are <see cref="MultiheadAttention"/>'s; the block runs the projections on
-/// 2-D rows itself for speed (see <see cref="ForwardRows"/>).
+/// 2-D rows itself for speed (see <see cref="ForwardRows(Tensor, long, long)"/>).
 /// </summary>
 public sealed class TransformerBlock : Module
 {
@@ -65,12 +65,39 @@ public sealed class TransformerBlock : Module
     /// B small GEMMs and, in its backward, materialize B weight-shaped products); only the attention sees
     /// [B, H, N, d/H] (permuted views of the projections). The function is attn.Forward's (the tests compare).
     /// </summary>
-    internal Tensor ForwardRows(Tensor x, long b, long n)
+    internal Tensor ForwardRows(Tensor x, long b, long n) => ForwardRows(x, b, n, capture: false, out _);
+
+    /// <summary>
+    /// <see cref="ForwardRows(Tensor, long, long)"/> that, when <paramref name="capture"/> is true, also returns the
+    /// attention probabilities [B, H, N, N] and values [B, H, N, d/H] (both in the graph; the caller disposes them).
+    /// With capture the attention runs in its composite form (P materialized); the function is the same.
+    /// </summary>
+    internal Tensor ForwardRows(Tensor x, long b, long n, bool capture, out AttentionRelations? relations)
     {
         using var h1 = Ln1.Forward(x);
-        using var a = SelfAttention(h1, b, n);
+        using var a = SelfAttention(h1, b, n, capture, out relations);
         using var x1 = x.Add(a);
-        return x1.Add(Mlp(x1));
+        using var f = Mlp(x1);
+        return x1.Add(f);
+    }
+
+    /// <summary>
+    /// The block on x [B, N, d] → (y [B, N, d], the attention probabilities A [B, H, N, N] and values V [B, H, N, d/H]
+    /// of its causal self-attention), for attention distillation (<see cref="MiniLm"/>). y equals <see cref="Forward"/>'s
+    /// up to float rounding (the attention runs in its composite form); A is causal (A[.., i, j] = 0 for j &gt; i) and
+    /// every row over j ≤ i sums to 1. All three are differentiable; the caller disposes them.
+    /// </summary>
+    /// <exception cref="ArgumentException">x that is not [B, N, d].</exception>
+    public (Tensor Output, AttentionRelations Attention) ForwardWithAttention(Tensor input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        long d = Attention.EmbedDim;
+        if (input.Rank != 3 || input.Shape[^1] != d)
+            throw new ArgumentException($"TransformerBlock.ForwardWithAttention: expected x [B, N, {d}]; got {LogitLossCore.Fmt(input.Shape)}.");
+        long b = input.Size(0), n = input.Size(1);
+        using var rows = input.Reshape(b * n, d);
+        using var y = ForwardRows(rows, b, n, capture: true, out var relations);
+        return (y.Reshape(input.ShapeArray()), relations!);
     }
 
     /// <summary>
@@ -111,15 +138,27 @@ public sealed class TransformerBlock : Module
 
     /// <summary>
     /// Causal multi-head self-attention of the rows h [B·N, d] with attn's projections and scale 1/√(d/H), as
-    /// <see cref="MultiheadAttention.Forward(Tensor)"/> computes it on [B, N, d]; returns rows [B·N, d].
+    /// <see cref="MultiheadAttention.Forward(Tensor)"/> computes it on [B, N, d]; returns rows [B·N, d]. With
+    /// <paramref name="capture"/>, also the probabilities [B, H, N, N] and values [B, H, N, d/H] (owned by the caller).
     /// </summary>
-    private Tensor SelfAttention(Tensor h, long b, long n)
+    private Tensor SelfAttention(Tensor h, long b, long n, bool capture, out AttentionRelations? relations)
     {
         long heads = Attention.NumHeads, dh = Attention.HeadDim, d = Attention.EmbedDim;
         using var q = Heads(Attention.QProj, h, b, n, heads, dh);
         using var k = Heads(Attention.KProj, h, b, n, heads, dh);
-        using var v = Heads(Attention.VProj, h, b, n, heads, dh);
-        using var o = Tensor.ScaledDotProductAttention(q, k, v, causal: true);
+        var v = Heads(Attention.VProj, h, b, n, heads, dh);
+        Tensor o;
+        if (capture)
+        {
+            (o, var p) = Tensor.ScaledDotProductAttentionWithProbabilities(q, k, v, causal: true);
+            relations = new AttentionRelations(p, v); // v is handed over, not disposed here
+        }
+        else
+        {
+            using (v) o = Tensor.ScaledDotProductAttention(q, k, v, causal: true);
+            relations = null;
+        }
+        using var attended = o;
         // [B, H, N, dh] → [B, N, H, dh] → rows [B·N, d] (one copy), then the output projection.
         using var swapped = o.Transpose(1, 2);
         using var merged = swapped.Reshape(b * n, d);
