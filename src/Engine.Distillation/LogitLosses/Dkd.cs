@@ -1,3 +1,4 @@
+using KernelDispatch = Engine.Tensors.Kernels.KernelDispatch;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using Engine.Tensors;
 using NNF = Engine.Tensors.NN.Functional;
@@ -82,6 +83,16 @@ public static partial class LogitLoss
         Tensor[] extras = temperatures is null ? [teacher] : [teacher, temperatures];
         if (!LogitLossCore.UseFused(op, implementation, student, teacher, temperatures))
             return Composite(student, extras);
+        if (DeviceLogitLoss.OnDevice(student))
+        {
+            return DeviceLogitLoss.Run(op, student, layout, reduction, scale =>
+            {
+                using var y = DeviceLogitLoss.Labels(layout, student.Device)!;
+                using var temps = DeviceLogitLoss.Temperatures(rowT, student.Device);
+                return KernelDispatch.Dkd(student, teacher, y, alpha, beta, temperature, temps, ignoreIndex, scale * warm, scaleByTemperatureSquared,
+                    DeviceLogitLoss.Teacher(teacherInput));
+            }, Composite, extras);
+        }
 
         using var tc = Contiguous(teacher);
         var tReader = new LogitLossCore.RowReader(tc, layout.Classes);

@@ -1,3 +1,4 @@
+using KernelDispatch = Engine.Tensors.Kernels.KernelDispatch;
 using Engine.Tensors;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
@@ -85,6 +86,16 @@ public static partial class LogitLoss
         var others = extras.Cast<Tensor?>().ToArray();
         if (!LogitLossCore.UseFused(op, implementation, student, others))
             return Composite(student, extras);
+        if (DeviceLogitLoss.OnDevice(student))
+        {
+            return DeviceLogitLoss.Run(op, student, layout, reduction, scale =>
+            {
+                using var y = DeviceLogitLoss.Labels(layout, student.Device);
+                using var temps = DeviceLogitLoss.Temperatures(rowT, student.Device);
+                return KernelDispatch.MultiTeacher(student, teachers, wn, tks, temperature, temps, y, ignoreIndex, scale, scaleByTemperatureSquared,
+                    DeviceLogitLoss.Teacher(teacherInput), loss == SoftTargetLoss.CrossEntropy);
+            }, Composite, extras);
+        }
 
         var contiguous = teachers.Select(Contiguous).ToArray();
         try

@@ -57,6 +57,13 @@ public static partial class LogitLoss
 
         Tensor Composite(Tensor s, Tensor[] x) => PlackettLuceComposite(s, x[0], x.Length > 1 ? x[1] : null, layout, rowT, temperature, teacherInput, reduction);
         Tensor[] extras = temperatures is null ? [teacher] : [teacher, temperatures];
+        if (DeviceLogitLoss.OnDevice(student) && implementation != LossImplementation.Composite)
+        {
+            // No PLD kernel yet: the composite form on the device (an error when Fused is asked for).
+            if (implementation == LossImplementation.Fused)
+                throw new InvalidOperationException($"{op}: the fused form does not apply here: the logits are on {student.Device} and PLD has no kernel. Use LossImplementation.Auto or Composite.");
+            return Composite(student, extras);
+        }
         if (!LogitLossCore.UseFused(op, implementation, student, teacher, temperatures))
             return Composite(student, extras);
 

@@ -1,3 +1,4 @@
+using KernelDispatch = Engine.Tensors.Kernels.KernelDispatch;
 using Engine.Tensors;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
@@ -56,6 +57,14 @@ public static partial class LogitLoss
         Tensor Composite(Tensor s, Tensor[] x) => TaidComposite(s, x[0], layout, u, teacherInput, reduction);
         if (!LogitLossCore.UseFused(op, implementation, student, teacher))
             return Composite(student, [teacher]);
+        if (DeviceLogitLoss.OnDevice(student))
+        {
+            return DeviceLogitLoss.Run(op, student, layout, reduction, scale =>
+            {
+                using var y = DeviceLogitLoss.Labels(layout, student.Device);
+                return KernelDispatch.Taid(student, teacher, u, y, ignoreIndex, scale, DeviceLogitLoss.Teacher(teacherInput));
+            }, Composite, [teacher]);
+        }
 
         using var tc = Contiguous(teacher);
         var tReader = new LogitLossCore.RowReader(tc, layout.Classes);

@@ -1,3 +1,4 @@
+using KernelDispatch = Engine.Tensors.Kernels.KernelDispatch;
 using Engine.Tensors;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
@@ -85,9 +86,8 @@ public static partial class LogitLoss
         }
         if (teacherInput == TeacherInput.Probabilities)
         {
-            using var d = teacherValues.Detach();
-            using var d64 = d.To(DType.Float64);
-            var vals = d64.ToArray<double>();
+            // Read on the host (ToArray copies from a device; a device may have no float64 conversion kernel).
+            var vals = teacherValues.DType == DType.Float64 ? teacherValues.ToArray<double>() : teacherValues.ToArray<float>().Select(x => (double)x).ToArray();
             for (int i = 0; i < vals.Length; i++)
                 if (!(vals[i] >= 0)) throw new ArgumentException($"{op}: teacher probability {vals[i]} at flat position {i} is negative or NaN (values {LogitLossCore.Fmt(teacherValues.Shape)}).");
         }
@@ -97,6 +97,16 @@ public static partial class LogitLoss
         Tensor[] extras = temperatures is null ? [teacherIndices, teacherValues] : [teacherIndices, teacherValues, temperatures];
         if (!LogitLossCore.UseFused(op, implementation, student, teacherValues, temperatures))
             return Composite(student, extras);
+        if (DeviceLogitLoss.OnDevice(student))
+        {
+            return DeviceLogitLoss.Run(op, student, layout, reduction, scale =>
+            {
+                using var y = DeviceLogitLoss.Labels(layout, student.Device);
+                using var temps = DeviceLogitLoss.Temperatures(rowT, student.Device);
+                return KernelDispatch.TopKSparse(student, teacherIndices, teacherValues, rest == TopKRest.Uniform, temperature, temps, y, ignoreIndex, scale,
+                    scaleByTemperatureSquared, DeviceLogitLoss.Teacher(teacherInput));
+            }, Composite, extras);
+        }
 
         using var vc = Contiguous(teacherValues);
         var reader = new LogitLossCore.RowReader(vc, k);
