@@ -213,8 +213,12 @@ public static partial class LogitLoss
         {
             long n = s.Size(0);
             var keptLabels = layout.Counted is null ? layout.Labels! : layout.Keep.Select(r => layout.Labels![r]).ToArray();
-            var y = Tensor.FromArray(keptLabels, n).Reshape(n, 1);
-            var onehot = Tensor.OneHot(y.Reshape(n), layout.Classes).Gt(0);
+            var yHost = Tensor.FromArray(keptLabels, n).Reshape(n, 1);
+            // The labels and the target mask are built on the host and moved to the logits' device (devices have no int64 compare).
+            bool onCpu = student.Device.Type == Engine.Runtime.DeviceType.Cpu;
+            var y = onCpu ? yHost : yHost.To(student.Device);
+            var onehotHost = Tensor.OneHot(yHost.Reshape(n), layout.Classes).Gt(0);
+            var onehot = onCpu ? onehotHost : onehotHost.To(student.Device);
             var zs = LogitLossCore.Scale(s, p.Temperature, col);
             var logQ = zs.LogSoftmax(-1);
             var logP = LogitLossCore.TeacherLogProbs(t, p.Input, p.Temperature, col);
@@ -230,10 +234,8 @@ public static partial class LogitLoss
             var logPh = Tensor.Where(onehot, double.NegativeInfinity, logP).LogSoftmax(-1);
             var nckd = LogitLossCore.XLogXOverY(logPh.Exp(), logPh, logQh).Sum(1);
             var combined = tckd.Mul(p.Alpha).Add(nckd.Mul(p.Beta));
-            Tensor t2;
-            if (col is null) t2 = Tensor.Scalar(p.ScaleT2 ? p.Temperature * p.Temperature : 1, student.DType);
-            else t2 = p.ScaleT2 ? col.Reshape(n).Mul(col.Reshape(n)) : Tensor.Ones([n], student.DType);
-            rowLoss = combined.Mul(t2).Mul(p.Warm);
+            if (col is null) rowLoss = combined.Mul((p.ScaleT2 ? p.Temperature * p.Temperature : 1) * p.Warm);
+            else rowLoss = (p.ScaleT2 ? combined.Mul(col.Reshape(n)).Mul(col.Reshape(n)) : combined).Mul(p.Warm);
         }
         return LogitLossCore.Reduce(rowLoss, layout, reduction).MoveToOuterDisposeScope();
     }

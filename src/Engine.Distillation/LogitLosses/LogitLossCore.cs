@@ -158,13 +158,21 @@ internal static class LogitLossCore
 
     // ------------------------------------------------------------------ composite helpers
 
+    /// <summary>The counted rows' indices as an int64 tensor on <paramref name="device"/> (the composite forms run on the logits' device).</summary>
+    private static Tensor KeepIndex(RowLayout layout, Device device)
+    {
+        var host = Tensor.FromArray(layout.Keep, layout.Keep.Length);
+        if (device.Type == DeviceType.Cpu) return host;
+        using (host) return host.To(device);
+    }
+
     /// <summary>x viewed as [rows, last] with only the counted rows (index_select; ignored rows get exactly 0 gradient).</summary>
     public static Tensor CountedRows(Tensor x, RowLayout layout)
     {
         long last = x.Size(-1);
         using var flat = x.Reshape(layout.Rows, last);
         if (layout.Counted is null) return flat.Reshape(layout.Rows, last);
-        using var index = Tensor.FromArray(layout.Keep, layout.Keep.Length);
+        using var index = KeepIndex(layout, x.Device);
         return flat.IndexSelect(0, index);
     }
 
@@ -175,7 +183,7 @@ internal static class LogitLossCore
         using var t = temperatures.DType == dtype ? temperatures.Alias() : temperatures.To(dtype);
         using var col = t.Reshape(layout.Rows, 1);
         if (layout.Counted is null) return col.Reshape(layout.Rows, 1);
-        using var index = Tensor.FromArray(layout.Keep, layout.Keep.Length);
+        using var index = KeepIndex(layout, col.Device);
         return col.IndexSelect(0, index);
     }
 
@@ -249,7 +257,7 @@ internal static class LogitLossCore
         {
             if (layout.Counted is null) return rowLoss.Reshape(layout.BatchShape);
             using var zeros = Tensor.Zeros([layout.Rows], rowLoss.DType, rowLoss.Device);
-            using var index = Tensor.FromArray(layout.Keep, layout.Keep.Length);
+            using var index = KeepIndex(layout, rowLoss.Device);
             using var full = zeros.IndexAdd(0, index, rowLoss);
             return full.Reshape(layout.BatchShape);
         }

@@ -174,10 +174,10 @@ public static partial class LogitLoss
         Tensor pK;
         if (rest == TopKRest.Renormalize) pK = LogitLossCore.TeacherLogProbs(val, input, temperature, col).Exp();
         else pK = input == TeacherInput.LogProbabilities ? val.Exp() : val.Mul(1.0);
-        var dense = Tensor.Zeros([n, v], student.DType).ScatterAdd(1, idx, pK);
+        var dense = Tensor.Zeros([n, v], student.DType, student.Device).ScatterAdd(1, idx, pK);
         if (rest == TopKRest.Uniform && v > k)
         {
-            var inK = Tensor.Zeros([n, v], student.DType).ScatterAdd(1, idx, Tensor.Ones([n, k], student.DType)).Gt(0);
+            var inK = Tensor.Zeros([n, v], student.DType, student.Device).ScatterAdd(1, idx, Tensor.Ones([n, k], student.DType, student.Device)).Gt(0);
             var rho = pK.Sum(1, keepDim: true).Neg().Add(1.0).Clamp(min: 0).Div(v - k);
             dense = dense.Add(Tensor.Where(inK, 0.0, rho));
         }
