@@ -1,3 +1,4 @@
+using KernelDispatch = Engine.Tensors.Kernels.KernelDispatch;
 using Engine.Tensors;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
@@ -25,6 +26,10 @@ public static partial class LogitLoss
     /// Loss and gradient in O(V log V) per row (the sort), float64.
     /// The composite form builds the suffix log-sum-exps from an upper-triangular −∞ mask, O(V²) per row: it is
     /// the reference and the createGraph path, not the fast one. Wrt the teacher (composite only): through w.
+    /// </para>
+    /// <para>
+    /// On an accelerator the fused form is the PLD kernel (kernels/Divergence/PlackettLuceKernels.cs): the ranking by a per-row
+    /// bitonic sort of the teacher values (the same order and ties as here), both scans in log space, float32.
     /// </para>
     /// <para>
     /// Special cases: V = 1 gives −w_y·(s_y − s_y) = 0. A student class at −∞ ranked where w &gt; 0 gives +∞.
@@ -57,15 +62,17 @@ public static partial class LogitLoss
 
         Tensor Composite(Tensor s, Tensor[] x) => PlackettLuceComposite(s, x[0], x.Length > 1 ? x[1] : null, layout, rowT, temperature, teacherInput, reduction);
         Tensor[] extras = temperatures is null ? [teacher] : [teacher, temperatures];
-        if (DeviceLogitLoss.OnDevice(student) && implementation != LossImplementation.Composite)
-        {
-            // No PLD kernel yet: the composite form on the device (an error when Fused is asked for).
-            if (implementation == LossImplementation.Fused)
-                throw new InvalidOperationException($"{op}: the fused form does not apply here: the logits are on {student.Device} and PLD has no kernel. Use LossImplementation.Auto or Composite.");
-            return Composite(student, extras);
-        }
         if (!LogitLossCore.UseFused(op, implementation, student, teacher, temperatures))
             return Composite(student, extras);
+        if (DeviceLogitLoss.OnDevice(student))
+        {
+            return DeviceLogitLoss.Run(op, student, layout, reduction, scale =>
+            {
+                using var y = DeviceLogitLoss.Labels(layout, student.Device)!;
+                using var temps = DeviceLogitLoss.Temperatures(rowT, student.Device);
+                return KernelDispatch.PlackettLuce(student, teacher, y, temperature, temps, ignoreIndex, scale, DeviceLogitLoss.Teacher(teacherInput));
+            }, Composite, extras);
+        }
 
         using var tc = Contiguous(teacher);
         var reader = new LogitLossCore.RowReader(tc, layout.Classes);

@@ -356,4 +356,62 @@ internal static partial class KernelDispatch
             Longs(l), ignoreIndex, Whole(rowLoss), Whole(grad), (int)rows, (int)v, (int)k, (float)scale, scaleByTemperatureSquared, (int)teacherInput, uniform);
         return (rowLoss, grad);
     }
+
+    /// <summary>
+    /// PLD (kernels/Divergence/PlackettLuceKernels.cs): per row −scale·Σ_k w_{π_k}·(s_{π_k} − L_k) for the ranking π (true class
+    /// first, then by descending teacher confidence, ties by class index), and its gradient wrt the student logits. The ranking
+    /// is a per-row bitonic sort in device scratch (8·N bytes per row, N = the next power of two ≥ V); rows are launched in
+    /// batches whose scratch stays ≤ 64 MiB.
+    /// </summary>
+    /// <param name="student">s, float32 [..., V] on an accelerator.</param>
+    /// <param name="teacher">t, float32 of s's shape and device (logits, log-probabilities or probabilities).</param>
+    /// <param name="labels">int64, one per row: the true class in [0, V) or <paramref name="ignoreIndex"/> (not checked on the device).</param>
+    /// <param name="temperature">T of the teacher confidences when <paramref name="temperatures"/> is null.</param>
+    /// <param name="temperatures">Optional float32 T per row (or one).</param>
+    /// <param name="ignoreIndex">Label of ignored rows (loss 0, gradient 0).</param>
+    /// <param name="scale">Factor of every row (1/divisor).</param>
+    /// <param name="teacherInput">What the teacher holds.</param>
+    /// <param name="maxGroup">Largest work group (a power of two ≤ 256).</param>
+    /// <returns>RowLoss of the rows' shape and GradStudent [..., V], on the logits' device.</returns>
+    public static (Tensor RowLoss, Tensor GradStudent) PlackettLuce(Tensor student, Tensor teacher, Tensor labels, double temperature, Tensor? temperatures,
+        long ignoreIndex, double scale, DivergenceTeacher teacherInput, int maxGroup = DivergenceKernels.MaxGroup)
+    {
+        const string op = "pld kernel";
+        var (rows, v) = LogitRows(op, student);
+        CheckLike(op, student, teacher, "teacher");
+        ArgumentNullException.ThrowIfNull(labels);
+        CheckRows(op, student, labels, rows, "labels", DType.Int64, single: false);
+        CheckRows(op, student, temperatures, rows, "per-row temperatures", DType.Float32, single: true);
+        using var _ = Tensor.NoGrad();
+        var rowLoss = Output(student.ShapeArray()[..^1], student, op);
+        var grad = Output(student.ShapeArray(), student, op);
+        var (grid, group) = DivergencePlan.For(rows, v, maxGroup);
+        if (grid.X == 0) return (rowLoss, grad);
+        long padded = 1L << System.Numerics.BitOperations.Log2((ulong)(2 * v - 1)); // the next power of two ≥ V
+        if (padded > int.MaxValue / 2)
+            throw new ArgumentException($"{op}: V = {v} classes is too large for the per-row sort.");
+        // Row batches: a multiple of the group's rows, scratch (8 bytes per padded class) ≤ 64 MiB.
+        long batch = Math.Max(group.Y, (64L << 20) / (8 * padded) / group.Y * group.Y);
+        batch = Math.Min(batch, rows);
+        using var s = student.Contiguous();
+        using var t = teacher.Contiguous();
+        using var l = labels.Contiguous();
+        using var temps = temperatures?.Contiguous();
+        using var keys = Output([batch * padded], student, op);
+        using var classes = Tensor.Allocate([batch * padded], DType.Int32, zero: false, op, student.Device);
+        var acc = Accelerator(student);
+        var (sv, tv, lv, gv, rv) = (Elements(s), Elements(t), Longs(l), Whole(grad), Whole(rowLoss));
+        var kv = Elements(keys);
+        var cv = classes.Storage.Buffer.View<int>().SubView(classes.Offset, classes.NumEl);
+        var tempView = Floats(temps);
+        for (long r0 = 0; r0 < rows; r0 += batch)
+        {
+            long rr = Math.Min(batch, rows - r0);
+            var rowTemps = tempView.Length > 1 ? tempView.SubView(r0, rr) : tempView;
+            var launch = new Dim3((int)((rr + group.Y - 1) / group.Y));
+            PlackettLuceKernels.Launch.PlackettLuce(acc, launch, group, sv.SubView(r0 * v, rr * v), tv.SubView(r0 * v, rr * v), rowTemps, (float)temperature,
+                lv.SubView(r0, rr), ignoreIndex, kv, cv, rv.SubView(r0, rr), gv.SubView(r0 * v, rr * v), (int)rr, (int)v, (int)padded, (float)scale, (int)teacherInput);
+        }
+        return (rowLoss, grad);
+    }
 }
