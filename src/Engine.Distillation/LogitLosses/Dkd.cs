@@ -40,8 +40,9 @@ public static partial class LogitLoss
     /// <para>
     /// Forms: fused (CPU; one float64 pass per row computes the row loss and writes its gradient; the graph
     /// node only rescales it in backward, and recomputes through the composite form under createGraph) and
-    /// composite (tensor ops, any-order gradients, also for the teacher). Auto picks fused unless the
-    /// teacher or the per-row temperatures require grad, or the logits are not on the CPU.
+    /// composite (tensor ops, any-order gradients, also for the teacher). On an accelerator (float32) the fused form is
+    /// the DKD kernel (kernels/Divergence/DkdKernels.cs: the same math in one launch, float32 sums). Auto picks fused unless
+    /// the teacher or the per-row temperatures require grad, or the logits are float64 on an accelerator.
     /// </para>
     /// </summary>
     /// <param name="student">Student logits s [..., V], float32 or float64.</param>

@@ -34,8 +34,8 @@ public static partial class LogitLoss
     /// <para>
     /// Special cases: V = 1 gives −w_y·(s_y − s_y) = 0. A student class at −∞ ranked where w &gt; 0 gives +∞.
     /// Ignored rows (label = ignoreIndex) contribute nothing and count nowhere; all ignored gives 0. There
-    /// is no T² factor (the loss is not a divergence of tempered distributions). Forms: fused (CPU) and
-    /// composite; Auto picks fused unless the teacher or the per-row temperatures require grad.
+    /// is no T² factor (the loss is not a divergence of tempered distributions). Forms: fused (CPU, or the kernel on
+    /// an accelerator) and composite; Auto picks fused unless the teacher or the per-row temperatures require grad.
     /// </para>
     /// </summary>
     /// <param name="student">Student logits s [..., V].</param>

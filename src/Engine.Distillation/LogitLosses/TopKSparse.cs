@@ -34,7 +34,8 @@ public static partial class LogitLoss
     /// Teacher values: probabilities (default) or log-probabilities (both taken as the absolute mass for
     /// Uniform), or logits (Renormalize only: p = softmax(values / T) over K). Indices are int64 in [0, V),
     /// distinct within a row. A student class at −∞ where p &gt; 0 gives +∞ (KL is infinite there). Ignored
-    /// rows (labels given, equal to ignoreIndex) contribute nothing and count nowhere. Forms: fused (CPU) and
+    /// rows (labels given, equal to ignoreIndex) contribute nothing and count nowhere. Forms: fused (CPU; on an
+    /// accelerator, float32, the kernel of kernels/Divergence/TopKSparseKernels.cs, which also never builds the dense row) and
     /// composite (dense target built by scatter_add; differentiable wrt the values too); Auto picks fused
     /// unless the values or per-row temperatures require grad.
     /// </para>

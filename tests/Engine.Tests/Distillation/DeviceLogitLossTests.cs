@@ -10,9 +10,9 @@ namespace Engine.Tests.Distillation;
 
 /// <summary>
 /// The logit losses' kernels (kernels/Divergence: BD-KD's balanced KL through the divergence kernel, DkdKernels,
-/// TaidKernels, MultiTeacherKernels, TopKSparseKernels) through the public losses (<see cref="Divergences.BdKd"/>,
+/// TaidKernels, MultiTeacherKernels, TopKSparseKernels, PlackettLuceKernels) through the public losses (<see cref="Divergences.BdKd"/>,
 /// <see cref="LogitLoss.Dkd"/>, <see cref="LogitLoss.Taid(Tensor, Tensor, double, Tensor?, long, Reduction, TeacherInput, LossImplementation)"/>,
-/// <see cref="LogitLoss.MultiTeacher"/>, <see cref="LogitLoss.TopKSparse"/>) on the emulator and on OpenCL (PoCL):
+/// <see cref="LogitLoss.MultiTeacher"/>, <see cref="LogitLoss.TopKSparse"/>, <see cref="LogitLoss.PlackettLuce"/>) on the emulator and on OpenCL (PoCL):
 /// each case runs the loss three ways on the same float32 values — the CPU fused form (float32), the device
 /// (<see cref="LossImplementation.Fused"/>: the kernel or an exception, never a silent fallback; a per-thread launch
 /// counter must grow by exactly one) and the float64 reference (the composite form on float64 CPU tensors, itself
@@ -338,6 +338,49 @@ public class DeviceLogitLossTests
             TopKRest.Renormalize, implementation: impl), sm, blv, Reduction.TokenMean, LogitLaunches);
     }
 
+    // ------------------------------------------------------------------ PLD (Plackett–Luce)
+
+    private static void PldCases(Device device)
+    {
+        var rng = new Random(TestUtil.StableSeed("pld device"));
+        long[] flat = [6, 37];
+        var s = Logits(rng, 222, garbageRow: 5, v: 37);
+        var t = Logits(rng, 222);
+        long[] labels = [3, 0, 1, 36, 17, -100];
+        long[] blv = [2, 3, 9];
+        var s3 = Logits(rng, 54, 4);
+        var t3 = Logits(rng, 54, 4);
+        long[] labels3 = [1, 8, -7, 0, 4, 4];
+        double[] temps = [0.5, 1, 2, 3, 4, 8];
+        foreach (var red in Reductions)
+        {
+            Compare(device, "pld ignored rows, T 2", (x, impl) => LogitLoss.PlackettLuce(x, Like(t, flat, x), Longs(labels, [6], x), 2.0, reduction: red, implementation: impl),
+                s, flat, red, LogitLaunches);
+            Compare(device, "pld [B, L, V], per-row T, ignore -7", (x, impl) => LogitLoss.PlackettLuce(x, Like(t3, blv, x), Longs(labels3, [2, 3], x),
+                temperatures: Like(temps, [2, 3], x), ignoreIndex: -7, reduction: red, implementation: impl), s3, blv, red, LogitLaunches);
+        }
+        // Ties in the teacher (equal values: ranked by class index), a teacher-masked class (w = 0) and teacher probabilities.
+        var tt = (double[])t3.Clone();
+        for (int r = 0; r < 6; r++) { tt[r * 9 + 2] = tt[r * 9 + 6] = tt[r * 9 + 7]; tt[r * 9 + 4] = double.NegativeInfinity; }
+        long[] labels4 = [1, 8, 2, 0, 5, 3];
+        Compare(device, "pld ties and a teacher-masked class", (x, impl) => LogitLoss.PlackettLuce(x, Like(tt, blv, x), Longs(labels4, [2, 3], x), implementation: impl),
+            s3, blv, Reduction.BatchMean, LogitLaunches);
+        var pr = Exp(LogSoftmaxRows(tt, 9));
+        Compare(device, "pld teacher probabilities", (x, impl) => LogitLoss.PlackettLuce(x, Like(pr, blv, x), Longs(labels4, [2, 3], x),
+            teacherInput: TeacherInput.Probabilities, reduction: Reduction.Sum, implementation: impl), s3, blv, Reduction.Sum, LogitLaunches);
+        // Logits spanning far more than float32's exp range (linear suffix sums would underflow): the log-space scans.
+        var wide = s3.Select((x, i) => (double)(float)(x * (i % 9 == 0 ? 60 : 1))).ToArray();
+        Compare(device, "pld wide logits", (x, impl) => LogitLoss.PlackettLuce(x, Like(t3, blv, x), Longs(labels4, [2, 3], x), implementation: impl),
+            wide, blv, Reduction.TokenMean, LogitLaunches);
+        // V = 1 and a V that is not a power of two with several rows per group.
+        Compare(device, "pld V = 1", (x, impl) => LogitLoss.PlackettLuce(x, Like(t[..4], [4, 1], x), Longs([0, 0, 0, 0], [4], x), implementation: impl),
+            s[..4], [4, 1], Reduction.Sum, LogitLaunches);
+        var s5 = Logits(rng, 50);
+        var t5 = Logits(rng, 50);
+        Compare(device, "pld V = 5", (x, impl) => LogitLoss.PlackettLuce(x, Like(t5, [10, 5], x), Longs([0, 1, 2, 3, 4, 4, 3, 2, 1, 0], [10], x), implementation: impl),
+            s5, [10, 5], Reduction.BatchMean, LogitLaunches);
+    }
+
     // ------------------------------------------------------------------ emulator and OpenCL
 
     [Fact] public void Emulator_BdKd_MatchesCpuFusedAndFloat64() => BdKdCases(Emulator);
@@ -345,6 +388,7 @@ public class DeviceLogitLossTests
     [Fact] public void Emulator_Taid_MatchesCpuFusedAndFloat64() => TaidCases(Emulator);
     [Fact] public void Emulator_MultiTeacher_MatchesCpuFusedAndFloat64() => MultiTeacherCases(Emulator);
     [Fact] public void Emulator_TopKSparse_MatchesCpuFusedAndFloat64() => TopKCases(Emulator);
+    [Fact] public void Emulator_PlackettLuce_MatchesCpuFusedAndFloat64() => PldCases(Emulator);
     [Fact] public void Emulator_PathsAndFallbacks() => Paths(Emulator);
 
     [BackendFact("opencl")] public void OpenCL_BdKd_MatchesCpuFusedAndFloat64() => BdKdCases(OpenCL);
@@ -352,6 +396,7 @@ public class DeviceLogitLossTests
     [BackendFact("opencl")] public void OpenCL_Taid_MatchesCpuFusedAndFloat64() => TaidCases(OpenCL);
     [BackendFact("opencl")] public void OpenCL_MultiTeacher_MatchesCpuFusedAndFloat64() => MultiTeacherCases(OpenCL);
     [BackendFact("opencl")] public void OpenCL_TopKSparse_MatchesCpuFusedAndFloat64() => TopKCases(OpenCL);
+    [BackendFact("opencl")] public void OpenCL_PlackettLuce_MatchesCpuFusedAndFloat64() => PldCases(OpenCL);
     [BackendFact("opencl")] public void OpenCL_PathsAndFallbacks() => Paths(OpenCL);
 
     /// <summary>
@@ -376,7 +421,8 @@ public class DeviceLogitLossTests
         _ = LogitLoss.Taid(s, t, 0.3);
         _ = LogitLoss.MultiTeacher(s, [t, s]);
         _ = LogitLoss.TopKSparse(s, Tensor.FromArray(new long[] { 0, 1, 2, 3, 4, 5, 6, 0 }, 4, 2).To(device), Tensor.Full([4, 2], 0.25f, DType.Float32).To(device));
-        Assert.Equal(before + 3, LogitLaunches());
+        _ = LogitLoss.PlackettLuce(s, t, y);
+        Assert.Equal(before + 4, LogitLaunches());
         before = DivergenceLaunches();
         _ = Divergences.BdKd(s, t, Tensor.Full([4], 0.5f, DType.Float32).To(device));
         Assert.Equal(before + 1, DivergenceLaunches());
@@ -446,7 +492,7 @@ public class DeviceLogitLossTests
     public void LogitLossKernels_CompileWithNvrtc_WithoutSpills(int arch)
     {
         System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(typeof(Tensor).Module.ModuleHandle);
-        string[] names = ["Divergence__BalancedKLOp", "Dkd", "Taid", "MultiTeacher", "TopKSparse"];
+        string[] names = ["Divergence__BalancedKLOp", "Dkd", "Taid", "MultiTeacher", "TopKSparse", "PlackettLuce"];
         foreach (var name in names)
         {
             var kernel = Assert.Single(KernelRegistry.All, k => k.EntryPoint == name && k.DeclaringType.StartsWith("Engine.Tensors.Kernels"));
