@@ -7,7 +7,8 @@
 //             rowLoss_r = c_r · Σ_j ℓ_j                                         c_r = scale · (T² if squareTemperature)
 //             grad_rj   = c_r · (u_j − q_j · Σ_k u_k) / T                       (= c_r · ∂D/∂s_j)
 //           with ℓ_j and u_j = ∂D/∂log q_j from the op TOp (DivergenceOps.cs: forward KL, reverse KL,
-//           JSD_β, total variation, skew KL, skew reverse KL, α-divergence). No gradient for the
+//           JSD_β, total variation, skew KL, skew reverse KL, α-divergence, BD-KD's balanced KL whose weight
+//           w_r comes per row from `parameters`). No gradient for the
 //           teacher (it is frozen in distillation). The caller reduces rowLoss (sum / mean / ...)
 //           and folds its factor into `scale` so that grad is already the final gradient.
 //           The teacher may instead be given as log-probabilities log p (used as given) or
@@ -21,7 +22,7 @@
 //           3. (other ops) the gradient, recomputing u_j from s and t (no extra global buffer).
 // Layout    s, t, grad contiguous [rows, n] (row-major, the class dim last); rowLoss [rows];
 //           temperatures [rows], [1] (broadcast) or empty (then the scalar `temperature` for every
-//           row); labels int64 [rows] or empty (no row ignored). A group (DimX, DimY) works on DimY rows, DimX
+//           row); labels int64 [rows] or empty (no row ignored); parameters [rows] or empty (the scalar `parameter`). A group (DimX, DimY) works on DimY rows, DimX
 //           threads per row striding over its n classes (coalesced: adjacent threads, adjacent
 //           classes). Rows past `rows` in the last group take part in the barriers only.
 // Numerics  As the softmax kernels: (x − m)·(1/T) in float (the largest term is exactly exp(0) = 1,
@@ -130,16 +131,18 @@ internal static partial class DivergenceKernels
     /// <param name="grad">Output: c_r·∂D_r/∂s, [rows, n].</param>
     /// <param name="rows">Number of rows.</param>
     /// <param name="n">Classes per row (≥ 1).</param>
-    /// <param name="parameter">The op's parameter (β, λ or α; unused by KL and TV).</param>
+    /// <param name="parameter">The op's parameter (β, λ or α; unused by KL and TV) when <paramref name="parameters"/> is empty.</param>
+    /// <param name="parameters">Per-row parameters, [rows] (BD-KD's weight w_r), or empty: <paramref name="parameter"/> for every row.</param>
     /// <param name="scale">Factor of every row's loss and gradient.</param>
     /// <param name="squareTemperature">Also multiply row r by T_r².</param>
     /// <param name="teacherInput">0: t are logits (p = softmax(t/T)); 1: t are log p (used as given: no temperature, no
     /// normalization); 2: t are p (log p = log t).</param>
     [Kernel, KernelInstance(typeof(ForwardKLOp)), KernelInstance(typeof(ReverseKLOp)), KernelInstance(typeof(JensenShannonOp)),
-     KernelInstance(typeof(TotalVariationOp)), KernelInstance(typeof(SkewKLOp)), KernelInstance(typeof(SkewReverseKLOp)), KernelInstance(typeof(AlphaOp))]
+     KernelInstance(typeof(TotalVariationOp)), KernelInstance(typeof(SkewKLOp)), KernelInstance(typeof(SkewReverseKLOp)), KernelInstance(typeof(AlphaOp)),
+     KernelInstance(typeof(BalancedKLOp))]
     public static void Divergence<TOp>(ArrayView<float> student, ArrayView<float> teacher, ArrayView<float> temperatures, float temperature,
         ArrayView<long> labels, long ignoreIndex, ArrayView<float> rowLoss, ArrayView<float> grad,
-        int rows, int n, float parameter, float scale, bool squareTemperature, int teacherInput) where TOp : IDivergenceOp
+        int rows, int n, float parameter, ArrayView<float> parameters, float scale, bool squareTemperature, int teacherInput) where TOp : IDivergenceOp
     {
         var shared = SharedMemory.Allocate<float>(2 * MaxGroup);
         int row = Grid.IdxX * Group.DimY + Group.IdxY;
@@ -149,6 +152,7 @@ internal static partial class DivergenceKernels
         long start = (long)row * n;
         float t = active && temperatures.Length > 0 ? temperatures[temperatures.Length == 1 ? 0 : row] : temperature;
         float invT = 1f / t;
+        float param = active && parameters.Length > 0 ? parameters[row] : parameter;
 
         // Pass 1: online max / sum of exponentials of both rows in one read.
         var ss = new FloatPair { A = float.NegativeInfinity, B = 0f };
@@ -178,7 +182,7 @@ internal static partial class DivergenceKernels
             float g = 0f;
             if (logP != float.NegativeInfinity || logQ != float.NegativeInfinity)
             {
-                DivergenceTerm term = TOp.Term(logP, logQ, p, q, parameter);
+                DivergenceTerm term = TOp.Term(logP, logQ, p, q, param);
                 loss += term.Loss;
                 weights += term.Weight;
                 g = term.Weight - q * fixedWeightSum;
@@ -196,7 +200,7 @@ internal static partial class DivergenceKernels
                 float logP = TeacherLogProbability(teacher[start + j], maxes.B, invT, logSumT, teacherInput);
                 float q = XMath.Exp(logQ), p = XMath.Exp(logP);
                 float g = 0f;
-                if (logP != float.NegativeInfinity || logQ != float.NegativeInfinity) g = TOp.Term(logP, logQ, p, q, parameter).Weight - q * totals.B;
+                if (logP != float.NegativeInfinity || logQ != float.NegativeInfinity) g = TOp.Term(logP, logQ, p, q, param).Weight - q * totals.B;
                 grad[start + j] = gradFactor * g;
             }
         }

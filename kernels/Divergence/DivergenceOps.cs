@@ -25,6 +25,10 @@
 //                   Σ_j ℓ_j equals D_α because Σp = Σq = 1; each ℓ_j is ≥ 0 (weighted AM–GM for
 //                   0 < α < 1, the reverse inequality and a negative α(1−α) outside), so the row sum
 //                   adds non-negative terms, and ℓ_j is exactly 0 where p_j = q_j.
+//   BalancedKL      BD-KD, w·KL(p‖q) + (1−w)·KL(q‖p), w ∈ [0, 1] the row's weight (per row: the kernel's `parameters`):
+//                                     ℓ = w·p·(log p − log q) + (1−w)·q·(log q − log p)
+//                                     u = −w·p + (1−w)·(q·(log q − log p) + q)
+//                   A side whose weight is 0 is dropped, not multiplied (w = 1 with p = 0 < q would give 0·∞).
 //
 // Numerics  log M is computed by LogMix from log p and log q (never from p and q, which underflow):
 //           with d = log a − log b, log(w·a + (1−w)·b) = log a + log1p((1−w)·expm1(−d)) for d ≥ 0 and
@@ -78,6 +82,16 @@ internal static class DivergenceMath
         float d = logA - logB;
         if (d >= 0f) return logA + float.LogP1((1f - w) * float.ExpM1(-d));
         return logB + float.LogP1(w * float.ExpM1(d));
+    }
+
+    /// <summary>log(e^a + e^b), exact when either side is −∞ (then the other is returned as is).</summary>
+    [KernelFunction]
+    public static float LogAddExp(float a, float b)
+    {
+        if (a == float.NegativeInfinity) return b;
+        if (b == float.NegativeInfinity) return a;
+        float hi = XMath.Max(a, b), lo = XMath.Min(a, b);
+        return hi + float.LogP1(XMath.Exp(lo - hi));
     }
 }
 
@@ -208,5 +222,24 @@ internal readonly struct AlphaOp : IDivergenceOp
         // difference form would give ∞ − ∞.
         float loss = w == float.PositiveInfinity ? w : (alpha * (p - w) + beta * (q - w)) / (alpha * beta);
         return new DivergenceTerm { Loss = loss, Weight = -w / alpha };
+    }
+}
+
+/// <summary>BD-KD's balanced KL, w·KL(p‖q) + (1−w)·KL(q‖p) (parameter w ∈ [0, 1], per row): u = −w·p + (1−w)·(ℓ_rev + q).</summary>
+internal readonly struct BalancedKLOp : IDivergenceOp
+{
+    /// <inheritdoc />
+    public static bool HasFixedWeightSum() => false;
+
+    /// <inheritdoc />
+    public static float WeightSum() => 0f;
+
+    /// <inheritdoc />
+    public static DivergenceTerm Term(float logP, float logQ, float p, float q, float parameter)
+    {
+        float w = parameter, rest = 1f - parameter;
+        float forward = w > 0f && p > 0f ? w * p * (logP - logQ) : 0f;
+        float reverse = rest > 0f && q > 0f ? rest * q * (logQ - logP) : 0f;
+        return new DivergenceTerm { Loss = forward + reverse, Weight = reverse + rest * q - w * p };
     }
 }

@@ -25,6 +25,9 @@ internal enum DivergenceKind
 
     /// <summary>Amari α-divergence (1 − Σ p^α q^(1−α)) / (α(1−α)) (parameter α, finite; α = 1 is forward KL and α = 0 reverse KL, the limits).</summary>
     Alpha,
+
+    /// <summary>BD-KD's w·KL(p‖q) + (1−w)·KL(q‖p) (parameter w ∈ [0, 1]; per row through the dispatch's row parameters).</summary>
+    BalancedKL,
 }
 
 /// <summary>What the teacher tensor of the divergence kernel holds (the values match Engine.Distillation's TeacherInput).</summary>
@@ -82,6 +85,10 @@ internal static class DivergencePlan
                 if (!double.IsFinite(parameter))
                     throw new ArgumentOutOfRangeException(nameof(parameter), parameter, $"divergence kernel: α must be finite, got {parameter}.");
                 return parameter == 1 ? DivergenceKind.ForwardKL : parameter == 0 ? DivergenceKind.ReverseKL : kind;
+            case DivergenceKind.BalancedKL:
+                if (!(parameter >= 0 && parameter <= 1))
+                    throw new ArgumentOutOfRangeException(nameof(parameter), parameter, $"divergence kernel: BD-KD's weight must be in [0, 1], got {parameter}.");
+                return kind;
             case DivergenceKind.ForwardKL or DivergenceKind.ReverseKL or DivergenceKind.TotalVariation:
                 return kind;
             default:
@@ -99,6 +106,7 @@ internal static class DivergencePlan
         DivergenceKind.SkewKL => DivergenceKernels.Launch.Divergence__SkewKLOpSource,
         DivergenceKind.SkewReverseKL => DivergenceKernels.Launch.Divergence__SkewReverseKLOpSource,
         DivergenceKind.Alpha => DivergenceKernels.Launch.Divergence__AlphaOpSource,
+        DivergenceKind.BalancedKL => DivergenceKernels.Launch.Divergence__BalancedKLOpSource,
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "divergence kernel: unknown divergence."),
     };
 }

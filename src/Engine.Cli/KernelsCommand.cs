@@ -118,6 +118,8 @@ public static class KernelsCommand
             ("ReduceKernels", "ReduceRows") => UpTo(256),
             // DivergencePlan.For: (x, y) with x·y = DivergenceKernels.MaxGroup = 256 for every row length.
             ("DivergenceKernels", "Divergence") => Fixed(256),
+            // The logit losses' kernels launch with DivergencePlan.For too.
+            ("DkdKernels" or "TaidKernels" or "MultiTeacherKernels" or "TopKSparseKernels" or "PlackettLuceKernels", _) => Fixed(256),
             // SoftmaxPlan.For / VarRows / BatchNorm Stats, BackwardReduce: row or channel length → power of two in [32, 256].
             ("SoftmaxKernels", _) or ("NormKernels", "VarRows") or ("BatchNormKernels", "Stats" or "BackwardReduce") => UpTo(256),
             // AttentionPlan.ForwardGroup: AttentionKernels.Lanes × ForwardWarps = 32 × 8; AttentionPlan.Group: Lanes × Warps = 32 × 4.

@@ -25,9 +25,9 @@ namespace Engine.Distillation;
 /// <para>
 /// What it covers: float32 logits on an accelerator, every divergence the kernel has (forward and reverse KL,
 /// JSD_β with its β = 0 / 1 ends, total variation, skew KL and skew reverse KL, α-divergence with its α = 1 / 0
-/// limits), scalar or per-row temperature, teacher as logits, log-probabilities or probabilities. Not covered
-/// (the composite form under <see cref="LossImplementation.Auto"/>, an error under
-/// <see cref="LossImplementation.Fused"/>): BD-KD (per-row weights: no kernel), a teacher that requires grad while
+/// limits, BD-KD's balanced KL with its per-row weights passed as the kernel's row parameters), scalar or per-row
+/// temperature, teacher as logits, log-probabilities or probabilities. Not covered (the composite form under
+/// <see cref="LossImplementation.Auto"/>, an error under <see cref="LossImplementation.Fused"/>): a teacher that requires grad while
 /// grad mode is on (the kernel computes the student's gradient only), float64 logits.
 /// A backward with createGraph recomputes the loss with the composite form (on the device) on the saved inputs
 /// and differentiates that, so the gradient it returns is itself differentiable.
@@ -54,7 +54,6 @@ internal static class DeviceFusedDivergence
     {
         if (student.Device.Type == DeviceType.Cpu) return "the device fused form takes accelerator tensors, not CPU ones";
         if (student.DType != DType.Float32) return $"the fused form on {student.Device} takes float32 logits, not {student.DType.Name()}";
-        if (pb.Kind == DivergenceKind.BdKd) return $"BD-KD's per-sample weights have no kernel on {student.Device}";
         if (GradMode.IsEnabled && teacher.RequiresGrad) return "the fused form computes the student's gradient only, and the teacher requires grad";
         if (pb.Classes > int.MaxValue || pb.Rows > int.MaxValue) return $"{pb.Rows} rows of {pb.Classes} classes exceed the divergence kernel's 32-bit sizes";
         return null;
@@ -70,9 +69,10 @@ internal static class DeviceFusedDivergence
         {
             using var temps = pb.RowTemperature is null ? null : OnDevice(Tensor.FromArray(pb.RowTemperature.Select(x => (float)x).ToArray(), pb.Rows), device);
             using var labels = pb.Ignored is null ? null : OnDevice(IgnoreLabels(pb), device);
+            using var weights = pb.RowWeights is null ? null : OnDevice(Tensor.FromArray(pb.RowWeights.Select(x => (float)x).ToArray(), pb.Rows), device);
             double scale = pb.Divisor == 0 ? 0 : 1.0 / pb.Divisor;
             (rowLoss, grad) = KernelDispatch.Divergence(student, teacher, Kind(pb), pb.Param, pb.Options.Temperature, temps, labels,
-                pb.Options.IgnoreIndex, scale, pb.Options.ScaleByTemperatureSquared, Teacher(pb.Options.TeacherInput));
+                pb.Options.IgnoreIndex, scale, pb.Options.ScaleByTemperatureSquared, Teacher(pb.Options.TeacherInput), rowParameters: weights);
             t_launches++;
         }
 
@@ -140,6 +140,7 @@ internal static class DeviceFusedDivergence
         DivergenceKind.SkewKl => KernelKind.SkewKL,
         DivergenceKind.SkewReverseKl => KernelKind.SkewReverseKL,
         DivergenceKind.Alpha => KernelKind.Alpha,
+        DivergenceKind.BdKd => KernelKind.BalancedKL,
         _ => throw new InvalidOperationException($"internal: {pb.Op} ({pb.Kind}) has no divergence kernel"),
     };
 

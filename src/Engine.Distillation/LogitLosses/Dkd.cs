@@ -1,3 +1,4 @@
+using KernelDispatch = Engine.Tensors.Kernels.KernelDispatch;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using Engine.Tensors;
 using NNF = Engine.Tensors.NN.Functional;
@@ -39,8 +40,9 @@ public static partial class LogitLoss
     /// <para>
     /// Forms: fused (CPU; one float64 pass per row computes the row loss and writes its gradient; the graph
     /// node only rescales it in backward, and recomputes through the composite form under createGraph) and
-    /// composite (tensor ops, any-order gradients, also for the teacher). Auto picks fused unless the
-    /// teacher or the per-row temperatures require grad, or the logits are not on the CPU.
+    /// composite (tensor ops, any-order gradients, also for the teacher). On an accelerator (float32) the fused form is
+    /// the DKD kernel (kernels/Divergence/DkdKernels.cs: the same math in one launch, float32 sums). Auto picks fused unless
+    /// the teacher or the per-row temperatures require grad, or the logits are float64 on an accelerator.
     /// </para>
     /// </summary>
     /// <param name="student">Student logits s [..., V], float32 or float64.</param>
@@ -82,6 +84,16 @@ public static partial class LogitLoss
         Tensor[] extras = temperatures is null ? [teacher] : [teacher, temperatures];
         if (!LogitLossCore.UseFused(op, implementation, student, teacher, temperatures))
             return Composite(student, extras);
+        if (DeviceLogitLoss.OnDevice(student))
+        {
+            return DeviceLogitLoss.Run(op, student, layout, reduction, scale =>
+            {
+                using var y = DeviceLogitLoss.Labels(layout, student.Device)!;
+                using var temps = DeviceLogitLoss.Temperatures(rowT, student.Device);
+                return KernelDispatch.Dkd(student, teacher, y, alpha, beta, temperature, temps, ignoreIndex, scale * warm, scaleByTemperatureSquared,
+                    DeviceLogitLoss.Teacher(teacherInput));
+            }, Composite, extras);
+        }
 
         using var tc = Contiguous(teacher);
         var tReader = new LogitLossCore.RowReader(tc, layout.Classes);
@@ -202,8 +214,12 @@ public static partial class LogitLoss
         {
             long n = s.Size(0);
             var keptLabels = layout.Counted is null ? layout.Labels! : layout.Keep.Select(r => layout.Labels![r]).ToArray();
-            var y = Tensor.FromArray(keptLabels, n).Reshape(n, 1);
-            var onehot = Tensor.OneHot(y.Reshape(n), layout.Classes).Gt(0);
+            var yHost = Tensor.FromArray(keptLabels, n).Reshape(n, 1);
+            // The labels and the target mask are built on the host and moved to the logits' device (devices have no int64 compare).
+            bool onCpu = student.Device.Type == Engine.Runtime.DeviceType.Cpu;
+            var y = onCpu ? yHost : yHost.To(student.Device);
+            var onehotHost = Tensor.OneHot(yHost.Reshape(n), layout.Classes).Gt(0);
+            var onehot = onCpu ? onehotHost : onehotHost.To(student.Device);
             var zs = LogitLossCore.Scale(s, p.Temperature, col);
             var logQ = zs.LogSoftmax(-1);
             var logP = LogitLossCore.TeacherLogProbs(t, p.Input, p.Temperature, col);
@@ -219,10 +235,8 @@ public static partial class LogitLoss
             var logPh = Tensor.Where(onehot, double.NegativeInfinity, logP).LogSoftmax(-1);
             var nckd = LogitLossCore.XLogXOverY(logPh.Exp(), logPh, logQh).Sum(1);
             var combined = tckd.Mul(p.Alpha).Add(nckd.Mul(p.Beta));
-            Tensor t2;
-            if (col is null) t2 = Tensor.Scalar(p.ScaleT2 ? p.Temperature * p.Temperature : 1, student.DType);
-            else t2 = p.ScaleT2 ? col.Reshape(n).Mul(col.Reshape(n)) : Tensor.Ones([n], student.DType);
-            rowLoss = combined.Mul(t2).Mul(p.Warm);
+            if (col is null) rowLoss = combined.Mul((p.ScaleT2 ? p.Temperature * p.Temperature : 1) * p.Warm);
+            else rowLoss = (p.ScaleT2 ? combined.Mul(col.Reshape(n)).Mul(col.Reshape(n)) : combined).Mul(p.Warm);
         }
         return LogitLossCore.Reduce(rowLoss, layout, reduction).MoveToOuterDisposeScope();
     }

@@ -131,9 +131,8 @@ internal static class LogitLossCore
         if (temperatures is null) return null;
         if (!temperatures.DType.IsFloatingPoint() || !temperatures.Shape.SequenceEqual(layout.BatchShape))
             throw new ArgumentException($"{op}: per-row temperatures must be float32/float64 of the logits' shape without the class dim, {Fmt(layout.BatchShape)}; got {temperatures.DType.Name()} {Fmt(temperatures.Shape)}.");
-        using var f = temperatures.Detach();
-        using var d = f.To(DType.Float64);
-        var values = d.ToArray<double>();
+        // Read on the host (ToArray copies from a device; a device may have no float64 conversion kernel).
+        var values = temperatures.DType == DType.Float64 ? temperatures.ToArray<double>() : temperatures.ToArray<float>().Select(x => (double)x).ToArray();
         for (int i = 0; i < values.Length; i++)
             if (!(values[i] > 0) || double.IsInfinity(values[i]))
                 throw new ArgumentOutOfRangeException(nameof(temperatures), $"{op}: per-row temperature {i} must be positive and finite; got {values[i]}.");
@@ -159,13 +158,21 @@ internal static class LogitLossCore
 
     // ------------------------------------------------------------------ composite helpers
 
+    /// <summary>The counted rows' indices as an int64 tensor on <paramref name="device"/> (the composite forms run on the logits' device).</summary>
+    private static Tensor KeepIndex(RowLayout layout, Device device)
+    {
+        var host = Tensor.FromArray(layout.Keep, layout.Keep.Length);
+        if (device.Type == DeviceType.Cpu) return host;
+        using (host) return host.To(device);
+    }
+
     /// <summary>x viewed as [rows, last] with only the counted rows (index_select; ignored rows get exactly 0 gradient).</summary>
     public static Tensor CountedRows(Tensor x, RowLayout layout)
     {
         long last = x.Size(-1);
         using var flat = x.Reshape(layout.Rows, last);
         if (layout.Counted is null) return flat.Reshape(layout.Rows, last);
-        using var index = Tensor.FromArray(layout.Keep, layout.Keep.Length);
+        using var index = KeepIndex(layout, x.Device);
         return flat.IndexSelect(0, index);
     }
 
@@ -176,7 +183,7 @@ internal static class LogitLossCore
         using var t = temperatures.DType == dtype ? temperatures.Alias() : temperatures.To(dtype);
         using var col = t.Reshape(layout.Rows, 1);
         if (layout.Counted is null) return col.Reshape(layout.Rows, 1);
-        using var index = Tensor.FromArray(layout.Keep, layout.Keep.Length);
+        using var index = KeepIndex(layout, col.Device);
         return col.IndexSelect(0, index);
     }
 
@@ -250,7 +257,7 @@ internal static class LogitLossCore
         {
             if (layout.Counted is null) return rowLoss.Reshape(layout.BatchShape);
             using var zeros = Tensor.Zeros([layout.Rows], rowLoss.DType, rowLoss.Device);
-            using var index = Tensor.FromArray(layout.Keep, layout.Keep.Length);
+            using var index = KeepIndex(layout, rowLoss.Device);
             using var full = zeros.IndexAdd(0, index, rowLoss);
             return full.Reshape(layout.BatchShape);
         }
@@ -259,12 +266,16 @@ internal static class LogitLossCore
         return divisor == 1 ? sum.Mul(1.0) : sum.Div(divisor);
     }
 
-    /// <summary>Which form runs: the fused one when it applies (CPU, only the student needs a gradient), else the composite.</summary>
+    /// <summary>
+    /// Which form runs: the fused one when it applies (only the student needs a gradient; on an accelerator also float32
+    /// logits: the fused form there is the loss's kernel, <see cref="DeviceLogitLoss"/>), else the composite.
+    /// </summary>
     public static bool UseFused(string op, LossImplementation implementation, Tensor student, params Tensor?[] others)
     {
         if (implementation == LossImplementation.Composite) return false;
         string? why = null;
-        if (student.Device.Type != DeviceType.Cpu) why = $"the logits are on {student.Device} and the fused form is CPU-only";
+        if (student.Device.Type != DeviceType.Cpu && student.DType != DType.Float32)
+            why = $"the logits are {student.DType.Name()} on {student.Device} and the device kernels are float32";
         else if (GradMode.IsEnabled)
             foreach (var o in others)
                 if (o is not null && o.RequiresGrad) { why = "an input other than the student logits requires grad (the fused form differentiates the student only)"; break; }

@@ -1,3 +1,4 @@
+using KernelDispatch = Engine.Tensors.Kernels.KernelDispatch;
 using Engine.Tensors;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
@@ -34,7 +35,8 @@ public static partial class LogitLoss
     /// Gradient wrt s (both losses, since Σ p̄ = 1): <c>T²/T · (q − p̄)</c> per row, times the reduction's
     /// 1/divisor. Classes with p̄ = 0 contribute 0 to the value. Ignored rows (labels given, equal to
     /// ignoreIndex) contribute nothing and count nowhere. All teachers equal to the student (and KL): 0,
-    /// gradient 0. Forms: fused (CPU; one float64 pass per row builds p̄, the loss and the gradient) and
+    /// gradient 0. Forms: fused (CPU: one float64 pass per row builds p̄, the loss and the gradient; on an accelerator,
+    /// float32: the kernel of kernels/Divergence/MultiTeacherKernels.cs, the teachers stacked into one buffer) and
     /// composite; Auto picks fused unless a teacher or the per-row temperatures require grad.
     /// </para>
     /// </summary>
@@ -85,6 +87,16 @@ public static partial class LogitLoss
         var others = extras.Cast<Tensor?>().ToArray();
         if (!LogitLossCore.UseFused(op, implementation, student, others))
             return Composite(student, extras);
+        if (DeviceLogitLoss.OnDevice(student))
+        {
+            return DeviceLogitLoss.Run(op, student, layout, reduction, scale =>
+            {
+                using var y = DeviceLogitLoss.Labels(layout, student.Device);
+                using var temps = DeviceLogitLoss.Temperatures(rowT, student.Device);
+                return KernelDispatch.MultiTeacher(student, teachers, wn, tks, temperature, temps, y, ignoreIndex, scale, scaleByTemperatureSquared,
+                    DeviceLogitLoss.Teacher(teacherInput), loss == SoftTargetLoss.CrossEntropy);
+            }, Composite, extras);
+        }
 
         var contiguous = teachers.Select(Contiguous).ToArray();
         try

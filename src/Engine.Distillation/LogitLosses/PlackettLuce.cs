@@ -1,3 +1,4 @@
+using KernelDispatch = Engine.Tensors.Kernels.KernelDispatch;
 using Engine.Tensors;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
@@ -27,10 +28,14 @@ public static partial class LogitLoss
     /// the reference and the createGraph path, not the fast one. Wrt the teacher (composite only): through w.
     /// </para>
     /// <para>
+    /// On an accelerator the fused form is the PLD kernel (kernels/Divergence/PlackettLuceKernels.cs): the ranking by a per-row
+    /// bitonic sort of the teacher values (the same order and ties as here), both scans in log space, float32.
+    /// </para>
+    /// <para>
     /// Special cases: V = 1 gives −w_y·(s_y − s_y) = 0. A student class at −∞ ranked where w &gt; 0 gives +∞.
     /// Ignored rows (label = ignoreIndex) contribute nothing and count nowhere; all ignored gives 0. There
-    /// is no T² factor (the loss is not a divergence of tempered distributions). Forms: fused (CPU) and
-    /// composite; Auto picks fused unless the teacher or the per-row temperatures require grad.
+    /// is no T² factor (the loss is not a divergence of tempered distributions). Forms: fused (CPU, or the kernel on
+    /// an accelerator) and composite; Auto picks fused unless the teacher or the per-row temperatures require grad.
     /// </para>
     /// </summary>
     /// <param name="student">Student logits s [..., V].</param>
@@ -59,6 +64,15 @@ public static partial class LogitLoss
         Tensor[] extras = temperatures is null ? [teacher] : [teacher, temperatures];
         if (!LogitLossCore.UseFused(op, implementation, student, teacher, temperatures))
             return Composite(student, extras);
+        if (DeviceLogitLoss.OnDevice(student))
+        {
+            return DeviceLogitLoss.Run(op, student, layout, reduction, scale =>
+            {
+                using var y = DeviceLogitLoss.Labels(layout, student.Device)!;
+                using var temps = DeviceLogitLoss.Temperatures(rowT, student.Device);
+                return KernelDispatch.PlackettLuce(student, teacher, y, temperature, temps, ignoreIndex, scale, DeviceLogitLoss.Teacher(teacherInput));
+            }, Composite, extras);
+        }
 
         using var tc = Contiguous(teacher);
         var reader = new LogitLossCore.RowReader(tc, layout.Classes);

@@ -1,3 +1,4 @@
+using KernelDispatch = Engine.Tensors.Kernels.KernelDispatch;
 using Engine.Tensors;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
@@ -27,8 +28,9 @@ public static partial class LogitLoss
     /// by a per-row constant, so r (and the loss) is the same for all three inputs. TAID has no temperature.
     /// Ignored rows (labels given and equal to ignoreIndex) contribute nothing and count nowhere; every row
     /// ignored gives 0. Forms: fused (CPU, one float64 pass per row, gradient saved in the forward pass;
-    /// createGraph recomputes through the composite form) and composite (tensor ops); Auto picks fused
-    /// unless the teacher requires grad or the logits are not on the CPU.
+    /// createGraph recomputes through the composite form; on an accelerator, float32, the TAID kernel of
+    /// kernels/Divergence/TaidKernels.cs) and composite (tensor ops); Auto picks fused unless the teacher requires grad
+    /// or the logits are float64 on an accelerator.
     /// </para>
     /// </summary>
     /// <param name="student">Student logits s [..., V], float32 or float64.</param>
@@ -56,6 +58,14 @@ public static partial class LogitLoss
         Tensor Composite(Tensor s, Tensor[] x) => TaidComposite(s, x[0], layout, u, teacherInput, reduction);
         if (!LogitLossCore.UseFused(op, implementation, student, teacher))
             return Composite(student, [teacher]);
+        if (DeviceLogitLoss.OnDevice(student))
+        {
+            return DeviceLogitLoss.Run(op, student, layout, reduction, scale =>
+            {
+                using var y = DeviceLogitLoss.Labels(layout, student.Device);
+                return KernelDispatch.Taid(student, teacher, u, y, ignoreIndex, scale, DeviceLogitLoss.Teacher(teacherInput));
+            }, Composite, [teacher]);
+        }
 
         using var tc = Contiguous(teacher);
         var tReader = new LogitLossCore.RowReader(tc, layout.Classes);

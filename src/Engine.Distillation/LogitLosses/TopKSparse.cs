@@ -1,3 +1,4 @@
+using KernelDispatch = Engine.Tensors.Kernels.KernelDispatch;
 using Engine.Tensors;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
@@ -33,7 +34,8 @@ public static partial class LogitLoss
     /// Teacher values: probabilities (default) or log-probabilities (both taken as the absolute mass for
     /// Uniform), or logits (Renormalize only: p = softmax(values / T) over K). Indices are int64 in [0, V),
     /// distinct within a row. A student class at −∞ where p &gt; 0 gives +∞ (KL is infinite there). Ignored
-    /// rows (labels given, equal to ignoreIndex) contribute nothing and count nowhere. Forms: fused (CPU) and
+    /// rows (labels given, equal to ignoreIndex) contribute nothing and count nowhere. Forms: fused (CPU; on an
+    /// accelerator, float32, the kernel of kernels/Divergence/TopKSparseKernels.cs, which also never builds the dense row) and
     /// composite (dense target built by scatter_add; differentiable wrt the values too); Auto picks fused
     /// unless the values or per-row temperatures require grad.
     /// </para>
@@ -85,9 +87,8 @@ public static partial class LogitLoss
         }
         if (teacherInput == TeacherInput.Probabilities)
         {
-            using var d = teacherValues.Detach();
-            using var d64 = d.To(DType.Float64);
-            var vals = d64.ToArray<double>();
+            // Read on the host (ToArray copies from a device; a device may have no float64 conversion kernel).
+            var vals = teacherValues.DType == DType.Float64 ? teacherValues.ToArray<double>() : teacherValues.ToArray<float>().Select(x => (double)x).ToArray();
             for (int i = 0; i < vals.Length; i++)
                 if (!(vals[i] >= 0)) throw new ArgumentException($"{op}: teacher probability {vals[i]} at flat position {i} is negative or NaN (values {LogitLossCore.Fmt(teacherValues.Shape)}).");
         }
@@ -97,6 +98,16 @@ public static partial class LogitLoss
         Tensor[] extras = temperatures is null ? [teacherIndices, teacherValues] : [teacherIndices, teacherValues, temperatures];
         if (!LogitLossCore.UseFused(op, implementation, student, teacherValues, temperatures))
             return Composite(student, extras);
+        if (DeviceLogitLoss.OnDevice(student))
+        {
+            return DeviceLogitLoss.Run(op, student, layout, reduction, scale =>
+            {
+                using var y = DeviceLogitLoss.Labels(layout, student.Device);
+                using var temps = DeviceLogitLoss.Temperatures(rowT, student.Device);
+                return KernelDispatch.TopKSparse(student, teacherIndices, teacherValues, rest == TopKRest.Uniform, temperature, temps, y, ignoreIndex, scale,
+                    scaleByTemperatureSquared, DeviceLogitLoss.Teacher(teacherInput));
+            }, Composite, extras);
+        }
 
         using var vc = Contiguous(teacherValues);
         var reader = new LogitLossCore.RowReader(vc, k);
@@ -164,10 +175,10 @@ public static partial class LogitLoss
         Tensor pK;
         if (rest == TopKRest.Renormalize) pK = LogitLossCore.TeacherLogProbs(val, input, temperature, col).Exp();
         else pK = input == TeacherInput.LogProbabilities ? val.Exp() : val.Mul(1.0);
-        var dense = Tensor.Zeros([n, v], student.DType).ScatterAdd(1, idx, pK);
+        var dense = Tensor.Zeros([n, v], student.DType, student.Device).ScatterAdd(1, idx, pK);
         if (rest == TopKRest.Uniform && v > k)
         {
-            var inK = Tensor.Zeros([n, v], student.DType).ScatterAdd(1, idx, Tensor.Ones([n, k], student.DType)).Gt(0);
+            var inK = Tensor.Zeros([n, v], student.DType, student.Device).ScatterAdd(1, idx, Tensor.Ones([n, k], student.DType, student.Device)).Gt(0);
             var rho = pK.Sum(1, keepDim: true).Neg().Add(1.0).Clamp(min: 0).Div(v - k);
             dense = dense.Add(Tensor.Where(inK, 0.0, rho));
         }
