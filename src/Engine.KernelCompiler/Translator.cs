@@ -51,6 +51,8 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         public Dictionary<ISymbol, ViewInfo> Views { get; } = new(SymbolEqualityComparer.Default);
         public HashSet<string> Used { get; } = new();
         public List<string> Hoisted { get; } = new();
+        /// <summary>A Loop.Unroll() marker waiting for its loop (the next statement, checked when the marker was seen).</summary>
+        public string? PendingPragma { get; set; }
     }
 
     private void Report(DiagnosticDescriptor d, SyntaxNode? at, params string[] args)
@@ -133,6 +135,8 @@ internal sealed partial class Translator(Compilation compilation, Target target)
                     else parameters.Add($"{pointer} {cName}");
                     parameters.Add($"{Long} {cName}_len");
                 }
+                else if (isKernel && Types.IsFloat4(type))
+                    Report(Krn.UnsupportedType, pSyntax, type.ToDisplayString(), "a Float4 is a register value, not a kernel argument (its C alignment differs from C#'s); pass four floats");
                 else if (isKernel && target == Target.OpenCL && type.SpecialType == SpecialType.System_Boolean)
                     parameters.Add($"int {cName}"); // OpenCL kernels cannot take bool arguments
                 else
@@ -203,6 +207,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         }
         if (type is INamedTypeSymbol { TypeKind: TypeKind.Enum, EnumUnderlyingType: { } underlying }) return CType(underlying, at);
         if (Types.Primitive(type, target) is { } primitive) return primitive;
+        if (Types.IsFloat4(type)) return "float4";
         if (type is ITypeParameterSymbol)
         {
             Report(Krn.Instance, at, _f.Method.Name, $"type parameter '{type.Name}' has no type argument here");
@@ -217,7 +222,12 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         if (Types.InlineArrayLength(named) is { } length)
             sb.Append("    ").Append(CType(Types.Fields(named).First().Type, at)).Append(" e[").Append(length).Append("];\n");
         else foreach (var field in Types.Fields(named))
+        {
+            // float4 is 16-byte aligned in C, Float4 4-byte aligned in C#: the layouts would differ.
+            if (Types.IsFloat4(Subst(field.Type)))
+                Report(Krn.UnsupportedType, at, named.ToDisplayString(), $"field '{field.Name}' is a Float4, a register value (16-byte aligned in C, 4 in C#); use four floats");
             sb.Append("    ").Append(CType(field.Type, at)).Append(' ').Append(Types.FieldName(field)).Append(";\n");
+        }
         sb.Append("} ").Append(cName).Append(";\n");
         _structs.Add(sb.ToString());
         return cName;
