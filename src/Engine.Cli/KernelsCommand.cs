@@ -108,6 +108,8 @@ public static class KernelsCommand
                 or ("BatchNormKernels", "Forward" or "BackwardInput") => Fixed(256),
             // GemmPlan.Group: GemmKernels.Threads × GemmKernels.Threads = 16 × 16.
             ("GemmKernels", "Sgemm") => Fixed(16 * 16),
+            // GemmPlan.LargeGroup: GemmKernels.LargeThreads = 256.
+            ("GemmKernels", "Sgemm128") => Fixed(256),
             // ReducePlan: columns (ReduceKernels.ColumnsX, ColumnsY) = (32, 8); rows n → power of two in [32, MaxRowGroup = 256].
             ("ReduceKernels", "ReduceColumns") => Fixed(32 * 8),
             ("ReduceKernels", "ReduceRows") => UpTo(256),

@@ -24,7 +24,7 @@ internal sealed partial class Translator
                 foreach (var v in local.Declaration.Variables) LocalVariable(local, v, local.IsConst);
                 break;
             case ExpressionStatementSyntax e when IsLoopUnroll(e.Expression):
-                if (NextStatement(e) is ForStatementSyntax or WhileStatementSyntax or DoStatementSyntax) _f.PendingPragma = "#pragma unroll";
+                if (NextStatement(e) is ForStatementSyntax or WhileStatementSyntax or DoStatementSyntax) _f.PendingPragma = (line, "#pragma unroll");
                 else Report(Krn.Unsupported, e, e.ToString(), "Loop.Unroll() must be the statement directly before a for, while or do loop");
                 break;
             case ExpressionStatementSyntax e:
@@ -40,12 +40,12 @@ internal sealed partial class Translator
                 }
                 break;
             case WhileStatementSyntax s:
-                Pragma(line);
+                Pragma();
                 w.Line(line, $"while ({Expr(s.Condition)})");
                 Nested(s.Statement);
                 break;
             case DoStatementSyntax s:
-                Pragma(line);
+                Pragma();
                 w.Line(line, "do");
                 Nested(s.Statement);
                 w.Line(LineOf(s.Condition), $"while ({Expr(s.Condition)});");
@@ -84,13 +84,13 @@ internal sealed partial class Translator
     }
 
     /// <summary>
-    /// Writes the pending loop pragma mapped to the loop's own C# line, so no <c>#line</c> directive
-    /// separates <c>#pragma unroll</c> from the loop it applies to.
+    /// Writes the pending loop pragma, mapped to the marker's C# line: when the loop starts on the next
+    /// C# line (the usual layout), no <c>#line</c> directive separates <c>#pragma unroll</c> from its loop.
     /// </summary>
-    private void Pragma(int loopLine)
+    private void Pragma()
     {
-        if (_f.PendingPragma is null) return;
-        _f.W.Line(loopLine, _f.PendingPragma);
+        if (_f.PendingPragma is not { } pragma) return;
+        _f.W.Line(pragma.Line, pragma.Text);
         _f.PendingPragma = null;
     }
 
@@ -178,7 +178,7 @@ internal sealed partial class Translator
         else parts.Add(string.Join(", ", s.Initializers.Select(Expr)));
         parts.Add(s.Condition is null ? "" : Expr(s.Condition));
         parts.Add(string.Join(", ", s.Incrementors.Select(Expr)));
-        Pragma(LineOf(s));
+        Pragma();
         _f.W.Line(LineOf(s), $"for ({parts[0]}; {parts[1]}; {parts[2]})");
         Nested(s.Statement);
     }

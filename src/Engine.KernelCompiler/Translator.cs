@@ -20,6 +20,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
 {
     public const string KernelAttribute = "Engine.Runtime.Kernels.KernelAttribute";
     public const string KernelFunctionAttribute = "Engine.Runtime.Kernels.KernelFunctionAttribute";
+    public const string LaunchBoundsAttribute = "Engine.Runtime.Kernels.LaunchBoundsAttribute";
 
     private readonly Dictionary<string, string> _functionNames = new();
     private readonly HashSet<string> _globalNames = new();
@@ -52,7 +53,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         public HashSet<string> Used { get; } = new();
         public List<string> Hoisted { get; } = new();
         /// <summary>A Loop.Unroll() marker waiting for its loop (the next statement, checked when the marker was seen).</summary>
-        public string? PendingPragma { get; set; }
+        public (int Line, string Text)? PendingPragma { get; set; }
     }
 
     private void Report(DiagnosticDescriptor d, SyntaxNode? at, params string[] args)
@@ -153,7 +154,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
 
             string returnType = isKernel ? "void" : CType(Subst(method.ReturnType), syntax.ReturnType);
             string signature = isKernel
-                ? (target == Target.Cuda ? "extern \"C\" __global__ void " : "__kernel void ") + name
+                ? (target == Target.Cuda ? "extern \"C\" __global__ void " + LaunchBounds(method) : "__kernel void ") + name
                 : (target == Target.Cuda ? "static __device__ " : Intrinsics.OpenCLFunction) + returnType + " " + name;
             if (isKernel && UsesDynamicSharedMemory)
             {
@@ -176,6 +177,20 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         {
             _f = saved;
         }
+    }
+
+    /// <summary>CUDA <c>__launch_bounds__(max, min) </c> from a [LaunchBounds] attribute, or "".</summary>
+    private string LaunchBounds(IMethodSymbol kernel)
+    {
+        var bounds = kernel.OriginalDefinition.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == LaunchBoundsAttribute);
+        if (bounds is null) return "";
+        var args = bounds.ConstructorArguments.Select(a => a.Value is int v ? v : 0).ToArray();
+        if (args.Length == 0 || args[0] <= 0 || (args.Length > 1 && args[1] <= 0))
+        {
+            Report(Krn.Unsupported, bounds.ApplicationSyntaxReference?.GetSyntax(), "LaunchBounds", "both counts must be positive");
+            return "";
+        }
+        return args.Length > 1 ? $"__launch_bounds__({args[0]}, {args[1]}) " : $"__launch_bounds__({args[0]}) ";
     }
 
     /// <summary>A fresh C name for a C# local or parameter.</summary>
