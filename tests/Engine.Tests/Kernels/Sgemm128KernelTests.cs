@@ -48,13 +48,13 @@ public class Sgemm128KernelTests
         new([66, 24], [24, 70], K4, O0, TransposeA: false, TransposeB: false),   // C tail: N = 70 stored by scalars
         new([68, 21], [21, 72], O4, K0, TransposeA: true, TransposeB: true),     // Aᵀ along M, Bᵀ K-contiguous (stride 21)
         new([65, 21], [21, 67], K4, K4, StoreA: Store.Padded, TransposeB: true, StoreB: Store.Padded), // K tail inside a vector
-        new([64, 16], [16, 131], O4, O4, TransposeA: true),                      // Aᵀ: M stride 1; N = 131 > 128: 2 groups
+        new([64, 16], [16, 131], O4, O0, TransposeA: true),                      // Aᵀ: M stride 1; N = 131 > 128: 2 groups
         new([70, 12], [12, 66], K0, O0, StoreA: Store.Offset1, StoreB: Store.Offset1), // misaligned: scalar
-        new([66, 9], [9, 65], O0, K0, TransposeA: true, StoreA: Store.Strided, StoreB: Store.Strided), // no unit stride
+        new([66, 9], [9, 65], O0, O0, TransposeA: true, StoreA: Store.Strided, StoreB: Store.Strided), // no unit stride: along the smaller
         new([3, 70, 12], [12, 66], K4, O0),                                      // batch 3, B broadcast
         new([2, 65, 8], [1, 8, 68], O0, K4, TransposeA: true, TransposeB: true), // Aᵀ batch (M = 65: outer stride 1, K stride 65)
         new([70, 0], [0, 66], K0, O0),                                           // K = 0: C = 0
-        new([130, 1], [1, 65], O4, O0),                                          // K = 1: A's column stride is 0; 2 groups in M
+        new([130, 1], [1, 65], O4, O4),                                          // K = 1: k strides are 0; 2 groups in M
     ];
 
     private static readonly Case[] OpenCLCases =
@@ -201,9 +201,9 @@ public class Sgemm128KernelTests
     [InlineData(0, 0, 21, 1, GemmKernels.AlongK)]           // row stride 21
     [InlineData(0, 0, 1, 40, GemmKernels.VectorAlongOuter)] // transposed
     [InlineData(0, 0, 1, 42, GemmKernels.AlongOuter)]
-    [InlineData(0, 0, 2, 80, GemmKernels.AlongK)]           // strided: along the smaller stride
-    [InlineData(0, 0, 80, 2, GemmKernels.AlongOuter)]
-    public void Plan_Mode_VectorOnlyWhenEveryAddressIsAligned(int offset, int batchStride, int kStride, int outerStride, int expected)
+    [InlineData(0, 0, 2, 80, GemmKernels.AlongOuter)]       // strided: along the smaller stride
+    [InlineData(0, 0, 80, 2, GemmKernels.AlongK)]
+    public void Plan_Mode_VectorOnlyWhenEveryAddressIsAligned(int offset, int batchStride, int outerStride, int kStride, int expected)
         => Assert.Equal(expected, GemmPlan.Mode(offset, batchStride, outerStride: outerStride, kStride: kStride));
 
     // ---------------------------------------------------------------- dispatch (Tensor.MatMul on a device)
