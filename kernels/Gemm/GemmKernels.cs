@@ -46,8 +46,32 @@
 //   Per k-step and thread: 512 FMAs, 32 LDS.128, 2 LDG (.128 or 4 scalar), 2 STS (.128 or 4
 //           scalar), 1 barrier: ≥ 94% of issue slots are FMAs in the vector modes.
 //   Launch  GemmPlan: group 256, grid (⌈N/128⌉, ⌈M/128⌉, batch); static shared memory
-//           2·2·8·132·4 = 16896 bytes. NVRTC (engine kernels --report Sgemm128): REPORT_NUMBERS
-//   Expect  GPU_EXPECTATION
+//           2·2·8·132·4 = 16896 bytes. [LaunchBounds(256, 2)] caps NVRTC at 128 registers so two
+//           groups fit an SM (without it NVRTC took 142–145 and one group fit: 12.5%).
+//           `engine kernels --report Sgemm128` (NVRTC, 2026-11-22):
+//             sm_70  128 regs  16896 B smem  0 stack  0 spill  block 256  occupancy 25.0% (registers)
+//             sm_80  128 regs  16896 B smem  0 stack  0 spill  block 256  occupancy 25.0% (registers)
+//             sm_90  128 regs  16896 B smem  0 stack  0 spill  block 256  occupancy 25.0% (registers)
+//           i.e. 2 groups = 16 warps per SM (4 per scheduler); shared memory (33 KiB per SM) is far
+//           from the limit. 25% is the design point of this tile: each warp has 64 independent FMAs
+//           per k, so 4 warps per scheduler cover the FMA latency, and the global loads of step s + 1
+//           have a whole step of FMAs (≥ 2048 SM cycles) to arrive.
+//   Expect  (reasoned, not measured: no GPU this session.) Per warp and k: 64 FFMA instructions =
+//           2048 FMAs = 32 SM cycles on an A100 (64 FP32 lanes per SM), 16 on an H100 (128 lanes);
+//           its shared reads are 2 broadcast LDS.128 of A (1 wavefront each) + 2 LDS.128 of B
+//           (4 wavefronts each) = 10 cycles of the 128 B/clk shared pipe: 31% (A100) and 62% (H100) of
+//           the FMA time, so the kernel stays FMA-bound (the 64×64 kernel needs 8 LDS.32 per 16 FFMA:
+//           shared-bound at ≤ ~50% of peak). L2 traffic per SM: 16 KiB per 2·131072 FMAs ≈ 4 B/clk, a
+//           fraction of L2 bandwidth. A GPU run on large square products (M = N = K = 4096, vector
+//           modes) should show about 65–80% of FP32 peak: ~13–15 TFLOP/s on an A100 (19.5 peak), ~35–45
+//           on an H100 SXM (67 peak; here 25% occupancy and the shared pipe at 62% bite more), and ≥
+//           1.5× the 64×64 kernel. Well below that, profile with Nsight Compute:
+//           l1tex__data_bank_conflicts_pipe_lsu_mem_shared (should be ~0), stall reasons (barrier /
+//           long scoreboard mean the prefetch does not cover DRAM latency), and SASS (expect LDS.128,
+//           LDG.E.128 in vector modes, and no LDL/STL). The scalar modes (misaligned or strided operands)
+//           cost 4 loads instead of one per operand and step, still ≪ 512 FMAs.
+//           Small or skinny products (few 128×128 tiles, e.g. 512×512 = 16 groups on 108–132 SMs)
+//           leave SMs idle: split-K or a 64×64 vector kernel would be the next step there.
 //
 // Sgemm (64×64 tiles; the small path, M ≤ 64 or N ≤ 64, where a 128 tile would be at least half idle)
 //   Tiling  a group of 16×16 threads owns a 64×64 tile of C; per step of 16 along K it stages a

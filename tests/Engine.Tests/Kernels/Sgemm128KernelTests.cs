@@ -237,7 +237,9 @@ public class Sgemm128KernelTests
         var rng = new Random(TestUtil.StableSeed("sgemm128 dispatch"));
         var cases = new (long[] A, long[] B, bool TransposeA, bool TransposeB, bool Strided)[]
         {
-            ([70, 33], [33, 66], false, false, false),
+            ([68, 32], [32, 72], false, false, false),      // both Float4 modes, Float4 stores of C
+            ([72, 16], [16, 68], true, true, false),        // transposed and aligned: Float4 along M and K
+            ([70, 33], [33, 66], false, false, false),      // scalar modes (strides 33, 66)
             ([67, 9], [9, 130], true, false, true),
             ([2, 65, 12], [12, 69], false, true, false),
             ([2, 1, 66, 5], [2, 5, 67], true, true, false), // rank 4: batch dims flattened
@@ -273,4 +275,8 @@ public class Sgemm128KernelTests
 
     [BackendFact("opencl")]
     public void Dispatch_OpenCL_MatMulAndGradients_MatchCpu() => DispatchMatches(Device.Parse("opencl:0"));
+
+    /// <summary>The same on a real GPU (skipped without one): the Float4 paths meet CUDA's alignment rules there.</summary>
+    [BackendFact("cuda")]
+    public void Dispatch_Cuda_MatMulAndGradients_MatchCpu() => DispatchMatches(Device.Parse("cuda:0"));
 }
