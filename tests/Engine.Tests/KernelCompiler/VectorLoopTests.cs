@@ -132,6 +132,12 @@ public class VectorLoopTests
             """, "a statement of its own");
 
     [Fact]
+    public void LaunchBounds_NonPositive_IsKRN012()
+        => AssertKrn("KRN012", """
+            [Kernel, LaunchBounds(0)] static void U(ArrayView<float> y) { y[0] = 1f; }
+            """, "both counts must be positive");
+
+    [Fact]
     public void Float4_AsKernelArgumentOrStructField_IsKRN008()
     {
         AssertKrn("KRN008", """

@@ -206,6 +206,32 @@ public class Sgemm128KernelTests
     public void Plan_Mode_VectorOnlyWhenEveryAddressIsAligned(int offset, int batchStride, int outerStride, int kStride, int expected)
         => Assert.Equal(expected, GemmPlan.Mode(offset, batchStride, outerStride: outerStride, kStride: kStride));
 
+    /// <summary>
+    /// What the header promises, from NVRTC's own output: ≤ 128 registers (two groups of 256 per SM), no
+    /// stack frame or spills (the 64 accumulators live in registers), and in the PTX the 16-byte vector
+    /// instructions (shared and global loads, global stores of C) and all 8·8·8 = 512 FMAs of a k-step
+    /// unrolled, with no local-memory access.
+    /// </summary>
+    [BackendTheory("nvrtc")]
+    [InlineData(70)]
+    [InlineData(80)]
+    [InlineData(90)]
+    public void Sgemm128_Nvrtc_RegistersVectorsAndUnrolledFmas(int arch)
+    {
+        var kernel = GemmKernels.Launch.Sgemm128Source;
+        var module = Engine.Runtime.Nvrtc.Compile(kernel.CudaSource, $"sm_{arch}", programName: "Sgemm128.cu");
+        var usage = Assert.Single(module.Kernels, k => k.Kernel == kernel.EntryPoint);
+        Assert.True(usage.Registers <= 128 && usage.StackFrameBytes == 0 && usage.SpillBytes == 0, usage.ToString());
+        string ptx = Engine.Runtime.Nvrtc.CompileToPtx(kernel.CudaSource, $"sm_{arch}", programName: "Sgemm128.cu");
+        Assert.Contains("ld.shared.v4.f32", ptx);
+        Assert.Contains("st.shared.v4.f32", ptx);
+        Assert.Matches(@"ld\.global(\.nc)?\.v4\.f32", ptx);
+        Assert.Contains("st.global.v4.f32", ptx);
+        Assert.DoesNotContain(".local", ptx);
+        int fmas = System.Text.RegularExpressions.Regex.Matches(ptx, @"\bfma\.rn\.f32\b").Count;
+        Assert.True(fmas >= 512, $"sm_{arch}: {fmas} fma.rn.f32 in the PTX, expected the 512 of an unrolled k-step");
+    }
+
     // ---------------------------------------------------------------- dispatch (Tensor.MatMul on a device)
 
     /// <summary>
