@@ -113,6 +113,8 @@ public static class KernelsCommand
             ("ImplicitGemmKernels", _) => Fixed(16 * 16),
             // DepthwiseConvKernels.GroupSize = 256 (all three).
             ("DepthwiseConvKernels", _) => Fixed(256),
+            // GemmPlan.LargeGroup: GemmKernels.LargeThreads = 256.
+            ("GemmKernels", "Sgemm128") => Fixed(256),
             // ReducePlan: columns (ReduceKernels.ColumnsX, ColumnsY) = (32, 8); rows n → power of two in [32, MaxRowGroup = 256].
             ("ReduceKernels", "ReduceColumns") => Fixed(32 * 8),
             ("ReduceKernels", "ReduceRows") => UpTo(256),

@@ -36,6 +36,12 @@ internal sealed partial class Translator
         if (typeName == KernelsNamespace + ".Warp" && method.Name is "ReduceSum" or "ReduceMax") return Reduce(inv, method, group: false);
         if (typeName == KernelsNamespace + ".Warp") return Shuffle(inv, method);
         if (typeName == KernelsNamespace + ".Atomic") return Atomic(inv, method);
+        if (typeName == Types.Float4Name && method.Name is "Load" or "Store") return VectorAccess(inv, method);
+        if (typeName == KernelsNamespace + ".Loop")
+        {
+            Report(Krn.Unsupported, inv, inv.ToString(), "Loop.Unroll() is a statement of its own, directly before a for, while or do loop");
+            return "0";
+        }
         if (typeName == KernelsNamespace + ".SharedMemory")
         {
             Report(Krn.SharedMemory, inv, $"and GetDynamic must initialize a local: var shared = SharedMemory.{method.Name}<T>(...);");
@@ -195,6 +201,22 @@ internal sealed partial class Translator
         string hoisted = $"__local float {buffer}[{Intrinsics.ShuffleBufferSize}];";
         if (!_f.Hoisted.Contains(hoisted)) _f.Hoisted.Add(hoisted);
         return $"{Helper(name)}({buffer}, {value})";
+    }
+
+    /// <summary>
+    /// Float4.Load(view, i) / Float4.Store(view, i, v): one 16-byte access at view + i (CUDA: through a
+    /// float4 pointer, which needs the 16-byte alignment the caller guarantees; OpenCL: vload4/vstore4).
+    /// </summary>
+    private string VectorAccess(InvocationExpressionSyntax inv, IMethodSymbol method)
+    {
+        var args = inv.ArgumentList.Arguments;
+        var view = View(args[0].Expression);
+        if (view is null) return "0";
+        string address = $"({view.Pointer} + {Expr(args[1].Expression)})";
+        if (method.Name == "Load")
+            return target == Target.Cuda ? $"(*(const float4*){address})" : $"vload4(0, {address})";
+        string value = Expr(args[2].Expression);
+        return target == Target.Cuda ? $"(*(float4*){address} = {value})" : $"vstore4({value}, 0, {address})";
     }
 
     /// <summary>Atomic.Add/Max/Min/CompareExchange(ref view[i], ...): atomicAdd and co. / atomic_add and co.</summary>

@@ -222,7 +222,7 @@ internal sealed partial class Translator
                 }
                 return _f.Names.TryGetValue(symbol, out var n) ? n : symbol.Name;
             case IFieldSymbol field when !field.IsStatic && e is MemberAccessExpressionSyntax ma:
-                return $"{Expr(ma.Expression)}.{field.Name}";
+                return $"{Expr(ma.Expression)}.{(Types.IsFloat4(field.ContainingType) ? field.Name.ToLowerInvariant() : field.Name)}";
             case IFieldSymbol field:
                 Report(Krn.StaticState, e, field.ContainingType.Name + "." + field.Name);
                 return "0";

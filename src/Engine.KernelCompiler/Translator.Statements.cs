@@ -23,6 +23,10 @@ internal sealed partial class Translator
                 if (local.UsingKeyword != default) { Report(Krn.Unsupported, local, "using", "kernels own no disposable resources"); break; }
                 foreach (var v in local.Declaration.Variables) LocalVariable(local, v, local.IsConst);
                 break;
+            case ExpressionStatementSyntax e when IsLoopUnroll(e.Expression):
+                if (NextStatement(e) is ForStatementSyntax or WhileStatementSyntax or DoStatementSyntax) _f.PendingPragma = (line, "#pragma unroll");
+                else Report(Krn.Unsupported, e, e.ToString(), "Loop.Unroll() must be the statement directly before a for, while or do loop");
+                break;
             case ExpressionStatementSyntax e:
                 w.Line(line, Expr(e.Expression) + ";");
                 break;
@@ -36,10 +40,12 @@ internal sealed partial class Translator
                 }
                 break;
             case WhileStatementSyntax s:
+                Pragma();
                 w.Line(line, $"while ({Expr(s.Condition)})");
                 Nested(s.Statement);
                 break;
             case DoStatementSyntax s:
+                Pragma();
                 w.Line(line, "do");
                 Nested(s.Statement);
                 w.Line(LineOf(s.Condition), $"while ({Expr(s.Condition)});");
@@ -75,6 +81,29 @@ internal sealed partial class Translator
                 Report(Krn.Unsupported, statement, statement.Kind().ToString(), "this statement has no GPU translation");
                 break;
         }
+    }
+
+    /// <summary>
+    /// Writes the pending loop pragma, mapped to the marker's C# line: when the loop starts on the next
+    /// C# line (the usual layout), no <c>#line</c> directive separates <c>#pragma unroll</c> from its loop.
+    /// </summary>
+    private void Pragma()
+    {
+        if (_f.PendingPragma is not { } pragma) return;
+        _f.W.Line(pragma.Line, pragma.Text);
+        _f.PendingPragma = null;
+    }
+
+    private bool IsLoopUnroll(ExpressionSyntax e)
+        => e is InvocationExpressionSyntax inv && _f.Model.GetSymbolInfo(inv).Symbol is IMethodSymbol { Name: "Unroll" } m
+           && m.ContainingType.ToDisplayString() == KernelsNamespace + ".Loop";
+
+    /// <summary>The statement after <paramref name="s"/> in its block or switch section, if any.</summary>
+    private static StatementSyntax? NextStatement(StatementSyntax s)
+    {
+        var list = s.Parent switch { BlockSyntax b => b.Statements, SwitchSectionSyntax sec => sec.Statements, _ => default };
+        int i = list.IndexOf(s);
+        return i >= 0 && i + 1 < list.Count ? list[i + 1] : null;
     }
 
     private void Body(IEnumerable<StatementSyntax> statements)
@@ -149,6 +178,7 @@ internal sealed partial class Translator
         else parts.Add(string.Join(", ", s.Initializers.Select(Expr)));
         parts.Add(s.Condition is null ? "" : Expr(s.Condition));
         parts.Add(string.Join(", ", s.Incrementors.Select(Expr)));
+        Pragma();
         _f.W.Line(LineOf(s), $"for ({parts[0]}; {parts[1]}; {parts[2]})");
         Nested(s.Statement);
     }
@@ -169,7 +199,7 @@ internal sealed partial class Translator
                 var length = _f.Model.GetConstantValue(shared.ArgumentList.Arguments.FirstOrDefault()?.Expression ?? shared);
                 if (!_f.IsKernel) { Report(Krn.SharedMemory, shared, "may only be called in a [Kernel] body (OpenCL declares __local arrays at kernel scope)"); return; }
                 if (!length.HasValue || length.Value is not int n || n <= 0) { Report(Krn.SharedMemory, shared, "needs a positive compile-time constant length (a literal or a const)"); return; }
-                if (target == Target.Cuda) _f.W.Line(line, $"__shared__ {ctype} {name}[{n}];");
+                if (target == Target.Cuda) _f.W.Line(line, $"__shared__ __align__(16) {ctype} {name}[{n}];"); // 16: Float4 access
                 else _f.Hoisted.Add($"__local {ctype} {name}[{n}];");
                 _f.W.Line(line, $"const {Long} {name}_len = {n};");
                 _f.Views[symbol] = new ViewInfo(name, name + "_len", target == Target.OpenCL ? "__local " : "", element);

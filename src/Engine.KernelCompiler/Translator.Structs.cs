@@ -44,6 +44,11 @@ internal sealed partial class Translator
     private string StructValue(INamedTypeSymbol type, Dictionary<string, string> values, SyntaxNode at)
     {
         string cName = CType(type, at);
+        if (Types.IsFloat4(type))
+        {
+            var xyzw = new[] { "X", "Y", "Z", "W" }.Select(c => values.TryGetValue(c, out var v) ? v : "0.0f");
+            return target == Target.Cuda ? $"make_float4({string.Join(", ", xyzw)})" : $"((float4)({string.Join(", ", xyzw)}))";
+        }
         if (Types.InlineArrayLength(type) is { } length) return InlineArrayZero(type, cName, length, at);
         string maker = StructMaker(type, cName, at);
         var args = Types.Fields(type).Select(f => values.TryGetValue(Types.FieldName(f), out var v) ? v : Zero(Subst(f.Type), at));

@@ -20,6 +20,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
 {
     public const string KernelAttribute = "Engine.Runtime.Kernels.KernelAttribute";
     public const string KernelFunctionAttribute = "Engine.Runtime.Kernels.KernelFunctionAttribute";
+    public const string LaunchBoundsAttribute = "Engine.Runtime.Kernels.LaunchBoundsAttribute";
 
     private readonly Dictionary<string, string> _functionNames = new();
     private readonly HashSet<string> _globalNames = new();
@@ -51,6 +52,8 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         public Dictionary<ISymbol, ViewInfo> Views { get; } = new(SymbolEqualityComparer.Default);
         public HashSet<string> Used { get; } = new();
         public List<string> Hoisted { get; } = new();
+        /// <summary>A Loop.Unroll() marker waiting for its loop (the next statement, checked when the marker was seen).</summary>
+        public (int Line, string Text)? PendingPragma { get; set; }
     }
 
     private void Report(DiagnosticDescriptor d, SyntaxNode? at, params string[] args)
@@ -133,6 +136,8 @@ internal sealed partial class Translator(Compilation compilation, Target target)
                     else parameters.Add($"{pointer} {cName}");
                     parameters.Add($"{Long} {cName}_len");
                 }
+                else if (isKernel && Types.IsFloat4(type))
+                    Report(Krn.UnsupportedType, pSyntax, type.ToDisplayString(), "a Float4 is a register value, not a kernel argument (its C alignment differs from C#'s); pass four floats");
                 else if (isKernel && target == Target.OpenCL && type.SpecialType == SpecialType.System_Boolean)
                     parameters.Add($"int {cName}"); // OpenCL kernels cannot take bool arguments
                 else
@@ -149,7 +154,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
 
             string returnType = isKernel ? "void" : CType(Subst(method.ReturnType), syntax.ReturnType);
             string signature = isKernel
-                ? (target == Target.Cuda ? "extern \"C\" __global__ void " : "__kernel void ") + name
+                ? (target == Target.Cuda ? "extern \"C\" __global__ void " + LaunchBounds(method) : "__kernel void ") + name
                 : (target == Target.Cuda ? "static __device__ " : Intrinsics.OpenCLFunction) + returnType + " " + name;
             if (isKernel && UsesDynamicSharedMemory)
             {
@@ -172,6 +177,20 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         {
             _f = saved;
         }
+    }
+
+    /// <summary>CUDA <c>__launch_bounds__(max, min) </c> from a [LaunchBounds] attribute, or "".</summary>
+    private string LaunchBounds(IMethodSymbol kernel)
+    {
+        var bounds = kernel.OriginalDefinition.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == LaunchBoundsAttribute);
+        if (bounds is null) return "";
+        var args = bounds.ConstructorArguments.Select(a => a.Value is int v ? v : 0).ToArray();
+        if (args.Length == 0 || args[0] <= 0 || (args.Length > 1 && args[1] <= 0))
+        {
+            Report(Krn.Unsupported, bounds.ApplicationSyntaxReference?.GetSyntax(), "LaunchBounds", "both counts must be positive");
+            return "";
+        }
+        return args.Length > 1 ? $"__launch_bounds__({args[0]}, {args[1]}) " : $"__launch_bounds__({args[0]}) ";
     }
 
     /// <summary>A fresh C name for a C# local or parameter.</summary>
@@ -203,6 +222,7 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         }
         if (type is INamedTypeSymbol { TypeKind: TypeKind.Enum, EnumUnderlyingType: { } underlying }) return CType(underlying, at);
         if (Types.Primitive(type, target) is { } primitive) return primitive;
+        if (Types.IsFloat4(type)) return "float4";
         if (type is ITypeParameterSymbol)
         {
             Report(Krn.Instance, at, _f.Method.Name, $"type parameter '{type.Name}' has no type argument here");
@@ -217,7 +237,12 @@ internal sealed partial class Translator(Compilation compilation, Target target)
         if (Types.InlineArrayLength(named) is { } length)
             sb.Append("    ").Append(CType(Types.Fields(named).First().Type, at)).Append(" e[").Append(length).Append("];\n");
         else foreach (var field in Types.Fields(named))
+        {
+            // float4 is 16-byte aligned in C, Float4 4-byte aligned in C#: the layouts would differ.
+            if (Types.IsFloat4(Subst(field.Type)))
+                Report(Krn.UnsupportedType, at, named.ToDisplayString(), $"field '{field.Name}' is a Float4, a register value (16-byte aligned in C, 4 in C#); use four floats");
             sb.Append("    ").Append(CType(field.Type, at)).Append(' ').Append(Types.FieldName(field)).Append(";\n");
+        }
         sb.Append("} ").Append(cName).Append(";\n");
         _structs.Add(sb.ToString());
         return cName;

@@ -20,6 +20,11 @@ internal static class Types
     public static bool IsArrayView(ITypeSymbol? type)
         => type is INamedTypeSymbol { IsGenericType: true } named && named.OriginalDefinition.ToDisplayString() == ArrayViewName;
 
+    public const string Float4Name = "Engine.Runtime.Kernels.Float4";
+
+    /// <summary>True for Engine.Runtime.Kernels.Float4, the native <c>float4</c> of both dialects.</summary>
+    public static bool IsFloat4(ITypeSymbol? type) => type is INamedTypeSymbol { TypeKind: TypeKind.Struct } named && named.ToDisplayString() == Float4Name;
+
     public static ITypeSymbol ElementType(ITypeSymbol view) => ((INamedTypeSymbol)view).TypeArguments[0];
 
     /// <summary>The C name of a primitive, or null when <paramref name="type"/> is not one.</summary>

@@ -22,6 +22,9 @@ internal sealed class KernelContext
     public static KernelContext Current => t_current ?? throw new InvalidOperationException(
         "Grid/Group/Warp/SharedMemory were used outside a kernel launch; call kernels through an accelerator.");
 
+    /// <summary>The current thread's context, or null outside a launch.</summary>
+    public static KernelContext? CurrentOrNull => t_current;
+
     public static void Set(KernelContext? context) => t_current = context;
 
     public string Describe() => $"group ({GroupIndex.X}, {GroupIndex.Y}, {GroupIndex.Z}) thread ({ThreadIndex.X}, {ThreadIndex.Y}, {ThreadIndex.Z})";

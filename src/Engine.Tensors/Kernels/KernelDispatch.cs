@@ -266,7 +266,7 @@ internal static partial class KernelDispatch
 
     /// <summary>
     /// [..., M, K]·[..., K, N] for operands of rank ≥ 2 with broadcast batch dims <paramref name="batch"/>
-    /// (no graph recording). Operands of rank 2, or of rank 3 when the batch has one dim, go to Sgemm
+    /// (no graph recording). Operands of rank 2, or of rank 3 when the batch has one dim, go to GemmPlan.Run (Sgemm128 or Sgemm)
     /// through their strides (transposes and broadcast batches are never copied); more batch dims
     /// are flattened into one (a copy when the operand's batch dims cannot be viewed as one).
     /// </summary>
@@ -281,8 +281,7 @@ internal static partial class KernelDispatch
         using var b3 = Batched(b, batch);
         var (layout, count, shape) = GemmPlan.For(a3, b3);
         var c = Output(shape, a, op);
-        var grid = GemmPlan.Grid(layout, count);
-        if (grid.X > 0) GemmKernels.Launch.Sgemm(Accelerator(a), grid, GemmPlan.Group, Whole(a3), Whole(b3), Whole(c), layout);
+        GemmPlan.Run(Accelerator(a), layout, count, Whole(a3), Whole(b3), Whole(c));
         long[] outShape = [.. batch, a.Shape[^2], b.Shape[^1]];
         using (c) return c.View(outShape);
     }

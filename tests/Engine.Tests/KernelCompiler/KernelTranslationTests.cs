@@ -146,7 +146,7 @@ public class KernelTranslationTests
     public void SharedMemory_InPlaceOnCuda_HoistedToKernelScopeOnOpenCL()
     {
         var r = Sink();
-        Assert.Contains("        __shared__ float tile[128];", r.Cuda("Sink"));
+        Assert.Contains("        __shared__ __align__(16) float tile[128];", r.Cuda("Sink"));
         string ocl = r.OpenCL("Sink");
         int header = ocl.IndexOf("__kernel void Sink", StringComparison.Ordinal);
         int local = ocl.IndexOf("__local float tile[128];", StringComparison.Ordinal);

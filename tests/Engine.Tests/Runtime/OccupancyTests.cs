@@ -155,6 +155,7 @@ public sealed class OccupancyTests
         Assert.Equal(BatchNormKernels.GroupSize, Of("BatchNormKernels", "Forward").ThreadsPerBlock);
         Assert.Equal(new KernelLaunchShape(BatchNormKernels.MaxGroup, 0, LaunchShapeOrigin.PlanMaximum), Of("BatchNormKernels", "Stats"));
         Assert.Equal(GemmPlan.Group.X * GemmPlan.Group.Y * GemmPlan.Group.Z, Of("GemmKernels", "Sgemm").ThreadsPerBlock);
+        Assert.Equal(GemmPlan.LargeGroup.X * GemmPlan.LargeGroup.Y * GemmPlan.LargeGroup.Z, Of("GemmKernels", "Sgemm128").ThreadsPerBlock);
         Assert.Equal(ReduceKernels.ColumnsX * ReduceKernels.ColumnsY, Of("ReduceKernels", "ReduceColumns").ThreadsPerBlock);
         Assert.Equal(new KernelLaunchShape(ReduceKernels.MaxRowGroup, 0, LaunchShapeOrigin.PlanMaximum), Of("ReduceKernels", "ReduceRows"));
         Assert.Equal(new KernelLaunchShape(SoftmaxKernels.MaxGroup, 0, LaunchShapeOrigin.PlanMaximum), Of("SoftmaxKernels", "SoftmaxForward"));
