@@ -88,6 +88,12 @@ public sealed record BenchOptions(int Threads, int Runs, bool Quick = false, str
     /// <summary>The opened <see cref="Device"/> (see <see cref="BenchDevice.Open"/>).</summary>
     /// <exception cref="BenchDeviceException">Not a device name, or not available here.</exception>
     public BenchDevice Target => BenchDevice.Open(Device);
+
+    /// <summary>
+    /// <see cref="Quick"/> on the emulator: tiny shapes, smaller than the quick ones (the emulator runs every GPU
+    /// thread of every launch as a C# thread, ~10^4 times slower than the CPU ops), so a smoke test stays in seconds.
+    /// </summary>
+    public bool Tiny => Quick && Target.Device.Type == Engine.Runtime.DeviceType.Emulator;
 }
 
 /// <summary>A case's result did not match its reference; nothing was timed.</summary>

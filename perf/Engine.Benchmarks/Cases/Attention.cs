@@ -38,7 +38,7 @@ public sealed class Attention : BenchCase
     /// <inheritdoc />
     public override BenchRun Prepare(BenchOptions options)
     {
-        long b = options.Quick ? 2 : 8, h = options.Quick ? 2 : 8, n = options.Quick ? 80 : 512, d = 64;
+        long b = options.Tiny ? 1 : options.Quick ? 2 : 8, h = options.Tiny ? 1 : options.Quick ? 2 : 8, n = options.Tiny ? 17 : options.Quick ? 80 : 512, d = 64;
         var device = options.Target;
         if (!device.IsCpu) ProbeDevice(device);
         var (q, k, v) = Inputs(device, b, h, n, d, seed: 0);

@@ -26,7 +26,8 @@ public sealed class Conv2d : BenchCase
     /// <inheritdoc />
     public override BenchRun Prepare(BenchOptions options)
     {
-        long n = options.Quick ? 4 : 256, cin = options.Quick ? 8 : 32, hw = options.Quick ? 10 : 28, cout = options.Quick ? 16 : 64;
+        long n = options.Tiny ? 2 : options.Quick ? 4 : 256, cin = options.Tiny ? 3 : options.Quick ? 8 : 32, hw = options.Tiny ? 6 : options.Quick ? 10 : 28,
+            cout = options.Tiny ? 4 : options.Quick ? 16 : 64;
         const int k = 3;
         var device = options.Target;
         var x = device.Place(Tensor.Randn([n, cin, hw, hw], generator: new Generator(1)).RequiresGrad_());

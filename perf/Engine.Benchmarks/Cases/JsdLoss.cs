@@ -25,7 +25,7 @@ public sealed class JsdLoss : BenchCase
     /// <inheritdoc />
     public override BenchRun Prepare(BenchOptions options)
     {
-        long n = options.Quick ? 64 : 2048, v = options.Quick ? 1000 : 32000;
+        long n = options.Tiny ? 4 : options.Quick ? 64 : 2048, v = options.Tiny ? 67 : options.Quick ? 1000 : 32000;
         const double beta = 0.5;
         var o = new DivergenceOptions { Reduction = Reduction.BatchMean };
         var device = options.Target;

@@ -26,7 +26,7 @@ public sealed class KdLoss : BenchCase
     /// <inheritdoc />
     public override BenchRun Prepare(BenchOptions options)
     {
-        long n = options.Quick ? 64 : 2048, v = options.Quick ? 1000 : 32000;
+        long n = options.Tiny ? 4 : options.Quick ? 64 : 2048, v = options.Tiny ? 67 : options.Quick ? 1000 : 32000;
         var o = new DivergenceOptions { Temperature = 2, ScaleByTemperatureSquared = true, Reduction = Reduction.BatchMean };
         var device = options.Target;
         var s = device.Place(Tensor.Randn([n, v], generator: new Generator(1)).RequiresGrad_());

@@ -24,7 +24,7 @@ public sealed class Sgemm : BenchCase
     /// <inheritdoc />
     public override BenchRun Prepare(BenchOptions options)
     {
-        long m = options.Quick ? 200 : 2048;
+        long m = options.Tiny ? 33 : options.Quick ? 200 : 2048;
         var device = options.Target;
         var a = device.Place(Tensor.Randn([m, m], generator: new Generator(1)));
         var b = device.Place(Tensor.Randn([m, m], generator: new Generator(2)));

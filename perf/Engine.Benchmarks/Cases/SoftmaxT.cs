@@ -23,7 +23,7 @@ public sealed class SoftmaxT : BenchCase
     /// <inheritdoc />
     public override BenchRun Prepare(BenchOptions options)
     {
-        long n = options.Quick ? 64 : 4096, v = options.Quick ? 1000 : 32000;
+        long n = options.Tiny ? 4 : options.Quick ? 64 : 4096, v = options.Tiny ? 67 : options.Quick ? 1000 : 32000;
         const double temperature = 4.0;
         var device = options.Target;
         var x = device.Place(Tensor.Randn([n, v], generator: new Generator(0)));

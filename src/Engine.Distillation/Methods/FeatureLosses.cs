@@ -112,7 +112,7 @@ public static class FeatureLosses
         var sq = e.Pow(2).Sum(1);
         var gram = e.MatMul(e.Transpose(0, 1));
         var d2 = sq.Unsqueeze(1) + sq.Unsqueeze(0) - gram * 2.0;
-        return (d2.Maximum(Eps).Sqrt() * OffDiagonal(b, e.DType)).MoveToOuterDisposeScope();
+        return (d2.Maximum(Eps).Sqrt() * OffDiagonal(b, e.DType, e.Device)).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -171,7 +171,7 @@ public static class FeatureLosses
         var gram = e.MatMul(e.Transpose(0, 1));                  // G_jk
         var sq = e.Pow(2).Sum(1);                                // G_ii
         var d2 = (sq.Unsqueeze(1) + sq.Unsqueeze(0) - gram * 2.0).Maximum(0.0);
-        var inv = d2.Maximum(Eps * Eps).Rsqrt() * OffDiagonal(b, e.DType);   // 1/‖e_j − e_i‖, 0 for j = i
+        var inv = d2.Maximum(Eps * Eps).Rsqrt() * OffDiagonal(b, e.DType, e.Device);   // 1/‖e_j − e_i‖, 0 for j = i
         var dot = gram.Unsqueeze(0) - gram.Unsqueeze(2) - gram.Unsqueeze(1) + sq.Reshape(b, 1, 1);
         var cos = dot * inv.Unsqueeze(2) * inv.Unsqueeze(1);
         return cos.Clamp(-1.0, 1.0).MoveToOuterDisposeScope();
@@ -200,14 +200,16 @@ public static class FeatureLosses
         return ((targets * lp).Sum() * (-1.0 / Math.Max(1, logits.Size(0)))).MoveToOuterDisposeScope();
     }
 
-    private static Tensor OffDiagonal(long b, DType dtype)
+    private static Tensor OffDiagonal(long b, DType dtype, Engine.Runtime.Device device)
     {
         var m = new double[b * b];
         for (long i = 0; i < b; i++)
             for (long j = 0; j < b; j++) m[i * b + j] = i == j ? 0 : 1;
         var t = Tensor.FromArray(m, b, b);
-        if (dtype == DType.Float64) return t;
-        using (t) return t.To(dtype);
+        if (dtype != DType.Float64)
+            using (t) t = t.To(dtype);
+        if (device.Type == Engine.Runtime.DeviceType.Cpu) return t;
+        using (t) return t.To(device);
     }
 
     private static void SameShape(string op, Tensor a, Tensor b)
