@@ -207,7 +207,11 @@ public static class FeatureLosses
             for (long j = 0; j < b; j++) m[i * b + j] = i == j ? 0 : 1;
         var t = Tensor.FromArray(m, b, b);
         if (dtype != DType.Float64)
-            using (t) t = t.To(dtype);
+        {
+            var converted = t.To(dtype);
+            t.Dispose();
+            t = converted;
+        }
         if (device.Type == Engine.Runtime.DeviceType.Cpu) return t;
         using (t) return t.To(device);
     }
