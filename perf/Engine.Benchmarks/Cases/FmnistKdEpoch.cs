@@ -62,7 +62,7 @@ public sealed class FmnistKdEpoch : BenchCase
         }
         var optimizer = new SGD(student.Parameters(), Lr, momentum: 0.9);
 
-        Validate(teacher, student, optimizer, images, labels);
+        double lossError = Validate(teacher, student, optimizer, images, labels);
 
         var run = new BenchRun([60000, batch], () =>
         {
@@ -86,10 +86,12 @@ public sealed class FmnistKdEpoch : BenchCase
         run.Own(labels);
         run.Extra["temperature"] = Temperature;
         run.Extra["batches"] = batches;
+        run.Extra["first_loss_rel_error"] = lossError;
         return run;
     }
 
-    private static void Validate(Module teacher, Module student, SGD optimizer, Tensor images, Tensor labels)
+    /// <summary>Checks the first batch's loss and SGD step (see the remarks); returns the loss's relative error.</summary>
+    private static double Validate(Module teacher, Module student, SGD optimizer, Tensor images, Tensor labels)
     {
         using var scope = Tensor.NewDisposeScope();
         var x = images.Select(0, 0);
@@ -118,6 +120,7 @@ public sealed class FmnistKdEpoch : BenchCase
                 if (Math.Abs(after[k][i] - expected) > 1e-6 + 1e-5 * Math.Abs(expected))
                     throw new BenchValidationException($"fmnist-kd-epoch: SGD step of parameter {k} element {i}: expected {expected}, got {after[k][i]}");
             }
+        return Math.Abs(got - want) / Math.Abs(want);
     }
 
     /// <summary>0.1·CE(s, y) + 0.9·T²·(1/B)·Σ KL(softmax(t/T) ‖ softmax(s/T)) in float64.</summary>
