@@ -202,7 +202,7 @@ public static partial class LogitLoss
         {
             long n = s.Size(0);
             var keptLabels = layout.Counted is null ? layout.Labels! : layout.Keep.Select(r => layout.Labels![r]).ToArray();
-            var y = Tensor.FromArray(keptLabels, n).Reshape(n, 1);
+            var y = Tensor.FromArray(keptLabels, n).To(s.Device).Reshape(n, 1);
             var onehot = Tensor.OneHot(y.Reshape(n), layout.Classes).Gt(0);
             var zs = LogitLossCore.Scale(s, p.Temperature, col);
             var logQ = zs.LogSoftmax(-1);
@@ -220,8 +220,8 @@ public static partial class LogitLoss
             var nckd = LogitLossCore.XLogXOverY(logPh.Exp(), logPh, logQh).Sum(1);
             var combined = tckd.Mul(p.Alpha).Add(nckd.Mul(p.Beta));
             Tensor t2;
-            if (col is null) t2 = Tensor.Scalar(p.ScaleT2 ? p.Temperature * p.Temperature : 1, student.DType);
-            else t2 = p.ScaleT2 ? col.Reshape(n).Mul(col.Reshape(n)) : Tensor.Ones([n], student.DType);
+            if (col is null) t2 = Tensor.Full([], p.ScaleT2 ? p.Temperature * p.Temperature : 1, student.DType, student.Device);
+            else t2 = p.ScaleT2 ? col.Reshape(n).Mul(col.Reshape(n)) : Tensor.Ones([n], student.DType, student.Device);
             rowLoss = combined.Mul(t2).Mul(p.Warm);
         }
         return LogitLossCore.Reduce(rowLoss, layout, reduction).MoveToOuterDisposeScope();

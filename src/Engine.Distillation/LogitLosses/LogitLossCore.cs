@@ -165,7 +165,7 @@ internal static class LogitLossCore
         long last = x.Size(-1);
         using var flat = x.Reshape(layout.Rows, last);
         if (layout.Counted is null) return flat.Reshape(layout.Rows, last);
-        using var index = Tensor.FromArray(layout.Keep, layout.Keep.Length);
+        using var index = KeptIndex(layout, flat.Device);
         return flat.IndexSelect(0, index);
     }
 
@@ -176,8 +176,16 @@ internal static class LogitLossCore
         using var t = temperatures.DType == dtype ? temperatures.Alias() : temperatures.To(dtype);
         using var col = t.Reshape(layout.Rows, 1);
         if (layout.Counted is null) return col.Reshape(layout.Rows, 1);
-        using var index = Tensor.FromArray(layout.Keep, layout.Keep.Length);
+        using var index = KeptIndex(layout, col.Device);
         return col.IndexSelect(0, index);
+    }
+
+    /// <summary>The counted rows' indices as an int64 tensor on <paramref name="device"/> (the operands' device).</summary>
+    public static Tensor KeptIndex(RowLayout layout, Engine.Runtime.Device device)
+    {
+        var index = Tensor.FromArray(layout.Keep, layout.Keep.Length);
+        if (device.Type == Engine.Runtime.DeviceType.Cpu) return index;
+        using (index) return index.To(device);
     }
 
     /// <summary>x / T: the scalar, or each row by its own temperature column.</summary>
@@ -250,7 +258,7 @@ internal static class LogitLossCore
         {
             if (layout.Counted is null) return rowLoss.Reshape(layout.BatchShape);
             using var zeros = Tensor.Zeros([layout.Rows], rowLoss.DType, rowLoss.Device);
-            using var index = Tensor.FromArray(layout.Keep, layout.Keep.Length);
+            using var index = KeptIndex(layout, rowLoss.Device);
             using var full = zeros.IndexAdd(0, index, rowLoss);
             return full.Reshape(layout.BatchShape);
         }

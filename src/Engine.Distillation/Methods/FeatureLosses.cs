@@ -22,7 +22,8 @@ public static class FeatureLosses
     {
         SameShape("mse_loss", a, b);
         using var scope = Tensor.NewDisposeScope();
-        return (a - b).Pow(2).Mean().MoveToOuterDisposeScope();
+        var d = a - b;
+        return (d * d).Mean().MoveToOuterDisposeScope(); // d·d rather than Pow(2): the same value and gradient, and mul has device kernels (pow has none)
     }
 
     /// <summary>
@@ -36,9 +37,12 @@ public static class FeatureLosses
     {
         SameShape("smooth_l1_loss", a, b);
         using var scope = Tensor.NewDisposeScope();
-        var x = (a - b).Abs();
+        // |a − b| as where(d < 0, −d, d): the same values, and the same gradient wherever it matters (at d = 0 the
+        // total gradient is 0 either way, see above); comparisons, neg and where have device kernels, abs has none.
+        var d = a - b;
+        var x = Tensor.Where(d.Lt(0.0), d.Neg(), d);
         var m = x.Minimum(1.0);
-        return (m.Pow(2) * 0.5 + x - m).Mean().MoveToOuterDisposeScope();
+        return (m * m * 0.5 + x - m).Mean().MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -50,7 +54,7 @@ public static class FeatureLosses
     {
         ArgumentNullException.ThrowIfNull(x);
         using var scope = Tensor.NewDisposeScope();
-        var sq = x.Pow(2).Sum(dim, keepDim: true);
+        var sq = (x * x).Sum(dim, keepDim: true);
         return (x * sq.Maximum(Eps * Eps).Rsqrt()).MoveToOuterDisposeScope();
     }
 
@@ -65,7 +69,7 @@ public static class FeatureLosses
         if (feature.Rank != 4)
             throw new ArgumentException($"attention_map: expected a feature map [N, C, H, W]; got {Util.Format(feature.Shape)}.");
         using var scope = Tensor.NewDisposeScope();
-        var a = feature.Pow(p).Mean(1).Reshape(feature.Size(0), -1);
+        var a = (p == 2 ? feature * feature : feature.Pow(p)).Mean(1).Reshape(feature.Size(0), -1); // p = 2 as a product: device kernels
         return Normalize(a, 1).MoveToOuterDisposeScope();
     }
 
@@ -86,7 +90,8 @@ public static class FeatureLosses
         long h = Math.Min(studentFeature.Size(2), teacherFeature.Size(2)), w = Math.Min(studentFeature.Size(3), teacherFeature.Size(3));
         var fs = PoolTo(studentFeature, h, w);
         var ft = PoolTo(teacherFeature, h, w);
-        return (AttentionMap(fs, p) - AttentionMap(ft, p)).Pow(2).Mean().MoveToOuterDisposeScope();
+        var d = AttentionMap(fs, p) - AttentionMap(ft, p);
+        return (d * d).Mean().MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -109,7 +114,7 @@ public static class FeatureLosses
         if (e.Rank != 2) throw new ArgumentException($"pairwise_distances: expected embeddings [B, D]; got {Util.Format(e.Shape)}.");
         using var scope = Tensor.NewDisposeScope();
         long b = e.Size(0);
-        var sq = e.Pow(2).Sum(1);
+        var sq = (e * e).Sum(1);
         var gram = e.MatMul(e.Transpose(0, 1));
         var d2 = sq.Unsqueeze(1) + sq.Unsqueeze(0) - gram * 2.0;
         return (d2.Maximum(Eps).Sqrt() * OffDiagonal(b, e.DType, e.Device)).MoveToOuterDisposeScope();
@@ -169,7 +174,7 @@ public static class FeatureLosses
         using var scope = Tensor.NewDisposeScope();
         long b = e.Size(0);
         var gram = e.MatMul(e.Transpose(0, 1));                  // G_jk
-        var sq = e.Pow(2).Sum(1);                                // G_ii
+        var sq = (e * e).Sum(1);                                // G_ii
         var d2 = (sq.Unsqueeze(1) + sq.Unsqueeze(0) - gram * 2.0).Maximum(0.0);
         var inv = d2.Maximum(Eps * Eps).Rsqrt() * OffDiagonal(b, e.DType, e.Device);   // 1/‖e_j − e_i‖, 0 for j = i
         var dot = gram.Unsqueeze(0) - gram.Unsqueeze(2) - gram.Unsqueeze(1) + sq.Reshape(b, 1, 1);
