@@ -29,6 +29,7 @@ public class DeviceMethodCliTests(CliFixture fx) : IClassFixture<CliFixture>
     [InlineData("fitnets")]
     [InlineData("at")]
     [InlineData("rkd")]
+    [InlineData("ban")] // generation 0 from the labels, then generation 1 from it: both on the device
     public void Method_OnOpenCL_FollowsTheCpuLossCurve(string method)
     {
         var info = MethodRegistry.Find(method)!;
