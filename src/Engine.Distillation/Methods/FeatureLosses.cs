@@ -41,7 +41,7 @@ public static class FeatureLosses
         // total gradient is 0 either way, see above); comparisons, neg and where have device kernels, abs has none.
         var d = a - b;
         var x = Tensor.Where(d.Lt(0.0), d.Neg(), d);
-        var m = x.Minimum(1.0);
+        var m = AtMost(x, 1.0);
         return (m * m * 0.5 + x - m).Mean().MoveToOuterDisposeScope();
     }
 
@@ -55,7 +55,7 @@ public static class FeatureLosses
         ArgumentNullException.ThrowIfNull(x);
         using var scope = Tensor.NewDisposeScope();
         var sq = (x * x).Sum(dim, keepDim: true);
-        return (x * sq.Maximum(Eps * Eps).Rsqrt()).MoveToOuterDisposeScope();
+        return (x * AtLeast(sq, Eps * Eps).Rsqrt()).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -117,7 +117,7 @@ public static class FeatureLosses
         var sq = (e * e).Sum(1);
         var gram = e.MatMul(e.Transpose(0, 1));
         var d2 = sq.Unsqueeze(1) + sq.Unsqueeze(0) - gram * 2.0;
-        return (d2.Maximum(Eps).Sqrt() * OffDiagonal(b, e.DType, e.Device)).MoveToOuterDisposeScope();
+        return (AtLeast(d2, Eps).Sqrt() * OffDiagonal(b, e.DType, e.Device)).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -142,7 +142,7 @@ public static class FeatureLosses
         Tensor positive;
         using (Tensor.NoGrad()) positive = d.Gt(0).To(d.DType);
         var count = positive.Sum();
-        var mean = (d * positive).Sum() / count.Maximum(1.0);
+        var mean = (d * positive).Sum() / AtLeast(count, 1.0);
         return d / mean;
     }
 
@@ -175,11 +175,11 @@ public static class FeatureLosses
         long b = e.Size(0);
         var gram = e.MatMul(e.Transpose(0, 1));                  // G_jk
         var sq = (e * e).Sum(1);                                // G_ii
-        var d2 = (sq.Unsqueeze(1) + sq.Unsqueeze(0) - gram * 2.0).Maximum(0.0);
-        var inv = d2.Maximum(Eps * Eps).Rsqrt() * OffDiagonal(b, e.DType, e.Device);   // 1/‖e_j − e_i‖, 0 for j = i
+        var d2 = AtLeast(sq.Unsqueeze(1) + sq.Unsqueeze(0) - gram * 2.0, 0.0);
+        var inv = AtLeast(d2, Eps * Eps).Rsqrt() * OffDiagonal(b, e.DType, e.Device);   // 1/‖e_j − e_i‖, 0 for j = i
         var dot = gram.Unsqueeze(0) - gram.Unsqueeze(2) - gram.Unsqueeze(1) + sq.Reshape(b, 1, 1);
         var cos = dot * inv.Unsqueeze(2) * inv.Unsqueeze(1);
-        return cos.Clamp(-1.0, 1.0).MoveToOuterDisposeScope();
+        return AtMost(AtLeast(cos, -1.0), 1.0).MoveToOuterDisposeScope();
     }
 
     /// <summary>RKD: <c>distanceWeight·L_D + angleWeight·L_A</c> (25 and 50 by default, as the paper and mdistiller).</summary>
@@ -204,6 +204,15 @@ public static class FeatureLosses
         var lp = logits.LogSoftmax(1, temperature);
         return ((targets * lp).Sum() * (-1.0 / Math.Max(1, logits.Size(0)))).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// max(x, c) as where(x &lt; c, c, x), and min(x, c) as where(x &gt; c, c, x): the same values, the gradient to x
+    /// where x is kept (at an exact tie it goes to x whole). Written with comparisons and where, which have device
+    /// kernels (maximum, minimum and clamp have none yet), so the feature losses run on every device.
+    /// </summary>
+    private static Tensor AtLeast(Tensor x, double c) => Tensor.Where(x.Lt(c), c, x);
+
+    private static Tensor AtMost(Tensor x, double c) => Tensor.Where(x.Gt(c), c, x);
 
     private static Tensor OffDiagonal(long b, DType dtype, Engine.Runtime.Device device)
     {
