@@ -22,6 +22,13 @@ public abstract class BenchCase
     /// <summary>Which issue's target this case measures, and the target (shown by <c>engine bench --list</c>).</summary>
     public virtual string Target => "";
 
+    /// <summary>
+    /// True when the case runs on an accelerator (<c>--device emulator|opencl|cuda</c>): its <see cref="Prepare"/>
+    /// puts the inputs on <see cref="BenchOptions.Device"/> (<see cref="BenchDevice.Place"/>) and validates the device's
+    /// result against the CPU reference. False (the default): the runner refuses any device but the CPU.
+    /// </summary>
+    public virtual bool RunsOnDevices => false;
+
     /// <summary>Allocates inputs, validates one run against a reference, and returns the step to time.</summary>
     public abstract BenchRun Prepare(BenchOptions options);
 }
@@ -75,8 +82,19 @@ public sealed class BenchRun : IDisposable
 /// <param name="Threads">CPU threads (<c>Parallelism.MaxThreads</c>).</param>
 /// <param name="Runs">Timed runs; the median is reported.</param>
 /// <param name="Quick">Small shapes for smoke tests: validates and times, but the numbers are not comparable with the peer's.</param>
-/// <param name="Device">Device name (<c>cpu</c>, <c>opencl</c>, <c>cuda</c>, <c>emulator</c>) for cases that support one.</param>
-public sealed record BenchOptions(int Threads, int Runs, bool Quick = false, string Device = "cpu");
+/// <param name="Device">Device name (<c>cpu</c>, <c>opencl[:N]</c>, <c>cuda[:N]</c>, <c>emulator</c>) for cases that support one (<see cref="BenchCase.RunsOnDevices"/>).</param>
+public sealed record BenchOptions(int Threads, int Runs, bool Quick = false, string Device = "cpu")
+{
+    /// <summary>The opened <see cref="Device"/> (see <see cref="BenchDevice.Open"/>).</summary>
+    /// <exception cref="BenchDeviceException">Not a device name, or not available here.</exception>
+    public BenchDevice Target => BenchDevice.Open(Device);
+
+    /// <summary>
+    /// <see cref="Quick"/> on the emulator: tiny shapes, smaller than the quick ones (the emulator runs every GPU
+    /// thread of every launch as a C# thread, ~10^4 times slower than the CPU ops), so a smoke test stays in seconds.
+    /// </summary>
+    public bool Tiny => Quick && Target.Device.Type == Engine.Runtime.DeviceType.Emulator;
+}
 
 /// <summary>A case's result did not match its reference; nothing was timed.</summary>
 public sealed class BenchValidationException(string message) : Exception(message);

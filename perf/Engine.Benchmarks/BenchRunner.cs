@@ -20,8 +20,11 @@ namespace Engine.Benchmarks;
 /// <param name="Gflops">GFLOP/s from the median, when the case counts flops.</param>
 /// <param name="GBps">GB/s (10^9 bytes/s) of the case's memory floor from the median, when the case counts bytes.</param>
 /// <param name="Extra">Case-specific fields.</param>
+/// <param name="Device">The device the case ran on (<c>cpu</c>, <c>emulator:0</c>, <c>opencl:0</c>, <c>cuda:0</c>).</param>
+/// <param name="Timing">How each run was timed (<see cref="BenchDevice.Timing"/>).</param>
 public sealed record BenchResult(string Name, IReadOnlyList<long> Shape, int Threads, int Runs, double MedianMs, double MinMs,
-    long PeakBytes, double PeakRssMb, double? Gflops, double? GBps, IReadOnlyDictionary<string, object> Extra)
+    long PeakBytes, double PeakRssMb, double? Gflops, double? GBps, IReadOnlyDictionary<string, object> Extra,
+    string Device = "cpu", string Timing = "host clock")
 {
     /// <summary>One JSON object (snake_case keys, as torch_bench.py prints).</summary>
     public string ToJson()
@@ -29,7 +32,9 @@ public sealed record BenchResult(string Name, IReadOnlyList<long> Shape, int Thr
         var o = new Dictionary<string, object?>
         {
             ["name"] = Name,
-            ["engine"] = "engine cpu",
+            ["engine"] = "engine " + Device,
+            ["device"] = Device,
+            ["timing"] = Timing,
             ["threads"] = Threads,
             ["shape"] = Shape,
             ["median_ms"] = Math.Round(MedianMs, 4),
@@ -38,7 +43,11 @@ public sealed record BenchResult(string Name, IReadOnlyList<long> Shape, int Thr
             ["peak_bytes"] = PeakBytes,
             ["peak_rss_mb"] = Math.Round(PeakRssMb),
         };
-        if (Gflops is { } g) o["gflops"] = Math.Round(g, 2);
+        if (Gflops is { } g)
+        {
+            o["gflops"] = Math.Round(g, 2);
+            if (Device != "cpu") o["tflops"] = Math.Round(g / 1000, 4);
+        }
         if (GBps is { } b) o["gb_per_s"] = Math.Round(b, 2);
         foreach (var (k, v) in Extra) o[k] = v;
         return JsonSerializer.Serialize(o, new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
@@ -74,14 +83,18 @@ public static class BenchRunner
         ArgumentNullException.ThrowIfNull(options);
         if (options.Threads < 1 || options.Runs < 1)
             throw new ArgumentOutOfRangeException(nameof(options), $"bench: threads and runs must be positive; got threads {options.Threads}, runs {options.Runs}.");
+        var device = options.Target;
+        if (!device.IsCpu && !benchCase.RunsOnDevices)
+            throw new BenchDeviceException($"bench {benchCase.Name}: this case runs on the CPU only (it has no device version); run it without --device, or with --device cpu.");
         int savedThreads = Parallelism.MaxThreads;
         Parallelism.MaxThreads = options.Threads;
         try
         {
-            var allocator = CpuAllocator.Shared;
+            // The peak of the allocator the case's tensors live in: the host's on the CPU, the device's otherwise.
+            var allocator = device.Allocator;
             long baseline = allocator.CurrentBytes;
             allocator.ResetPeak();
-            progress?.Invoke($"{benchCase.Name}: preparing and validating");
+            progress?.Invoke($"{benchCase.Name}: preparing and validating on {device.Device}");
             using var run = benchCase.Prepare(options);
             progress?.Invoke($"{benchCase.Name}: warming up");
             var warm = Stopwatch.StartNew();
@@ -90,18 +103,37 @@ public static class BenchRunner
                 run.Step();
                 if (options.Quick) break;
             }
+            device.Synchronize();
             var times = new double[options.Runs];
             for (int i = 0; i < times.Length; i++)
             {
                 progress?.Invoke($"{benchCase.Name}: run {i + 1}/{times.Length}");
-                var sw = Stopwatch.StartNew();
-                run.Step();
-                times[i] = sw.Elapsed.TotalMilliseconds;
+                times[i] = device.Time(run.Step);
             }
             Array.Sort(times);
             double median = times.Length % 2 == 1 ? times[times.Length / 2] : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
             long peak = allocator.PeakBytes - baseline;
-            if (run.Bytes is { } floor)
+            if (!device.IsCpu)
+            {
+                run.Extra["device_name"] = device.Name;
+                if (device.CudaPeak is { } cp)
+                {
+                    // Theoretical ceilings from the driver's attributes (CudaDevicePeak): "% of peak" = achieved / ceiling.
+                    if (cp.Fp32Tflops is { } tf)
+                    {
+                        run.Extra["peak_fp32_tflops"] = Math.Round(tf, 2);
+                        if (run.Flops is { } fl) run.Extra["percent_of_peak_flops"] = Math.Round(100 * fl / (median * 1e9) / tf, 1);
+                    }
+                    if (cp.DramGBps is { } bw)
+                    {
+                        run.Extra["peak_dram_gb_per_s"] = Math.Round(bw, 1);
+                        if (run.Bytes is { } by) run.Extra["percent_of_peak_bandwidth"] = Math.Round(100 * by / (median * 1e6) / bw, 1);
+                    }
+                    run.Extra["sm_count"] = cp.MultiprocessorCount;
+                    run.Extra["sm_clock_mhz"] = cp.ClockKHz / 1000;
+                }
+            }
+            else if (run.Bytes is { } floor)
             {
                 // The memory floor at the machine's copy bandwidth, measured now (after the timed runs, so it
                 // does not warm the case's caches): "% of copy" = achieved GB/s over the copy's GB/s.
@@ -113,7 +145,7 @@ public static class BenchRunner
             return new BenchResult(benchCase.Name, run.Shape, options.Threads, options.Runs, median, times[0], peak, PeakRssMb(),
                 run.Flops is { } f ? f / (median * 1e6) : null,
                 run.Bytes is { } b ? b / (median * 1e6) : null,
-                new Dictionary<string, object>(run.Extra));
+                new Dictionary<string, object>(run.Extra), device.Device.ToString(), device.Timing);
         }
         finally
         {

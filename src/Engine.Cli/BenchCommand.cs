@@ -1,11 +1,12 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Json;
 using Engine.Benchmarks;
 
 namespace Engine.Cli;
 
 /// <summary>
-/// <c>engine bench NAME... [--json] [--threads N] [--runs N] [--quick] [--peer]</c>: runs benchmark
+/// <c>engine bench NAME...|--all [--device D] [--json] [--threads N] [--runs N] [--quick] [--peer]</c>: runs benchmark
 /// cases (perf/Engine.Benchmarks/Cases), each validated against a reference before it is timed. With
 /// <c>--peer</c> each case is followed by the same case of <c>../shared/peers/torch_bench.py</c> in a fresh
 /// process, and the two are printed side by side with the speed-up and the peak-memory ratio.
@@ -24,35 +25,57 @@ public static class BenchCommand
         var peerScript = new Option<string?>("--peer-script") { Description = "Path to torch_bench.py (default: $ENGINE_PEER_SCRIPT or ../shared/peers/torch_bench.py)." };
         var device = new Option<string>("--device") { Description = "Device for cases that support one: cpu, emulator, opencl, cuda.", DefaultValueFactory = _ => "cpu" };
         var list = new Option<bool>("--list") { Description = "List the cases and their targets." };
+        var all = new Option<bool>("--all") { Description = "Run every case (with --device: every case that runs on devices; the others print a skip line)." };
         var command = new Command("bench", "Run benchmark cases (validated before timing), optionally side by side with PyTorch.")
-        { names, json, threads, runs, quick, peer, peerScript, device, list };
+        { names, json, threads, runs, quick, peer, peerScript, device, list, all };
         command.SetAction(r =>
         {
             var output = r.InvocationConfiguration.Output;
             var error = r.InvocationConfiguration.Error;
-            if (r.GetValue(list) || (r.GetValue(names) ?? []).Length == 0)
+            bool everyCase = r.GetValue(all);
+            if (r.GetValue(list) || (!everyCase && (r.GetValue(names) ?? []).Length == 0))
             {
                 foreach (var c in BenchRunner.Cases)
-                    output.WriteLine($"{c.Name,-18} {c.Description}{(c.Target.Length > 0 ? $"  [{c.Target}]" : "")}");
+                    output.WriteLine($"{c.Name,-18} {c.Description}{(c.RunsOnDevices ? "  (cpu and devices)" : "  (cpu only)")}{(c.Target.Length > 0 ? $"  [{c.Target}]" : "")}");
                 return 0;
             }
-            return Run(r.GetValue(names)!, new BenchOptions(r.GetValue(threads), r.GetValue(runs), r.GetValue(quick), r.GetValue(device) ?? "cpu"),
-                r.GetValue(json), r.GetValue(peer), r.GetValue(peerScript), output, error);
+            if (everyCase && (r.GetValue(names) ?? []).Length > 0)
+            {
+                error.WriteLine("bench: give case names or --all, not both.");
+                return 2;
+            }
+            var selected = everyCase ? BenchRunner.Cases.Select(c => c.Name).ToArray() : r.GetValue(names)!;
+            return Run(selected, new BenchOptions(r.GetValue(threads), r.GetValue(runs), r.GetValue(quick), r.GetValue(device) ?? "cpu"),
+                r.GetValue(json), r.GetValue(peer), r.GetValue(peerScript), output, error, skipCpuOnly: everyCase);
         });
         return command;
     }
 
-    /// <summary>Runs the named cases; returns the exit code (1 on a validation failure, 2 on bad arguments).</summary>
-    public static int Run(IReadOnlyList<string> names, BenchOptions options, bool json, bool peer, string? peerScript, TextWriter output, TextWriter error)
+    /// <summary>
+    /// Runs the named cases; returns the exit code (1 on a validation failure, 2 on bad arguments: an unknown case,
+    /// a device that is not available, or a CPU-only case named with a device). With <paramref name="skipCpuOnly"/>
+    /// (<c>--all</c>), CPU-only cases on a device are skipped with a line saying so instead. A case that cannot run on
+    /// the device today (<see cref="BenchSkippedException"/>, e.g. an op without a kernel there) prints a skip line
+    /// with the reason (JSON: <c>{"name", "device", "skipped"}</c>) and does not fail the run.
+    /// </summary>
+    public static int Run(IReadOnlyList<string> names, BenchOptions options, bool json, bool peer, string? peerScript, TextWriter output, TextWriter error,
+        bool skipCpuOnly = false)
     {
+        ArgumentNullException.ThrowIfNull(options);
         BenchCase[] cases;
         string? script = null;
+        BenchDevice device;
         try
         {
             cases = names.Select(BenchRunner.Find).ToArray();
+            device = options.Target;
+            if (peer && !device.IsCpu) throw new ArgumentException("bench: --peer compares with PyTorch on the CPU; it cannot be combined with --device " + options.Device + ".");
             if (peer) script = PeerRunner.FindScript(peerScript);
+            if (!device.IsCpu && !skipCpuOnly && cases.FirstOrDefault(c => !c.RunsOnDevices) is { } cpuOnly)
+                throw new ArgumentException($"bench {cpuOnly.Name}: this case runs on the CPU only (it has no device version); cases that run on devices: " +
+                    $"{string.Join(", ", BenchRunner.Cases.Where(c => c.RunsOnDevices).Select(c => c.Name))}.");
         }
-        catch (Exception e) when (e is ArgumentException or FileNotFoundException)
+        catch (Exception e) when (e is ArgumentException or FileNotFoundException or BenchDeviceException)
         {
             error.WriteLine(e.Message);
             return 2;
@@ -63,14 +86,38 @@ public static class BenchCommand
         foreach (var c in cases)
         {
             BenchResult result;
-            try
+            string? skipped = !device.IsCpu && !c.RunsOnDevices ? $"this case runs on the CPU only (it has no device version)" : null;
+            if (skipped is null)
             {
-                result = BenchRunner.Run(c, options, json ? null : m => error.WriteLine(m));
+                try
+                {
+                    result = BenchRunner.Run(c, options, json ? null : m => error.WriteLine(m));
+                }
+                catch (BenchValidationException e)
+                {
+                    error.WriteLine($"bench {c.Name}: validation failed, not timed: {e.Message}");
+                    rc = 1;
+                    continue;
+                }
+                catch (NotSupportedException e) when (!device.IsCpu)
+                {
+                    error.WriteLine($"bench {c.Name}: cannot run on {device.Device}: {e.Message}");
+                    rc = 1;
+                    continue;
+                }
+                catch (BenchSkippedException e)
+                {
+                    skipped = e.Message;
+                    result = null!;
+                }
             }
-            catch (BenchValidationException e)
+            else result = null!;
+            if (skipped is not null)
             {
-                error.WriteLine($"bench {c.Name}: validation failed, not timed: {e.Message}");
-                rc = 1;
+                if (json)
+                    output.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object> { ["name"] = c.Name, ["device"] = device.Device.ToString(), ["skipped"] = skipped }));
+                else
+                    output.WriteLine($"{c.Name,-18} skipped on {device.Device}: {skipped}");
                 continue;
             }
             PeerResult? p = null;
@@ -90,7 +137,12 @@ public static class BenchCommand
                 result.Gflops is { } g ? $"{g:0.0} GFLOP/s" : null,
                 result.Gflops is { } g2 && result.Extra.TryGetValue("fma_peak_gflops", out var pk) && pk is double peak
                     ? $"{100 * g2 / peak:0}% of FMA peak {peak:0}" : null,
+                result.Gflops is { } g3 && result.Extra.TryGetValue("percent_of_peak_flops", out var pf) && result.Extra.TryGetValue("peak_fp32_tflops", out var ptf)
+                    ? $"{g3 / 1000:0.00} TFLOP/s = {pf}% of FP32 peak {ptf} TFLOP/s" : null,
                 result.GBps is { } b ? $"{b:0.0} GB/s" : null,
+                result.Extra.TryGetValue("percent_of_peak_bandwidth", out var pb) && result.Extra.TryGetValue("peak_dram_gb_per_s", out var pbw)
+                    ? $"{pb}% of DRAM peak {pbw} GB/s" : null,
+                device.IsCpu ? null : $"{result.Device}, {result.Timing}",
                 result.Extra.TryGetValue("percent_of_copy", out var pc) && result.Extra.TryGetValue("copy_gb_per_s", out var cb)
                     ? $"{pc}% of copy BW {cb} GB/s (floor {result.Extra["floor_ms"]} ms)" : null,
             }.Where(s => s is not null));

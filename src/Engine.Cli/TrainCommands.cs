@@ -124,8 +124,9 @@ public static class TrainCommands
         var featureWeight = new Option<double?>("--feature-weight") { Description = "Weight of the feature term (fitnets: 100, at: 1000)." };
         var peers = new Option<int?>("--peers") { Description = "Peers of dml (2)." };
         var generations = new Option<int>("--generations") { Description = "Born-again generations after generation 0 (ban).", DefaultValueFactory = _ => 1 };
+        var teachers = new Option<string?>("--teachers") { Description = "Comma-separated teacher checkpoints for --method multi-teacher (at least 2, e.g. a.safetensors,b.safetensors; instead of --teacher)." };
         var command = new Command("distill", "Train the student with a distillation method (default kd: (1-a)*CE + a*T^2*KL(teacher || student)).")
-            { teacherPath, method, temperature, alpha, featureWeight, peers, generations };
+            { teacherPath, teachers, method, temperature, alpha, featureWeight, peers, generations };
         common.AddTo(command);
         command.SetAction(r =>
         {
@@ -143,15 +144,13 @@ public static class TrainCommands
                 if (options.Alpha is double a && !(a >= 0 && a <= 1)) throw new CliException($"--alpha {a}: expected a number in [0, 1].");
                 if (options.Peers is int p && p < 2) throw new CliException($"--peers {p}: expected at least 2.");
                 var s = common.Read(r, DefaultStudentEpochs);
-                if (Trainer.ParseDevice(s.Device).Type != Engine.Runtime.DeviceType.Cpu)
-                {
-                    // On an accelerator only KD runs (Trainer's device path: model, teacher and batches on the
-                    // device); the other methods' trainer is CPU-only, and a silent CPU run would be a lie.
-                    if (m != "kd")
-                        throw new CliException($"--device {s.Device}: --method {m} runs on the CPU only for now (on an accelerator: --method kd); use --device cpu.");
+                var teacherList = MethodRun.ParseTeachers(r.GetValue(teachers), m, r.GetValue(teacherPath));
+                // On an accelerator, kd keeps Trainer's device path (the one the main job and docs/RESULTS use); every other
+                // method runs through MethodTrainer with MethodTrainSettings.Device: model, teachers, extra modules and
+                // batches on the device, and an op without a kernel there fails naming the method, the device and the op.
+                if (m == "kd" && Trainer.ParseDevice(s.Device).Type != Engine.Runtime.DeviceType.Cpu)
                     return DistillKdOnDevice(console, s, r.GetValue(teacherPath), new DistillSettings(options.Temperature ?? 4.0, options.Alpha ?? 0.9));
-                }
-                return MethodRun.Distill(console, s, m, r.GetValue(teacherPath), options, r.GetValue(generations));
+                return MethodRun.Distill(console, s, m, r.GetValue(teacherPath), options, r.GetValue(generations), teacherList);
             });
         });
         return command;

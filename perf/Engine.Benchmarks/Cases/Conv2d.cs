@@ -6,7 +6,8 @@ namespace Engine.Benchmarks.Cases;
 /// <c>conv2d</c>: y = conv2d(x, w, padding 1) for x [256, 32, 28, 28], w [64, 32, 3, 3], then
 /// y.Sum().Backward(): forward, backward-data and backward-weight (torch_bench.py's <c>conv2d</c>).
 /// Flops: 3 × 2·N·Cout·outH·outW·Cin·kH·kW (each of the three passes is one such product), as the peer counts.
-/// Validated before timing on sampled entries of y, dx and dw against float64 direct sums.
+/// Validated before timing on sampled entries of y, dx and dw against float64 direct sums (on a device, the
+/// device's results copied to the host).
 /// </summary>
 public sealed class Conv2d : BenchCase
 {
@@ -20,12 +21,17 @@ public sealed class Conv2d : BenchCase
     public override string Target => "issue 6: >= 1.0x PyTorch (oneDNN)";
 
     /// <inheritdoc />
+    public override bool RunsOnDevices => true;
+
+    /// <inheritdoc />
     public override BenchRun Prepare(BenchOptions options)
     {
-        long n = options.Quick ? 4 : 256, cin = options.Quick ? 8 : 32, hw = options.Quick ? 10 : 28, cout = options.Quick ? 16 : 64;
+        long n = options.Tiny ? 2 : options.Quick ? 4 : 256, cin = options.Tiny ? 3 : options.Quick ? 8 : 32, hw = options.Tiny ? 6 : options.Quick ? 10 : 28,
+            cout = options.Tiny ? 4 : options.Quick ? 16 : 64;
         const int k = 3;
-        var x = Tensor.Randn([n, cin, hw, hw], generator: new Generator(1)).RequiresGrad_();
-        var w = Tensor.Randn([cout, cin, k, k], generator: new Generator(2)).RequiresGrad_();
+        var device = options.Target;
+        var x = device.Place(Tensor.Randn([n, cin, hw, hw], generator: new Generator(1)).RequiresGrad_());
+        var w = device.Place(Tensor.Randn([cout, cin, k, k], generator: new Generator(2)).RequiresGrad_());
         void Step()
         {
             using (var y = x.Conv2d(w, padding: (1, 1)))
@@ -40,7 +46,7 @@ public sealed class Conv2d : BenchCase
         run.Extra["max_rel_err"] = Validate(x, w);
         x.Grad = null;
         w.Grad = null;
-        run.Extra["fma_peak_gflops"] = Math.Round(MachinePeak.FmaGflops(options.Threads, options.Quick), 1);
+        if (device.IsCpu) run.Extra["fma_peak_gflops"] = Math.Round(MachinePeak.FmaGflops(options.Threads, options.Quick), 1);
         return run;
     }
 
@@ -49,13 +55,14 @@ public sealed class Conv2d : BenchCase
     /// sums (loss = Σy, so dy = 1: dx[n,c,i,j] = Σ w over the taps that read (i, j); dw[o,c,ky,kx] = Σ x over
     /// the positions that tap reads). Errors are relative to the sum of absolute terms; limit 1e-5.
     /// </summary>
-    private static unsafe double Validate(Tensor x, Tensor w)
+    private static double Validate(Tensor x, Tensor w)
     {
         long n = x.Size(0), cin = x.Size(1), h = x.Size(2), wd = x.Size(3), cout = w.Size(0);
         const int k = 3, pad = 1;
         using var y = x.Conv2d(w, padding: (1, 1));
         using (var loss = y.Sum()) loss.Backward();
-        float* px = x.Ptr<float>(), pw = w.Ptr<float>(), py = y.Ptr<float>(), pdx = x.Grad!.Ptr<float>(), pdw = w.Grad!.Ptr<float>();
+        // Host copies (the tensors may live on a device).
+        float[] px = x.ToArray<float>(), pw = w.ToArray<float>(), py = y.ToArray<float>(), pdx = x.Grad!.ToArray<float>(), pdw = w.Grad!.ToArray<float>();
         var rng = new Random(4);
         double worst = 0;
         void Check(string what, double got, double want, double abs)

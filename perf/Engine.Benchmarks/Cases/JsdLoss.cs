@@ -20,13 +20,17 @@ public sealed class JsdLoss : BenchCase
     public override string Target => "issue 5: >= 20x faster than PyTorch";
 
     /// <inheritdoc />
+    public override bool RunsOnDevices => true;
+
+    /// <inheritdoc />
     public override BenchRun Prepare(BenchOptions options)
     {
-        long n = options.Quick ? 64 : 2048, v = options.Quick ? 1000 : 32000;
+        long n = options.Tiny ? 4 : options.Quick ? 64 : 2048, v = options.Tiny ? 67 : options.Quick ? 1000 : 32000;
         const double beta = 0.5;
         var o = new DivergenceOptions { Reduction = Reduction.BatchMean };
-        var s = Tensor.Randn([n, v], generator: new Generator(3)).RequiresGrad_();
-        var t = Tensor.Randn([n, v], generator: new Generator(4));
+        var device = options.Target;
+        var s = device.Place(Tensor.Randn([n, v], generator: new Generator(3)).RequiresGrad_());
+        var t = device.Place(Tensor.Randn([n, v], generator: new Generator(4)));
         var run = new BenchRun([n, v], () =>
         {
             using (var loss = Divergences.Jsd(s, t, beta, o)) loss.Backward();

@@ -21,12 +21,16 @@ public sealed class KdLoss : BenchCase
     public override string Target => "issue 5: >= 20x faster than PyTorch, within 2x of the memory floor";
 
     /// <inheritdoc />
+    public override bool RunsOnDevices => true;
+
+    /// <inheritdoc />
     public override BenchRun Prepare(BenchOptions options)
     {
-        long n = options.Quick ? 64 : 2048, v = options.Quick ? 1000 : 32000;
+        long n = options.Tiny ? 4 : options.Quick ? 64 : 2048, v = options.Tiny ? 67 : options.Quick ? 1000 : 32000;
         var o = new DivergenceOptions { Temperature = 2, ScaleByTemperatureSquared = true, Reduction = Reduction.BatchMean };
-        var s = Tensor.Randn([n, v], generator: new Generator(1)).RequiresGrad_();
-        var t = Tensor.Randn([n, v], generator: new Generator(2));
+        var device = options.Target;
+        var s = device.Place(Tensor.Randn([n, v], generator: new Generator(1)).RequiresGrad_());
+        var t = device.Place(Tensor.Randn([n, v], generator: new Generator(2)));
         var run = new BenchRun([n, v], () =>
         {
             using (var loss = Divergences.ForwardKl(s, t, o)) loss.Backward();

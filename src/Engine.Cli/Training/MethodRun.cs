@@ -16,13 +16,33 @@ public static class MethodRun
     /// is a teacher checkpoint (or, for ban, generation 0: a student checkpoint; without one, generation 0 is
     /// trained from the labels first). Returns the exit code.
     /// </summary>
-    public static int Distill(CliConsole console, TrainSettings s, string methodName, string? teacherPath, MethodOptions options, int generations)
+    /// <param name="console">Where progress and results go.</param>
+    /// <param name="s">The common training settings (device included).</param>
+    /// <param name="methodName">The registry name.</param>
+    /// <param name="teacherPath">The --teacher checkpoint, or null.</param>
+    /// <param name="options">The method's hyperparameters.</param>
+    /// <param name="generations">Born-again generations (ban).</param>
+    /// <param name="teacherPaths">The --teachers checkpoints (multi-teacher; see <see cref="ParseTeachers"/>), used instead of <paramref name="teacherPath"/>.</param>
+    public static int Distill(CliConsole console, TrainSettings s, string methodName, string? teacherPath, MethodOptions options, int generations,
+        IReadOnlyList<string>? teacherPaths = null)
     {
         ArgumentNullException.ThrowIfNull(console);
         ArgumentNullException.ThrowIfNull(s);
         var info = MethodRegistry.Find(methodName) ?? throw new CliException($"--method {methodName}: unknown distillation method; available: {MethodRegistry.Names}.");
         if (generations < 1) throw new CliException($"--generations {generations}: expected at least 1.");
         Trainer.Prepare(s);
+        if (teacherPaths is { Count: > 0 })
+        {
+            var loaded = LoadTeachers(teacherPaths);
+            try
+            {
+                return Run(console, s, info, loaded[0], string.Join(",", teacherPaths), options, generations, loaded.Skip(1).ToList());
+            }
+            finally
+            {
+                foreach (var t in loaded) t.Dispose();
+            }
+        }
         FashionMnistNet? teacher = null;
         if (teacherPath is not null)
         {
@@ -46,13 +66,110 @@ public static class MethodRun
             throw new CliException($"--method {info.Name} needs --teacher CKPT (a checkpoint from engine train --model teacher).");
 
         using (teacher)
+            return Run(console, s, info, teacher, teacherPath, options, generations, []);
+    }
+
+    /// <summary>
+    /// Splits <c>--teachers a.safetensors,b.safetensors</c> (commas; blanks around names ignored). Null or empty: none.
+    /// </summary>
+    /// <exception cref="CliException">--teachers with a method other than multi-teacher, together with --teacher, an empty
+    /// entry, fewer than two checkpoints, or the same file twice.</exception>
+    public static IReadOnlyList<string> ParseTeachers(string? value, string methodName, string? teacherPath)
+    {
+        if (value is null) return [];
+        if (!string.Equals(methodName, "multi-teacher", StringComparison.OrdinalIgnoreCase))
+            throw new CliException($"--teachers is for --method multi-teacher; --method {methodName} learns from one teacher (--teacher CKPT).");
+        if (teacherPath is not null)
+            throw new CliException("--teacher and --teachers: give the teachers once, all of them in --teachers (comma-separated).");
+        var paths = value.Split(',').Select(p => p.Trim()).ToList();
+        if (paths.Any(p => p.Length == 0))
+            throw new CliException($"--teachers '{value}': an empty entry; expected comma-separated checkpoint paths, e.g. a.safetensors,b.safetensors.");
+        if (paths.Count < 2)
+            throw new CliException($"--teachers '{value}': multi-teacher needs at least 2 teacher checkpoints; got {paths.Count}.");
+        var twice = paths.GroupBy(p => Path.GetFullPath(p)).FirstOrDefault(g => g.Count() > 1);
+        if (twice is not null)
+            throw new CliException($"--teachers: {twice.First()} is given {twice.Count()} times; an ensemble of copies of one teacher is that teacher.");
+        return paths;
+    }
+
+    /// <summary>
+    /// Loads every <c>--teachers</c> checkpoint as a teacher; each must exist, be a readable safetensors checkpoint of the
+    /// teacher model (metadata <c>model = teacher</c>, or the teacher's tensor names), and classify into as many classes
+    /// as the others (the rows of the classifier's weight, checked before loading so a mismatch names both counts).
+    /// </summary>
+    /// <exception cref="CliException">The first failing file, named with the reason.</exception>
+    public static IReadOnlyList<FashionMnistNet> LoadTeachers(IReadOnlyList<string> paths)
+    {
+        ArgumentNullException.ThrowIfNull(paths);
+        var loaded = new List<FashionMnistNet>();
+        int? classes = null;
+        string? first = null;
+        try
+        {
+            foreach (var path in paths)
+            {
+                if (!File.Exists(path)) throw new CliException($"--teachers: checkpoint not found: {path}");
+                int c = ClassCount(path);
+                if (classes is int want && c != want)
+                    throw new CliException($"--teachers: {path} classifies into {c} classes but {first} into {want}; the teachers of an ensemble must share the classes.");
+                classes ??= c;
+                first ??= path;
+                var (model, kind, _) = Checkpoint.Load(path);
+                if (kind != ModelKind.Teacher)
+                {
+                    model.Dispose();
+                    throw new CliException($"--teachers: {path} holds a {Checkpoint.KindName(kind)}; expected a teacher checkpoint (engine train --model teacher).");
+                }
+                loaded.Add(model);
+            }
+            return loaded;
+        }
+        catch
+        {
+            foreach (var m in loaded) m.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The rows of the checkpoint's classifier weight (the teacher model's last matrix parameter).</summary>
+    private static int ClassCount(string path)
+    {
+        Dictionary<string, Engine.Tensors.Tensor> tensors;
+        try
+        {
+            tensors = Engine.Tensors.Serialization.SafeTensors.Load(path, out _);
+        }
+        catch (Exception e) when (e is InvalidDataException or NotSupportedException or IOException or UnauthorizedAccessException)
+        {
+            throw new CliException($"--teachers: cannot read checkpoint {path}: {e.Message}", e);
+        }
+        try
+        {
+            string key;
+            using (var reference = FashionMnistModels.Teacher(new Engine.Tensors.Generator(0)))
+            {
+                key = reference.StateDict().Last(kv => kv.Value.Rank == 2).Key; // the module's own tensors: not disposed here
+            }
+            if (!tensors.TryGetValue(key, out var w))
+                throw new CliException($"--teachers: {path} has no tensor '{key}' (the teacher's classifier weight); is it a teacher checkpoint from engine train --model teacher?");
+            return (int)w.Size(0);
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+    }
+
+    private static int Run(CliConsole console, TrainSettings s, MethodInfo info, FashionMnistNet? teacher, string? teacherPath, MethodOptions options,
+        int generations, IReadOnlyList<FashionMnistNet> additionalTeachers)
+    {
         {
             var (train, test) = Trainer.LoadData(s);
             var ts = new MethodTrainSettings
             {
                 Epochs = s.Epochs, BatchSize = s.BatchSize, LearningRate = s.LearningRate, WarmupEpochs = s.WarmupEpochs, Momentum = s.Momentum,
                 WeightDecay = s.WeightDecay, Seed = s.Seed, Augment = s.AugmentFor(ModelKind.Student), Flip = s.Flip, Normalization = Trainer.Normalization,
-                EvalBatchSize = Trainer.EvalBatchSize,
+                EvalBatchSize = Trainer.EvalBatchSize, Device = Trainer.ParseDevice(s.Device),
             };
             var observer = new CliTrainingObserver(console, s.Metrics, info.Name, s.Seed);
             try
@@ -65,7 +182,7 @@ public static class MethodRun
                 try
                 {
                     method = MethodRegistry.Create(info.Name, new MethodContext(student, teacher, seed => Trainer.Build(ModelKind.Student, seed),
-                        [1, 28, 28], s.Seed, options));
+                        [1, 28, 28], s.Seed, options) { AdditionalTeachers = additionalTeachers });
                 }
                 catch (ArgumentException e)
                 {
@@ -83,6 +200,11 @@ public static class MethodRun
             catch (TrainingDivergedException e)
             {
                 throw new CliException(e.Message, e);
+            }
+            catch (NotSupportedException e) when (ts.Device.Type != Engine.Runtime.DeviceType.Cpu)
+            {
+                // An op of the method without a kernel on the device (the message names the method, the device and the op).
+                throw new CliException($"--device {s.Device}: {e.Message}", e);
             }
         }
     }

@@ -214,12 +214,11 @@ public static partial class LogitLoss
         {
             long n = s.Size(0);
             var keptLabels = layout.Counted is null ? layout.Labels! : layout.Keep.Select(r => layout.Labels![r]).ToArray();
-            var yHost = Tensor.FromArray(keptLabels, n).Reshape(n, 1);
-            // The labels and the target mask are built on the host and moved to the logits' device (devices have no int64 compare).
-            bool onCpu = student.Device.Type == Engine.Runtime.DeviceType.Cpu;
-            var y = onCpu ? yHost : yHost.To(student.Device);
-            var onehotHost = Tensor.OneHot(yHost.Reshape(n), layout.Classes).Gt(0);
-            var onehot = onCpu ? onehotHost : onehotHost.To(student.Device);
+            var y = Tensor.FromArray(keptLabels, n).To(s.Device).Reshape(n, 1);
+            // The target mask, built on the host as bool (int64 comparisons have no device kernels) and copied to the logits' device.
+            var mask = new bool[n * layout.Classes];
+            for (long i = 0; i < n; i++) mask[i * layout.Classes + keptLabels[i]] = true;
+            var onehot = Tensor.FromArray(mask, n, layout.Classes).To(s.Device);
             var zs = LogitLossCore.Scale(s, p.Temperature, col);
             var logQ = zs.LogSoftmax(-1);
             var logP = LogitLossCore.TeacherLogProbs(t, p.Input, p.Temperature, col);

@@ -174,7 +174,7 @@ public static partial class LogitLoss
         var order = new long[rows.Length * v];
         using (Tensor.NoGrad())
         {
-            var tc = teacher.Detach().Contiguous();
+            var tc = teacher.Detach().To(Engine.Runtime.Device.Cpu).Contiguous(); // the rankings are built on the host
             var reader = new LogitLossCore.RowReader(tc, v);
             for (int i = 0; i < rows.Length; i++)
             {
@@ -184,7 +184,7 @@ public static partial class LogitLoss
             }
         }
         long n = rows.Length;
-        var piT = Tensor.FromArray(order, n, v);
+        var piT = Tensor.FromArray(order, n, v).To(student.Device);
         var s = LogitLossCore.CountedRows(student, layout);
         var t = LogitLossCore.CountedRows(teacher, layout);
         var col = LogitLossCore.TemperatureColumn(temperatures, layout, student.DType);
@@ -194,7 +194,7 @@ public static partial class LogitLoss
         // Suffix log-sum-exp: L[k] = logsumexp_j (sP[j] + M[k, j]), M = 0 for j ≥ k and −∞ below.
         var mask = new double[v * v];
         for (int k = 0; k < v; k++) for (int j = 0; j < v; j++) mask[k * v + j] = j >= k ? 0 : double.NegativeInfinity;
-        var m = Tensor.FromArray(mask, v, v).To(student.DType);
+        var m = Tensor.FromArray(mask, v, v).To(student.DType).To(student.Device);
         // −∞ student logits enter as the dtype's lowest finite value: the same sums, but a suffix holding only
         // masked classes stays finite, so its log-sum-exp backward never computes 0·NaN (its weight is 0 anyway).
         double lowest = student.DType == DType.Float32 ? float.MinValue : double.MinValue;

@@ -142,7 +142,9 @@ public static partial class LogitLoss
         var s = LogitLossCore.CountedRows(student, layout);
         var t = LogitLossCore.CountedRows(teacher, layout);
         var scores = input == TeacherInput.Probabilities ? t.Log() : t;
-        var finite = s.Abs().Lt(double.PositiveInfinity);
+        // |s| < ∞ as −∞ < s and s < ∞ (NaN fails both, as it fails |s| < ∞): comparisons have device kernels, abs has none.
+        var aboveMinusInf = s.Gt(double.NegativeInfinity);
+        var belowInf = s.Lt(double.PositiveInfinity);
         // (1 − u)·stopgrad(s) + u·t; a zero factor drops its term (no 0·∞).
         Tensor mixed;
         if (u == 0) mixed = s.Detach().Mul(1.0);
@@ -150,7 +152,7 @@ public static partial class LogitLoss
         else mixed = s.Detach().Mul(1 - u).Add(scores.Mul(u));
         var r = mixed.Softmax(-1);
         var logQ = s.LogSoftmax(-1);
-        var terms = r.Mul(Tensor.Where(finite, logQ, 0.0));
+        var terms = r.Mul(Tensor.Where(belowInf, Tensor.Where(aboveMinusInf, logQ, 0.0), 0.0));
         var rowLoss = terms.Sum(1).Neg();
         return LogitLossCore.Reduce(rowLoss, layout, reduction).MoveToOuterDisposeScope();
     }

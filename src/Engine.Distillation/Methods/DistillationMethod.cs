@@ -110,7 +110,7 @@ public abstract class DistillationMethod : IDistillationMethod
     {
         ArgumentNullException.ThrowIfNull(batch);
         bool cacheable = index == 0 && Plan is { FixedInputs: true } && !_cacheRefused && TeacherFeatureNames.Count > 0 && batch.Images.DType == DType.Float32;
-        if (cacheable && _featureCache is { } c && c.Has(batch.Indices)) return c.Gather(batch.Indices);
+        if (cacheable && _featureCache is { } c && c.Has(batch.Indices)) return c.Gather(batch.Indices, batch.Images.Device);
         FeatureOutput output;
         using (Tensor.NoGrad()) output = AsFeatureModel(Teachers[index], "teacher").ForwardFeatures(batch.Images);
         if (cacheable)
@@ -142,7 +142,7 @@ public abstract class DistillationMethod : IDistillationMethod
         {
             using var scope = Tensor.NewDisposeScope();
             using var _ = Tensor.NoGrad();
-            var x = Tensor.Zeros([1, .. sampleShape]);
+            var x = Tensor.Zeros([1, .. sampleShape], device: MethodTrainer.DeviceOf(model));
             using var output = fm.ForwardFeatures(x);
             return output[feature].ShapeArray();
         }
@@ -248,14 +248,17 @@ internal sealed class TeacherFeatureCache
         foreach (var i in indices) _present[i] = true;
     }
 
-    public FeatureOutput Gather(long[] indices)
+    /// <summary>The stored outputs of <paramref name="indices"/>, as tensors on <paramref name="device"/> (the batch's).</summary>
+    public FeatureOutput Gather(long[] indices, Engine.Runtime.Device device)
     {
         var tensors = new Tensor[_names.Length];
         for (int k = 0; k < _names.Length; k++)
         {
             var v = new float[indices.Length * _sizes[k]];
             for (int i = 0; i < indices.Length; i++) Array.Copy(_data[k], indices[i] * _sizes[k], v, i * _sizes[k], _sizes[k]);
-            tensors[k] = Tensor.FromArray(v, [indices.Length, .. _shapes[k]]);
+            var host = Tensor.FromArray(v, [indices.Length, .. _shapes[k]]);
+            if (device.Type == Engine.Runtime.DeviceType.Cpu) tensors[k] = host;
+            else using (host) tensors[k] = host.To(device);
         }
         return new FeatureOutput(tensors[0], _names.Skip(1).Select((n, k) => (n, tensors[k + 1])));
     }

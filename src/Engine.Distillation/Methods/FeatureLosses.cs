@@ -22,7 +22,8 @@ public static class FeatureLosses
     {
         SameShape("mse_loss", a, b);
         using var scope = Tensor.NewDisposeScope();
-        return (a - b).Pow(2).Mean().MoveToOuterDisposeScope();
+        var d = a - b;
+        return (d * d).Mean().MoveToOuterDisposeScope(); // d·d rather than Pow(2): the same value and gradient, and mul has device kernels (pow has none)
     }
 
     /// <summary>
@@ -36,9 +37,12 @@ public static class FeatureLosses
     {
         SameShape("smooth_l1_loss", a, b);
         using var scope = Tensor.NewDisposeScope();
-        var x = (a - b).Abs();
-        var m = x.Minimum(1.0);
-        return (m.Pow(2) * 0.5 + x - m).Mean().MoveToOuterDisposeScope();
+        // |a − b| as where(d < 0, −d, d): the same values, and the same gradient wherever it matters (at d = 0 the
+        // total gradient is 0 either way, see above); comparisons, neg and where have device kernels, abs has none.
+        var d = a - b;
+        var x = Tensor.Where(d.Lt(0.0), d.Neg(), d);
+        var m = AtMost(x, 1.0);
+        return (m * m * 0.5 + x - m).Mean().MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -50,8 +54,8 @@ public static class FeatureLosses
     {
         ArgumentNullException.ThrowIfNull(x);
         using var scope = Tensor.NewDisposeScope();
-        var sq = x.Pow(2).Sum(dim, keepDim: true);
-        return (x * sq.Maximum(Eps * Eps).Rsqrt()).MoveToOuterDisposeScope();
+        var sq = (x * x).Sum(dim, keepDim: true);
+        return (x * AtLeast(sq, Eps * Eps).Rsqrt()).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -65,7 +69,7 @@ public static class FeatureLosses
         if (feature.Rank != 4)
             throw new ArgumentException($"attention_map: expected a feature map [N, C, H, W]; got {Util.Format(feature.Shape)}.");
         using var scope = Tensor.NewDisposeScope();
-        var a = feature.Pow(p).Mean(1).Reshape(feature.Size(0), -1);
+        var a = (p == 2 ? feature * feature : feature.Pow(p)).Mean(1).Reshape(feature.Size(0), -1); // p = 2 as a product: device kernels
         return Normalize(a, 1).MoveToOuterDisposeScope();
     }
 
@@ -86,7 +90,8 @@ public static class FeatureLosses
         long h = Math.Min(studentFeature.Size(2), teacherFeature.Size(2)), w = Math.Min(studentFeature.Size(3), teacherFeature.Size(3));
         var fs = PoolTo(studentFeature, h, w);
         var ft = PoolTo(teacherFeature, h, w);
-        return (AttentionMap(fs, p) - AttentionMap(ft, p)).Pow(2).Mean().MoveToOuterDisposeScope();
+        var d = AttentionMap(fs, p) - AttentionMap(ft, p);
+        return (d * d).Mean().MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -109,10 +114,10 @@ public static class FeatureLosses
         if (e.Rank != 2) throw new ArgumentException($"pairwise_distances: expected embeddings [B, D]; got {Util.Format(e.Shape)}.");
         using var scope = Tensor.NewDisposeScope();
         long b = e.Size(0);
-        var sq = e.Pow(2).Sum(1);
+        var sq = (e * e).Sum(1);
         var gram = e.MatMul(e.Transpose(0, 1));
         var d2 = sq.Unsqueeze(1) + sq.Unsqueeze(0) - gram * 2.0;
-        return (d2.Maximum(Eps).Sqrt() * OffDiagonal(b, e.DType)).MoveToOuterDisposeScope();
+        return (AtLeast(d2, Eps).Sqrt() * OffDiagonal(b, e.DType, e.Device)).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -137,7 +142,7 @@ public static class FeatureLosses
         Tensor positive;
         using (Tensor.NoGrad()) positive = d.Gt(0).To(d.DType);
         var count = positive.Sum();
-        var mean = (d * positive).Sum() / count.Maximum(1.0);
+        var mean = (d * positive).Sum() / AtLeast(count, 1.0);
         return d / mean;
     }
 
@@ -169,12 +174,12 @@ public static class FeatureLosses
         using var scope = Tensor.NewDisposeScope();
         long b = e.Size(0);
         var gram = e.MatMul(e.Transpose(0, 1));                  // G_jk
-        var sq = e.Pow(2).Sum(1);                                // G_ii
-        var d2 = (sq.Unsqueeze(1) + sq.Unsqueeze(0) - gram * 2.0).Maximum(0.0);
-        var inv = d2.Maximum(Eps * Eps).Rsqrt() * OffDiagonal(b, e.DType);   // 1/‖e_j − e_i‖, 0 for j = i
+        var sq = (e * e).Sum(1);                                // G_ii
+        var d2 = AtLeast(sq.Unsqueeze(1) + sq.Unsqueeze(0) - gram * 2.0, 0.0);
+        var inv = AtLeast(d2, Eps * Eps).Rsqrt() * OffDiagonal(b, e.DType, e.Device);   // 1/‖e_j − e_i‖, 0 for j = i
         var dot = gram.Unsqueeze(0) - gram.Unsqueeze(2) - gram.Unsqueeze(1) + sq.Reshape(b, 1, 1);
         var cos = dot * inv.Unsqueeze(2) * inv.Unsqueeze(1);
-        return cos.Clamp(-1.0, 1.0).MoveToOuterDisposeScope();
+        return AtMost(AtLeast(cos, -1.0), 1.0).MoveToOuterDisposeScope();
     }
 
     /// <summary>RKD: <c>distanceWeight·L_D + angleWeight·L_A</c> (25 and 50 by default, as the paper and mdistiller).</summary>
@@ -200,14 +205,29 @@ public static class FeatureLosses
         return ((targets * lp).Sum() * (-1.0 / Math.Max(1, logits.Size(0)))).MoveToOuterDisposeScope();
     }
 
-    private static Tensor OffDiagonal(long b, DType dtype)
+    /// <summary>
+    /// max(x, c) as where(x &lt; c, c, x), and min(x, c) as where(x &gt; c, c, x): the same values, the gradient to x
+    /// where x is kept (at an exact tie it goes to x whole). Written with comparisons and where, which have device
+    /// kernels (maximum, minimum and clamp have none yet), so the feature losses run on every device.
+    /// </summary>
+    private static Tensor AtLeast(Tensor x, double c) => Tensor.Where(x.Lt(c), c, x);
+
+    private static Tensor AtMost(Tensor x, double c) => Tensor.Where(x.Gt(c), c, x);
+
+    private static Tensor OffDiagonal(long b, DType dtype, Engine.Runtime.Device device)
     {
         var m = new double[b * b];
         for (long i = 0; i < b; i++)
             for (long j = 0; j < b; j++) m[i * b + j] = i == j ? 0 : 1;
         var t = Tensor.FromArray(m, b, b);
-        if (dtype == DType.Float64) return t;
-        using (t) return t.To(dtype);
+        if (dtype != DType.Float64)
+        {
+            var converted = t.To(dtype);
+            t.Dispose();
+            t = converted;
+        }
+        if (device.Type == Engine.Runtime.DeviceType.Cpu) return t;
+        using (t) return t.To(device);
     }
 
     private static void SameShape(string op, Tensor a, Tensor b)

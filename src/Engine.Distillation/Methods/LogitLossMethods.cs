@@ -282,8 +282,9 @@ public sealed class BdKdMethod : LogitDistillationMethod
         using var scope = Tensor.NewDisposeScope();
         double[] Entropy(Tensor z)
         {
-            // Float64, from log-softmax: H = −Σ p log p, a class with p = 0 contributes 0.
-            var lp = z.To(DType.Float64).LogSoftmax(-1, temperature);
+            // Float64, from log-softmax: H = −Σ p log p, a class with p = 0 contributes 0. Computed on the host
+            // (B numbers per step, constants of the loss): the device kernels are float32 only.
+            var lp = z.To(Engine.Runtime.Device.Cpu).To(DType.Float64).LogSoftmax(-1, temperature);
             var p = lp.Exp();
             var h = p.Mul(lp).Sum(-1).Neg().ToArray<double>();
             for (int i = 0; i < h.Length; i++) if (double.IsNaN(h[i])) h[i] = 0; // only 0·(−∞) rows; entropy 0 there
@@ -304,7 +305,8 @@ public sealed class BdKdMethod : LogitDistillationMethod
     protected override Tensor LogitLoss(Tensor studentLogits, IReadOnlyList<Tensor> teacherLogits, Tensor labels, DistillationBatch batch)
     {
         var w = Weights(studentLogits, teacherLogits[0], Temperature);
-        using var wt = studentLogits.DType == DType.Float32 ? Tensor.FromArray(w.Select(v => (float)v).ToArray(), w.Length) : Tensor.FromArray(w, w.Length);
+        using var wHost = studentLogits.DType == DType.Float32 ? Tensor.FromArray(w.Select(v => (float)v).ToArray(), w.Length) : Tensor.FromArray(w, w.Length);
+        using var wt = studentLogits.Device == wHost.Device ? wHost.Alias() : wHost.To(studentLogits.Device);
         using var bd = Divergences.BdKd(studentLogits, teacherLogits[0], wt, new DivergenceOptions { Temperature = Temperature, ScaleByTemperatureSquared = true });
         using var ce = Functional.CrossEntropy(studentLogits, labels);
         using var a = ce.Mul(1 - Alpha);

@@ -43,6 +43,14 @@ public sealed record MethodTrainSettings
 
     /// <summary>Images per evaluation batch.</summary>
     public int EvalBatchSize { get; init; } = 500;
+
+    /// <summary>
+    /// Where the step runs (default the CPU). On an accelerator (<c>emulator</c>, <c>opencl:N</c>, <c>cuda:N</c>) the
+    /// trainer moves the student, the teachers and the method's extra modules there for the run, puts every batch
+    /// (and the cached teacher logits) there, and moves the modules back to where they were afterwards, so every op of
+    /// the method's loss, its backward and the SGD step run as kernels on the device.
+    /// </summary>
+    public Engine.Runtime.Device Device { get; init; } = Engine.Runtime.Device.Cpu;
 }
 
 /// <summary>One epoch of a method's training.</summary>
@@ -116,19 +124,23 @@ public static class MethodTrainer
             $"{label} epoch {m.Epoch}/{epochs}: loss {m.TrainLoss:F4}, train acc {m.TrainAccuracy * 100:F2}%, test acc {m.TestAccuracy * 100:F2}%, {m.Seconds:F1} s, {m.ImagesPerSecond:F0} img/s");
     }
 
-    /// <summary>Fraction of <paramref name="test"/> that <paramref name="model"/> classifies right (eval mode, no grad).</summary>
+    /// <summary>
+    /// Fraction of <paramref name="test"/> that <paramref name="model"/> classifies right (eval mode, no grad), on the
+    /// device the model's parameters are on.
+    /// </summary>
     public static double Evaluate(Module model, ImageDataset test, IBatchTransform normalization, int batchSize = 500)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(test);
         model.Eval();
+        var device = DeviceOf(model);
         var loader = new DataLoader(test, batchSize, shuffle: false, transform: normalization);
         long correct = 0;
         using (Tensor.NoGrad())
             foreach (var batch in loader)
                 using (batch)
                 using (Tensor.NewDisposeScope())
-                    correct += CountCorrect(model.Forward(batch.Images), batch.Labels);
+                    correct += CountCorrect(model.Forward(batch.Images.To(device)), batch.Labels);
         return test.Count == 0 ? 0 : (double)correct / test.Count;
     }
 
@@ -139,6 +151,8 @@ public static class MethodTrainer
     /// The student is left in eval mode.
     /// </summary>
     /// <exception cref="TrainingDivergedException">The loss became NaN or infinite (the message names the batch and the learning rate).</exception>
+    /// <exception cref="NotSupportedException">On an accelerator (<see cref="MethodTrainSettings.Device"/>), an op of the
+    /// method has no kernel there: the message names the method, the device and the op.</exception>
     public static MethodRunResult Train(IDistillationMethod method, MethodTrainSettings settings, ImageDataset train, ImageDataset test,
         ITrainingObserver? observer = null, string? label = null)
     {
@@ -148,6 +162,41 @@ public static class MethodTrainer
         ArgumentNullException.ThrowIfNull(test);
         if (settings.Epochs < 1) throw new ArgumentOutOfRangeException(nameof(settings), $"MethodTrainer: epochs must be at least 1; got {settings.Epochs}.");
         if (settings.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(settings), $"MethodTrainer: batch size must be at least 1; got {settings.BatchSize}.");
+        var device = settings.Device;
+        if (device.Type == Engine.Runtime.DeviceType.Cpu) return TrainOn(method, settings, train, test, observer, label);
+
+        // Every module the method runs goes to the device for the run and back to where it was afterwards (the
+        // caller's modules stay the caller's: a checkpoint saved after the run reads host memory). Module.To
+        // replaces the parameter tensors, so the update groups are read after the move (TrainOn does).
+        var modules = new[] { method.Student }.Concat(method.ExtraModules).Concat(method.Teachers).Distinct().ToList();
+        var homes = modules.Select(DeviceOf).ToList();
+        try
+        {
+            foreach (var m in modules) m.To(device);
+            return TrainOn(method, settings, train, test, observer, label);
+        }
+        catch (NotSupportedException e)
+        {
+            throw new NotSupportedException($"MethodTrainer: method '{method.Name}' cannot run on {device}: {e.Message}", e);
+        }
+        finally
+        {
+            for (int i = 0; i < modules.Count; i++) modules[i].To(homes[i]);
+        }
+    }
+
+    /// <summary>The device of <paramref name="model"/>'s first parameter (the CPU for a model without parameters).</summary>
+    public static Engine.Runtime.Device DeviceOf(Module model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return model.Parameters().FirstOrDefault()?.Device ?? Engine.Runtime.Device.Cpu;
+    }
+
+    private static MethodRunResult TrainOn(IDistillationMethod method, MethodTrainSettings settings, ImageDataset train, ImageDataset test,
+        ITrainingObserver? observer, string? label)
+    {
+        var device = settings.Device;
+        bool onDevice = device.Type != Engine.Runtime.DeviceType.Cpu;
         observer ??= TextTrainingObserver.Silent;
         label ??= method.Name;
         var total = Stopwatch.StartNew();
@@ -197,8 +246,10 @@ public static class MethodTrainer
                         {
                             int n = (int)batch.Labels.Size(0);
                             var indices = order.AsSpan(step * settings.BatchSize, n).ToArray();
-                            var teacherLogits = cache?.Select(c => Gather(c, classes, indices)).ToArray();
-                            var b = new DistillationBatch(batch.Images, batch.Labels, indices, epoch, step, globalStep, teacherLogits);
+                            var teacherLogits = cache?.Select(c => Gather(c, classes, indices).To(device)).ToArray();
+                            var images = onDevice ? batch.Images.To(device) : batch.Images;
+                            var labels = onDevice ? batch.Labels.To(device) : batch.Labels;
+                            var b = new DistillationBatch(images, labels, indices, epoch, step, globalStep, teacherLogits);
                             for (int u = 0; u < optimizers.Count; u++)
                             {
                                 optimizers[u].ZeroGrad();
@@ -242,6 +293,7 @@ public static class MethodTrainer
     private static float[] CacheLogits(Module teacher, ImageDataset data, MethodTrainSettings settings, ITrainingObserver observer, string title, out int classes)
     {
         teacher.Eval();
+        var device = DeviceOf(teacher);
         var loader = new DataLoader(data, settings.EvalBatchSize, shuffle: false, transform: settings.Normalization);
         float[]? all = null;
         int c = 0, row = 0;
@@ -253,7 +305,7 @@ public static class MethodTrainer
                     using (batch)
                     using (Tensor.NewDisposeScope())
                     {
-                        var logits = teacher.Forward(batch.Images).To(DType.Float32).Contiguous();
+                        var logits = teacher.Forward(batch.Images.To(device)).To(DType.Float32).Contiguous();
                         c = (int)logits.Size(1);
                         all ??= new float[(long)data.Count * c];
                         logits.ToArray<float>().CopyTo(all, (long)row * c);

@@ -137,7 +137,7 @@ public sealed class ProgressiveSelfKDMethod : DistillationMethod
             }
         }
         using var scope = Tensor.NewDisposeScope();
-        var t = Tensor.FromArray(target, n, c).To(logits.DType);
+        var t = Tensor.FromArray(target, n, c).To(logits.DType).To(logits.Device);
         var loss = FeatureLosses.SoftCrossEntropy(logits, t);
         using (Tensor.NoGrad())
         {

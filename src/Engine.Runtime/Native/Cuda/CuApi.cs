@@ -55,6 +55,9 @@ internal static unsafe class CuApi
         AttrMultiprocessorCount = 16, AttrComputeCapabilityMajor = 75, AttrComputeCapabilityMinor = 76,
         AttrMaxSharedMemoryPerBlockOptin = 97;
 
+    /// <summary>CU_DEVICE_ATTRIBUTE_CLOCK_RATE (peak SM clock, kHz), _MEMORY_CLOCK_RATE (peak memory clock, kHz) and _GLOBAL_MEMORY_BUS_WIDTH (bits).</summary>
+    public const int AttrClockRate = 13, AttrMemoryClockRate = 36, AttrGlobalMemoryBusWidth = 37;
+
     /// <summary>CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (opt in to more than 48 KiB of dynamic shared memory).</summary>
     public const int FuncAttrMaxDynamicSharedSizeBytes = 8;
 
