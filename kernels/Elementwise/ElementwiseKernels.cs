@@ -2,7 +2,8 @@
 // arbitrary (non-contiguous) input views.
 //
 // Math      y[i] = TOp.Invoke(x[off_x(i)])            unary  (exp, log, tanh, sigmoid, relu, neg)
-//           y[i] = TOp.Invoke(a[off_a(i)], b[off_b(i)]) binary (add, sub, mul, div)
+//           y[i] = TOp.Invoke(a[off_a(i)], b[off_b(i)]) binary (add, sub, mul, div, maximum, minimum —
+//                                                       NaN-propagating, the CPU's T.Max/T.Min; clamp is both)
 //           y[off_y(i)] = x[off_x(i)]                   StridedCopy (the only kernel with a strided output)
 //           PositiveMaskOp [x > 0] and TieMaskOp [a = b] build the Relu / Max gradient masks on a device.
 //           The op structs are Engine.Tensors' own CPU op structs (Tensor.AddOp, Tensor.ExpOp, ...:
@@ -125,6 +126,7 @@ internal static partial class ElementwiseKernels
     [Kernel]
     [KernelInstance(typeof(Tensor.AddOp)), KernelInstance(typeof(Tensor.SubOp))]
     [KernelInstance(typeof(Tensor.MulOp)), KernelInstance(typeof(Tensor.DivOp)), KernelInstance(typeof(TieMaskOp))]
+    [KernelInstance(typeof(Tensor.MaxOp)), KernelInstance(typeof(Tensor.MinOp))]
     public static void Binary<TOp>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, ElementwiseLayout layout) where TOp : INumericBinary
     {
         int i = Grid.GlobalIndexX;

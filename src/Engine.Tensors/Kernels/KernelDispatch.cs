@@ -54,7 +54,7 @@ internal static partial class KernelDispatch
 
     // ------------------------------------------------------------------ elementwise
 
-    /// <summary>op(a, b) with broadcasting and strided inputs (add, sub, mul, div; TieMaskOp).</summary>
+    /// <summary>op(a, b) with broadcasting and strided inputs (add, sub, mul, div, maximum, minimum, pow; TieMaskOp).</summary>
     public static Tensor Binary<TOp>(string op, Tensor a, Tensor b) where TOp : INumericBinary
     {
         CheckSameDevice(op, a, b);
@@ -66,6 +66,9 @@ internal static partial class KernelDispatch
             : typeof(TOp) == typeof(Tensor.MulOp) ? (l, g, s, x, w, y, p) => ElementwiseKernels.Launch.Binary__Tensor_MulOp(l, g, s, x, w, y, p)
             : typeof(TOp) == typeof(Tensor.DivOp) ? (l, g, s, x, w, y, p) => ElementwiseKernels.Launch.Binary__Tensor_DivOp(l, g, s, x, w, y, p)
             : typeof(TOp) == typeof(TieMaskOp) ? (l, g, s, x, w, y, p) => ElementwiseKernels.Launch.Binary__TieMaskOp(l, g, s, x, w, y, p)
+            : typeof(TOp) == typeof(Tensor.MaxOp) ? (l, g, s, x, w, y, p) => ElementwiseKernels.Launch.Binary__Tensor_MaxOp(l, g, s, x, w, y, p)
+            : typeof(TOp) == typeof(Tensor.MinOp) ? (l, g, s, x, w, y, p) => ElementwiseKernels.Launch.Binary__Tensor_MinOp(l, g, s, x, w, y, p)
+            : typeof(TOp) == typeof(Tensor.PowOp) ? (l, g, s, x, w, y, p) => MathKernels.Launch.FloatBinary__FloatPowOp(l, g, s, x, w, y, p)
             : throw NoKernel(op, a.Device);
         var y = Output(ShapeUtil.Broadcast(op, a.Shape, b.Shape), a, op);
         if (y.NumEl > 0)
@@ -131,13 +134,13 @@ internal static partial class KernelDispatch
     // ------------------------------------------------------------------ reductions
 
     /// <summary>
-    /// Sum or max over the dims in <paramref name="mask"/> (no graph recording). The Reduce kernels
+    /// Sum, max or (<paramref name="min"/>) min over the dims in <paramref name="mask"/> (no graph recording). The Reduce kernels
     /// reduce one dim of a contiguous tensor; several dims are reduced one after another, last
     /// first (each pass writes a contiguous tensor with that dim of size 1). Numerics: as the
     /// kernels (float accumulation, see ReduceKernels.cs); a multi-dim sum adds per-dim partial
     /// sums, which rounds differently from one pass over all elements but no worse.
     /// </summary>
-    public static Tensor Reduce(string op, Tensor x, bool[] mask, bool keepDim, bool max)
+    public static Tensor Reduce(string op, Tensor x, bool[] mask, bool keepDim, bool max, bool min = false)
     {
         RequireFloat32(op, x);
         using var _ = Tensor.NoGrad();
@@ -147,7 +150,7 @@ internal static partial class KernelDispatch
             for (int d = x.Rank - 1; d >= 0; d--)
             {
                 if (!mask[d]) continue;
-                var next = ReduceDim(op, current, d, max);
+                var next = ReduceDim(op, current, d, max, min);
                 current.Dispose();
                 current = next;
             }
@@ -170,15 +173,21 @@ internal static partial class KernelDispatch
         }
     }
 
-    private static Tensor ReduceDim(string op, Tensor x, int dim, bool max)
+    private static Tensor ReduceDim(string op, Tensor x, int dim, bool max, bool min)
     {
-        var launch = ReducePlan.Along(x.Shape, dim, max ? "max" : "sum");
+        var launch = ReducePlan.Along(x.Shape, dim, min ? "min" : max ? "max" : "sum");
         var shape = x.ShapeArray();
         shape[dim] = 1;
         var y = Output(shape, x, op);
         if (!launch.HasWork) return y;
         var acc = Accelerator(x);
         var (input, output) = (Elements(x), Whole(y));
+        if (min)
+        {
+            if (launch.Columns) ReduceKernels.Launch.ReduceColumns__MinReduce(acc, launch.Grid, launch.Group, input, output, launch.N, launch.Inner);
+            else ReduceKernels.Launch.ReduceRows__MinReduce(acc, launch.Grid, launch.Group, input, output, launch.N);
+            return y;
+        }
         switch (launch.Columns, max)
         {
             case (false, false): ReduceKernels.Launch.ReduceRows__SumReduce(acc, launch.Grid, launch.Group, input, output, launch.N); break;

@@ -183,7 +183,7 @@ public sealed partial class Tensor
 
     // ---------------------------------------------------------------- op structs
 
-    private readonly struct PowOp : INumericBinary
+    internal readonly struct PowOp : INumericBinary
     {
         public static T Invoke<T>(T a, T b) where T : INumber<T>
         {
@@ -240,7 +240,7 @@ public sealed partial class Tensor
             => MemoryMarshal.CreateSpan(ref Unsafe.As<TFrom, TTo>(ref MemoryMarshal.GetReference(s)), s.Length);
     }
 
-    private readonly struct MaxOp : INumericBinary
+    internal readonly struct MaxOp : INumericBinary
     {
         public static T Invoke<T>(T a, T b) where T : INumber<T> => T.Max(a, b); // NaN-propagating for floats
         public static void Invoke<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : INumber<T> => TensorPrimitives.Max(a, b, y);
@@ -249,7 +249,7 @@ public sealed partial class Tensor
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct MinOp : INumericBinary
+    internal readonly struct MinOp : INumericBinary
     {
         public static T Invoke<T>(T a, T b) where T : INumber<T> => T.Min(a, b);
         public static void Invoke<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : INumber<T> => TensorPrimitives.Min(a, b, y);

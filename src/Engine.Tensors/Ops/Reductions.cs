@@ -124,8 +124,7 @@ public sealed partial class Tensor
         RequireNumeric(op);
         RequireNonEmptyReduction(op, mask);
         bool device = KernelDispatch.IsAccelerated(this);
-        if (device && !max) throw KernelDispatch.NoKernel(op, Device);
-        var y = device ? KernelDispatch.Reduce(op, this, mask, keepDim, max: true)
+        var y = device ? KernelDispatch.Reduce(op, this, mask, keepDim, max: max, min: !max)
             : ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowMaxMin(DType, max),
                 columns: Cpu.ReductionKernels.ColumnMaxMin(DType, max));
         return Graph.Record(y, op, [this], [this, y], (g, s) =>
@@ -179,7 +178,7 @@ public sealed partial class Tensor
     {
         RequireNumeric(op);
         RequireNonEmptyReduction(op, mask);
-        if (KernelDispatch.IsAccelerated(this) && max) return KernelDispatch.ArgMax(op, this, mask, keepDim);
+        if (KernelDispatch.IsAccelerated(this)) return max ? KernelDispatch.ArgMax(op, this, mask, keepDim) : KernelDispatch.ArgMin(op, this, mask, keepDim);
         return ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowArg(DType, max, values: null), DType.Int64);
     }
 
@@ -205,7 +204,8 @@ public sealed partial class Tensor
     {
         RequireNumeric("logsumexp");
         using var src = DType.IsFloatingPoint() ? Alias() : To(DType.Float32);
-        var y = ReductionRunner.Run(src, mask, keepDim, "logsumexp", Cpu.ReductionKernels.RowLogSumExp(src.DType));
+        var y = KernelDispatch.IsAccelerated(src) ? KernelDispatch.LogSumExp("logsumexp", src, mask, keepDim)
+            : ReductionRunner.Run(src, mask, keepDim, "logsumexp", Cpu.ReductionKernels.RowLogSumExp(src.DType));
         return Graph.Record(y, "logsumexp", [this], [this], (g, s) =>
         {
             using var p = s[0].SoftmaxOver(mask);
