@@ -86,6 +86,9 @@ internal static partial class KernelDispatch
             : typeof(TOp) == typeof(Tensor.SigmoidOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_SigmoidOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.SqrtOp) ? (l, g, s, v, y, p) => NormKernels.Launch.NormUnary__Tensor_SqrtOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.RsqrtOp) ? (l, g, s, v, y, p) => NormKernels.Launch.NormUnary__Tensor_RsqrtOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.SinOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_SinOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.CosOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_CosOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.SiluOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_SiluOp(l, g, s, v, y, p)
             : throw NoKernel(op, x.Device);
         return Unary(op, x, launch);
     }
@@ -97,6 +100,7 @@ internal static partial class KernelDispatch
             typeof(TOp) == typeof(Tensor.ReluOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__Tensor_ReluOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(NegOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__NegOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(PositiveMaskOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__PositiveMaskOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.SignOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__Tensor_SignOp(l, g, s, v, y, p)
             : throw NoKernel(op, x.Device);
         return Unary(op, x, launch);
     }
