@@ -34,7 +34,7 @@ public sealed partial class Tensor
                 using var p = s[0].Pow(bMinus1);
                 using var bp = s[1].Mul(p);
                 using var bZero = s[1].Eq(0.0);
-                using var zero = ScalarLike(0, bp.DType);
+                using var zero = ScalarLike(0, bp.DType, bp.Device);
                 using var safe = Where(bZero, zero, bp); // b = 0: d/da a⁰ = 0, not 0·0⁻¹ = NaN
                 using var full = g.Mul(safe);
                 da = full.SumToShape(sa);
@@ -47,7 +47,7 @@ public sealed partial class Tensor
                 using var aZero = s[0].Eq(0.0);
                 using var bNonNeg = s[1].Ge(0.0);
                 using var limit = aZero.LogicalAnd(bNonNeg);
-                using var zero = ScalarLike(0, yLog.DType);
+                using var zero = ScalarLike(0, yLog.DType, yLog.Device);
                 using var safe = Where(limit, zero, yLog);
                 using var full = g.Mul(safe);
                 db = full.SumToShape(sb);
