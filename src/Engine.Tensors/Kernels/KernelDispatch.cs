@@ -11,7 +11,8 @@ namespace Engine.Tensors.Kernels;
 /// their input is not on the CPU; autograd records the same backward formulas either way, so a
 /// backward runs on the device through these too.
 /// <para>
-/// The kernels are float32 only. An op or a dtype with no kernel throws a
+/// The kernels are float32, and float64 for the elementwise families, comparisons, where and the
+/// sum/max/min reductions (KernelDispatch.Float64.cs). An op or a dtype with no kernel throws a
 /// <see cref="NotSupportedException"/> naming the op and the device (<see cref="NoKernel"/>):
 /// nothing is ever computed silently on another device. Outputs are new contiguous tensors on the
 /// input's device; launches are queued in order on the device's one accelerator
@@ -58,6 +59,7 @@ internal static partial class KernelDispatch
     public static Tensor Binary<TOp>(string op, Tensor a, Tensor b) where TOp : INumericBinary
     {
         CheckSameDevice(op, a, b);
+        if (IsFloat64(a, b)) return Binary64<TOp>(op, a, b); // KernelDispatch.Float64.cs
         RequireFloat32(op, a);
         RequireFloat32(op, b);
         Action<IKernelLauncher, Dim3, Dim3, ArrayView<float>, ArrayView<float>, ArrayView<float>, ElementwiseLayout> launch =
@@ -79,6 +81,7 @@ internal static partial class KernelDispatch
     /// <summary>op(x) for a float math function with a kernel (exp, log, tanh, sigmoid; sqrt and rsqrt from kernels/Norm).</summary>
     public static Tensor FloatUnary<TOp>(string op, Tensor x) where TOp : IFloatUnary
     {
+        if (IsFloat64(x)) return Unary64<TOp>(op, x);
         Action<IKernelLauncher, Dim3, Dim3, ArrayView<float>, ArrayView<float>, ElementwiseLayout> launch =
             typeof(TOp) == typeof(Tensor.ExpOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_ExpOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.LogOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_LogOp(l, g, s, v, y, p)
@@ -96,6 +99,7 @@ internal static partial class KernelDispatch
     /// <summary>op(x) for an op defined on every number type, with a kernel (relu, neg; PositiveMaskOp).</summary>
     public static Tensor NumericUnary<TOp>(string op, Tensor x) where TOp : INumericUnary
     {
+        if (IsFloat64(x)) return Unary64<TOp>(op, x);
         Action<IKernelLauncher, Dim3, Dim3, ArrayView<float>, ArrayView<float>, ElementwiseLayout> launch =
             typeof(TOp) == typeof(Tensor.ReluOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__Tensor_ReluOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(NegOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__NegOp(l, g, s, v, y, p)
@@ -146,7 +150,7 @@ internal static partial class KernelDispatch
     /// </summary>
     public static Tensor Reduce(string op, Tensor x, bool[] mask, bool keepDim, bool max, bool min = false)
     {
-        RequireFloat32(op, x);
+        if (x.DType != DType.Float64) RequireFloat32(op, x);
         using var _ = Tensor.NoGrad();
         var current = x.Contiguous();
         try
@@ -161,7 +165,7 @@ internal static partial class KernelDispatch
             if (ReferenceEquals(current, x) || current.Storage == x.Storage)
             {
                 // Nothing reduced (a 0-d tensor, or no dims): the result is still a new tensor.
-                var copy = Output(x.ShapeArray(), x, op);
+                var copy = Tensor.Allocate(x.ShapeArray(), x.DType, zero: false, op, x.Device);
                 Copy(op, current, copy);
                 current.Dispose();
                 current = copy;
@@ -179,6 +183,7 @@ internal static partial class KernelDispatch
 
     private static Tensor ReduceDim(string op, Tensor x, int dim, bool max, bool min)
     {
+        if (x.DType == DType.Float64) return ReduceDim64(op, x, dim, max, min);
         var launch = ReducePlan.Along(x.Shape, dim, min ? "min" : max ? "max" : "sum");
         var shape = x.ShapeArray();
         shape[dim] = 1;

@@ -331,6 +331,163 @@ internal static class DeviceMathOpChecks
     }
 }
 
+/// <summary>
+/// float64 tensors on a device (kernels/Elementwise/Float64Kernels.cs): each op and its gradient on float64
+/// device tensors (strided views, broadcasting, odd and empty shapes) against the CPU's float64 op, which is
+/// the float64 reference; sums also against plain loops. Device libm and .NET's may differ by an ulp or two.
+/// </summary>
+internal static class DeviceFloat64Checks
+{
+    private const double Tol = 1e-13;
+
+    private static Tensor StridedOn(Tensor x, Device device)
+    {
+        var shape = x.ShapeArray();
+        if (shape.Length == 0) return x.To(device);
+        shape[^1] *= 2;
+        using var big = Tensor.Zeros(shape, x.DType, device);
+        var view = big.Slice(-1, 0, shape[^1], 2);
+        using (Tensor.NoGrad())
+        using (var moved = x.To(device))
+            view.CopyFrom_(moved);
+        return view;
+    }
+
+    private static void Same(Tensor expected, Tensor actual, string what, double tol)
+    {
+        Assert.True(ShapeUtil.SameShape(expected.Shape, actual.Shape), $"{what}: shape {ShapeUtil.Format(actual.Shape)}, expected {ShapeUtil.Format(expected.Shape)}");
+        Assert.Equal(expected.DType, actual.DType);
+        if (expected.DType == DType.Bool)
+        {
+            using var hb = actual.To(Device.Cpu);
+            Assert.Equal(expected.ToArray<bool>(), hb.ToArray<bool>());
+            return;
+        }
+        var e = expected.ToArray<double>();
+        using var host = actual.To(Device.Cpu);
+        var a = host.ToArray<double>();
+        for (int i = 0; i < e.Length; i++)
+        {
+            if (double.IsNaN(e[i]) || double.IsInfinity(e[i])) { Assert.True(e[i].Equals(a[i]), $"{what}[{i}]: {a[i]}, expected {e[i]}"); continue; }
+            Assert.True(Math.Abs(e[i] - a[i]) <= tol * (1 + Math.Abs(e[i])), $"{what}[{i}]: {a[i]:R}, expected {e[i]:R}");
+        }
+    }
+
+    private static void Differential(Device device, string what, Tensor[] inputs, Func<Tensor[], Tensor> f, double tol = Tol, bool grad = true)
+    {
+        var rng = new Random(TestUtil.StableSeed("float64 " + what));
+        bool Float(Tensor t) => t.DType == DType.Float64;
+        var cpu = inputs.Select(t => Float(t) && grad ? t.Detach().RequiresGrad_() : t.Alias()).ToArray();
+        var dev = inputs.Select(t =>
+        {
+            var d = Float(t) ? StridedOn(t, device) : t.To(device);
+            return Float(t) && grad ? d.Detach().RequiresGrad_() : d;
+        }).ToArray();
+        try
+        {
+            using var y = f(cpu);
+            using var dy = f(dev);
+            Assert.Equal(device, dy.Device);
+            Same(y, dy, what, tol);
+            if (!grad || y.DType != DType.Float64 || y.NumEl == 0) return;
+            using var w = TestUtil.Random(rng, y.ShapeArray(), DType.Float64);
+            using var dw = w.To(device);
+            using (var s = y.Mul(w).Sum()) s.Backward();
+            using (var s = dy.Mul(dw).Sum()) s.Backward();
+            for (int i = 0; i < cpu.Length; i++)
+            {
+                if (!cpu[i].RequiresGrad) continue;
+                Assert.True(cpu[i].Grad is not null && dev[i].Grad is not null, $"{what}: input {i} has no gradient");
+                Same(cpu[i].Grad!, dev[i].Grad!, $"{what}: gradient of input {i}", tol * 10);
+            }
+        }
+        finally
+        {
+            foreach (var t in cpu.Concat(dev)) t.Dispose();
+        }
+    }
+
+    public static void Elementwise(Device device)
+    {
+        var rng = new Random(TestUtil.StableSeed("float64 elementwise"));
+        foreach (var shape in new long[][] { [7], [3, 5], [1, 9], [2, 3, 5], [0, 4] })
+        {
+            string s = ShapeUtil.Format(shape);
+            using var x = TestUtil.Random(rng, shape, DType.Float64, -3, 3);
+            using var pos = TestUtil.Random(rng, shape, DType.Float64, 0.1, 3);
+            using var b = TestUtil.Random(rng, [shape[^1]], DType.Float64, 0.5, 2);
+            Differential(device, $"add sub mul div {s} (broadcast)", [x, b], t =>
+            {
+                using var sum = t[0].Add(t[1]);
+                using var diff = sum.Sub(t[1].Mul(0.5));
+                using var prod = diff.Mul(t[1]);
+                return prod.Div(t[1].Add(1.0));
+            });
+            Differential(device, $"maximum minimum clamp {s}", [x, b], t =>
+            {
+                using var mx = t[0].Maximum(t[1]);
+                using var mn = t[0].Minimum(t[1]);
+                using var c = t[0].Clamp(-1.0, 1.5);
+                using var m = mx.Add(mn);
+                return m.Add(c);
+            });
+            Differential(device, $"pow {s}", [pos, b], t => t[0].Pow(t[1]), tol: 1e-12);
+            Differential(device, $"pow scalar {s}", [x], t => t[0].Pow(3.0), tol: 1e-12);
+            foreach (var (name, op) in new (string, Func<Tensor, Tensor>)[]
+            {
+                ("exp", v => v.Exp()), ("tanh", v => v.Tanh()), ("sigmoid", v => v.Sigmoid()), ("sin", v => v.Sin()), ("cos", v => v.Cos()),
+                ("silu", v => v.Silu()), ("relu", v => v.Relu()), ("neg", v => v.Neg()), ("sign", v => v.Sign()),
+            })
+                Differential(device, $"{name} {s}", [x], t => op(t[0]), tol: 1e-12);
+            foreach (var (name, op) in new (string, Func<Tensor, Tensor>)[] { ("log", v => v.Log()), ("sqrt", v => v.Sqrt()), ("rsqrt", v => v.Rsqrt()) })
+                Differential(device, $"{name} {s}", [pos], t => op(t[0]), tol: 1e-12);
+            Differential(device, $"gt eq {s}", [x, b], t => t[0].Gt(t[1]), grad: false);
+            Differential(device, $"where {s}", [x, b], t =>
+            {
+                using var c = t[0].Gt(0.0);
+                return Tensor.Where(c, t[0], t[1]);
+            });
+            Differential(device, $"to float32 and back {s}", [x], t =>
+            {
+                using var f = t[0].To(DType.Float32);
+                return f.To(DType.Float64);
+            });
+        }
+        using var mixed32 = Tensor.FromArray([1.5f, 2f, -3f], 3).To(device);
+        using var mixed64 = Tensor.FromArray([0.25, 1e-10, 2.0], 3).To(device);
+        using var promoted = mixed32.Add(mixed64); // float32 + float64 → float64 (converted on the device)
+        Assert.Equal(DType.Float64, promoted.DType);
+        Assert.Equal([1.75, 2 + 1e-10, -1.0], promoted.ToArray<double>());
+        using var ints = Tensor.FromArray([1L, 2L, 3L], 3).To(device);
+        Assert.Contains("float64", Assert.Throws<NotSupportedException>(() => ints.Add(mixed64)).Message);
+    }
+
+    public static void Reductions(Device device)
+    {
+        var rng = new Random(TestUtil.StableSeed("float64 reductions"));
+        foreach (var shape in new long[][] { [7], [3, 5], [1, 9], [4, 1], [2, 3, 5], [3, 300], [2, 0, 3] })
+        {
+            string s = ShapeUtil.Format(shape);
+            using var x = TestUtil.Random(rng, shape, DType.Float64, -3, 3);
+            for (int d = 0; d < shape.Length; d++)
+            {
+                int dim = d;
+                Differential(device, $"sum {s} dim {dim}", [x], t => t[0].Sum(dim), tol: 1e-13);
+                Differential(device, $"mean {s} dim {dim} keepdim", [x], t => t[0].Mean(dim, keepDim: true), tol: 1e-13);
+                if (shape[d] == 0 && x.NumEl == 0) continue;
+                Differential(device, $"max {s} dim {dim}", [x], t => t[0].Max(dim), tol: 0);
+                Differential(device, $"min {s} dim {dim}", [x], t => t[0].Min(dim), tol: 0);
+            }
+            Differential(device, $"sum {s} all", [x], t => t[0].Sum(), tol: 1e-13);
+            // Plain-loop reference of the whole sum.
+            using var dx = StridedOn(x, device);
+            using var total = dx.Sum();
+            double expected = x.ToArray<double>().Sum(), absSum = x.ToArray<double>().Sum(Math.Abs);
+            Assert.True(Math.Abs(total.ToDouble() - expected) <= 1e-14 * (1 + absSum), $"sum {s}: {total.ToDouble():R}, loops {expected:R}");
+        }
+    }
+}
+
 /// <summary>The new device ops on the emulator.</summary>
 public class EmulatorMathOpTests
 {
@@ -342,6 +499,8 @@ public class EmulatorMathOpTests
     [Fact] public void LogicalOpsMatchCpu() => DeviceMathOpChecks.Logical(Emulator);
     [Fact] public void IndexAddMatchesCpu() => DeviceMathOpChecks.IndexAdd(Emulator);
     [Fact] public void MaskedSelectMatchesCpu() => DeviceMathOpChecks.MaskedSelect(Emulator);
+    [Fact] public void Float64ElementwiseMatchesCpu() => DeviceFloat64Checks.Elementwise(Emulator);
+    [Fact] public void Float64ReductionsMatchCpu() => DeviceFloat64Checks.Reductions(Emulator);
 }
 
 /// <summary>The new device ops on OpenCL (PoCL).</summary>
@@ -355,4 +514,6 @@ public class OpenCLMathOpTests
     [BackendFact("opencl")] public void LogicalOpsMatchCpu() => DeviceMathOpChecks.Logical(OpenCL);
     [BackendFact("opencl")] public void IndexAddMatchesCpu() => DeviceMathOpChecks.IndexAdd(OpenCL);
     [BackendFact("opencl")] public void MaskedSelectMatchesCpu() => DeviceMathOpChecks.MaskedSelect(OpenCL);
+    [BackendFact("opencl")] public void Float64ElementwiseMatchesCpu() => DeviceFloat64Checks.Elementwise(OpenCL);
+    [BackendFact("opencl")] public void Float64ReductionsMatchCpu() => DeviceFloat64Checks.Reductions(OpenCL);
 }
