@@ -6,7 +6,9 @@
 //           for T = double with the double entries of its intrinsics table — exp, log, pow, sqrt, ...):
 //             Binary64<TOp>       add, sub, mul, div, maximum, minimum (NaN-propagating), the max tie mask
 //             FloatBinary64<TOp>  pow
-//             FloatUnary64<TOp>   exp, log, tanh, sigmoid, sqrt, rsqrt, sin, cos, silu
+//             FloatUnary64<TOp>   exp, log, tanh, sigmoid, sqrt, rsqrt, silu. Not sin/cos: CUDA's double
+//                                 sin/cos argument reduction (Payne-Hanek slow path) keeps a 48-byte local
+//                                 stack frame on sm_70/80/90, which the no-stack-frame bar refuses.
 //             NumericUnary64<TOp> relu, neg, sign, the relu gradient mask
 //             Compare64<TOp>      eq, ne, lt, le, gt, ge → bool
 //             Where64             cond ? a : b
@@ -130,7 +132,7 @@ internal static partial class Float64Kernels
     [Kernel]
     [KernelInstance(typeof(Tensor.ExpOp)), KernelInstance(typeof(Tensor.LogOp)), KernelInstance(typeof(Tensor.TanhOp)), KernelInstance(typeof(Tensor.SigmoidOp))]
     [KernelInstance(typeof(Tensor.SqrtOp)), KernelInstance(typeof(Tensor.RsqrtOp))]
-    [KernelInstance(typeof(Tensor.SinOp)), KernelInstance(typeof(Tensor.CosOp)), KernelInstance(typeof(Tensor.SiluOp))]
+    [KernelInstance(typeof(Tensor.SiluOp))]
     public static void FloatUnary64<TOp>(ArrayView<double> x, ArrayView<double> y, ElementwiseLayout layout) where TOp : IFloatUnary
     {
         int i = Grid.GlobalIndexX;

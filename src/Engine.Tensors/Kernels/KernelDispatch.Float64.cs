@@ -61,8 +61,6 @@ internal static partial class KernelDispatch
             : typeof(TOp) == typeof(Tensor.SigmoidOp) ? (l, g, s, v, y, p) => Float64Kernels.Launch.FloatUnary64__Tensor_SigmoidOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.SqrtOp) ? (l, g, s, v, y, p) => Float64Kernels.Launch.FloatUnary64__Tensor_SqrtOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.RsqrtOp) ? (l, g, s, v, y, p) => Float64Kernels.Launch.FloatUnary64__Tensor_RsqrtOp(l, g, s, v, y, p)
-            : typeof(TOp) == typeof(Tensor.SinOp) ? (l, g, s, v, y, p) => Float64Kernels.Launch.FloatUnary64__Tensor_SinOp(l, g, s, v, y, p)
-            : typeof(TOp) == typeof(Tensor.CosOp) ? (l, g, s, v, y, p) => Float64Kernels.Launch.FloatUnary64__Tensor_CosOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.SiluOp) ? (l, g, s, v, y, p) => Float64Kernels.Launch.FloatUnary64__Tensor_SiluOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.ReluOp) ? (l, g, s, v, y, p) => Float64Kernels.Launch.NumericUnary64__Tensor_ReluOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(NegOp) ? (l, g, s, v, y, p) => Float64Kernels.Launch.NumericUnary64__NegOp(l, g, s, v, y, p)
