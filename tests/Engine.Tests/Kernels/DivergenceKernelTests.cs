@@ -409,7 +409,7 @@ public class DivergenceKernelTests
     {
         System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(typeof(Tensor).Module.ModuleHandle);
         var kernels = KernelRegistry.All.Where(k => k.DeclaringType.EndsWith("DivergenceKernels") || k.DeclaringType.EndsWith("OptimKernels")).ToList();
-        Assert.Equal(9, kernels.Count); // 7 divergence instances, SgdStep, AdamStep
+        Assert.Equal(11, kernels.Count); // 7 divergence instances, SgdStep, AdamStep, SgdStepMulti, AdamStepMulti (FusedOptimKernels)
         foreach (var kernel in kernels)
         {
             NvrtcModule module;
