@@ -1,8 +1,10 @@
 // Elementwise kernels: y = op(x) and y = op(a, b) over float32, with NumPy broadcasting and
 // arbitrary (non-contiguous) input views.
 //
-// Math      y[i] = TOp.Invoke(x[off_x(i)])            unary  (exp, log, tanh, sigmoid, relu, neg)
-//           y[i] = TOp.Invoke(a[off_a(i)], b[off_b(i)]) binary (add, sub, mul, div)
+// Math      y[i] = TOp.Invoke(x[off_x(i)])            unary  (exp, log, tanh, sigmoid, sin, cos, silu;
+//                                                       relu, neg, sign)
+//           y[i] = TOp.Invoke(a[off_a(i)], b[off_b(i)]) binary (add, sub, mul, div, maximum, minimum —
+//                                                       NaN-propagating, the CPU's T.Max/T.Min; clamp is both)
 //           y[off_y(i)] = x[off_x(i)]                   StridedCopy (the only kernel with a strided output)
 //           PositiveMaskOp [x > 0] and TieMaskOp [a = b] build the Relu / Max gradient masks on a device.
 //           The op structs are Engine.Tensors' own CPU op structs (Tensor.AddOp, Tensor.ExpOp, ...:
@@ -105,6 +107,7 @@ internal static partial class ElementwiseKernels
     [Kernel]
     [KernelInstance(typeof(Tensor.ExpOp)), KernelInstance(typeof(Tensor.LogOp))]
     [KernelInstance(typeof(Tensor.TanhOp)), KernelInstance(typeof(Tensor.SigmoidOp))]
+    [KernelInstance(typeof(Tensor.SinOp)), KernelInstance(typeof(Tensor.CosOp)), KernelInstance(typeof(Tensor.SiluOp))]
     public static void FloatUnary<TOp>(ArrayView<float> x, ArrayView<float> y, ElementwiseLayout layout) where TOp : IFloatUnary
     {
         int i = Grid.GlobalIndexX;
@@ -114,6 +117,7 @@ internal static partial class ElementwiseKernels
 
     /// <summary>y[i] = TOp(x[offset(i)]) for an op defined on every number type (relu, neg).</summary>
     [Kernel, KernelInstance(typeof(Tensor.ReluOp)), KernelInstance(typeof(NegOp)), KernelInstance(typeof(PositiveMaskOp))]
+    [KernelInstance(typeof(Tensor.SignOp))]
     public static void NumericUnary<TOp>(ArrayView<float> x, ArrayView<float> y, ElementwiseLayout layout) where TOp : INumericUnary
     {
         int i = Grid.GlobalIndexX;
@@ -125,6 +129,7 @@ internal static partial class ElementwiseKernels
     [Kernel]
     [KernelInstance(typeof(Tensor.AddOp)), KernelInstance(typeof(Tensor.SubOp))]
     [KernelInstance(typeof(Tensor.MulOp)), KernelInstance(typeof(Tensor.DivOp)), KernelInstance(typeof(TieMaskOp))]
+    [KernelInstance(typeof(Tensor.MaxOp)), KernelInstance(typeof(Tensor.MinOp))]
     public static void Binary<TOp>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, ElementwiseLayout layout) where TOp : INumericBinary
     {
         int i = Grid.GlobalIndexX;

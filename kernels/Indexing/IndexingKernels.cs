@@ -11,7 +11,7 @@
 //                       is where(mask, value, x))
 //           ArgMaxRows  y[r] = the first j maximizing x[r, j]; a NaN wins (the first NaN) (torch.argmax)
 //           Gradients are written with these ops by the callers: gather ↔ scatter_add are each other's
-//           adjoint, index_select's is index_add (not on a device yet), where's is where(cond, g, 0).
+//           adjoint, index_select's is index_add (on a device: scatter_add of the broadcast index, KernelDispatch.Math.cs), where's is where(cond, g, 0).
 // Layout    Index tensors are contiguous int64 (the host validates their range on the CPU first, so
 //           the kernels never read out of bounds). Value operands are any strided view: shape and
 //           element strides by value in IndexLayout / WhereLayout (rank ≤ 8, unravelled innermost

@@ -55,6 +55,17 @@ internal static partial class OptimKernels
     {
         int i = Grid.GlobalIndexX;
         if (i >= n) return;
+        SgdElement(parameter, grad, buffer, i, lr, weightDecay, momentum, keep, decay, useMomentum, first, nesterov);
+    }
+
+    /// <summary>
+    /// The SGD update of element <paramref name="i"/> (the math of the file header, written once: SgdStep and
+    /// FusedOptimKernels.SgdStepMulti both call it, so both compile to the same instructions).
+    /// </summary>
+    [KernelFunction]
+    public static void SgdElement(ArrayView<float> parameter, ArrayView<float> grad, ArrayView<float> buffer, int i,
+        float lr, float weightDecay, float momentum, float keep, bool decay, bool useMomentum, bool first, bool nesterov)
+    {
         float d = grad[i];
         float p = parameter[i];
         if (decay) d += weightDecay * p;
@@ -91,6 +102,19 @@ internal static partial class OptimKernels
     {
         int i = Grid.GlobalIndexX;
         if (i >= n) return;
+        AdamElement(parameter, grad, expAvg, expAvgSq, maxExpAvgSq, i, decayFactor, l2, oneMinusBeta1, beta2, oneMinusBeta2,
+            stepSize, bc2, eps, decoupled, coupled, maxExpAvgSq.Length > 0);
+    }
+
+    /// <summary>
+    /// The Adam / AdamW update of element <paramref name="i"/> (the math of the file header, written once:
+    /// AdamStep and FusedOptimKernels.AdamStepMulti both call it).
+    /// </summary>
+    [KernelFunction]
+    public static void AdamElement(ArrayView<float> parameter, ArrayView<float> grad, ArrayView<float> expAvg, ArrayView<float> expAvgSq,
+        ArrayView<float> maxExpAvgSq, int i, float decayFactor, float l2, float oneMinusBeta1, float beta2, float oneMinusBeta2,
+        float stepSize, float bc2, float eps, bool decoupled, bool coupled, bool amsgrad)
+    {
         float p = parameter[i], g = grad[i];
         if (decoupled) p *= decayFactor;
         if (coupled) g += l2 * p;
@@ -99,7 +123,7 @@ internal static partial class OptimKernels
         float v = beta2 * expAvgSq[i] + oneMinusBeta2 * g * g;
         expAvg[i] = m;
         expAvgSq[i] = v;
-        if (maxExpAvgSq.Length > 0)
+        if (amsgrad)
         {
             v = MathF.Max(maxExpAvgSq[i], v);
             maxExpAvgSq[i] = v;

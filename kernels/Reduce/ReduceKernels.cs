@@ -1,7 +1,7 @@
-// Reductions along one dim: y[o, i] = ⊕_{j<n} x[o, j, i] for ⊕ = + (sum) or max, float32.
+// Reductions along one dim: y[o, i] = ⊕_{j<n} x[o, j, i] for ⊕ = + (sum), max or min, float32.
 //
-// Math      sum: Σ_j x[o,j,i] (0 for n = 0). max: max_j x[o,j,i], NaN-propagating as the CPU op
-//           (MathF.Max semantics; the host refuses n = 0, as Tensor.Max does). No gradient here: the
+// Math      sum: Σ_j x[o,j,i] (0 for n = 0). max / min: max_j / min_j x[o,j,i], NaN-propagating as the
+//           CPU op (MathF.Max / MathF.Min semantics; the host refuses n = 0, as Tensor.Max/Min do). No gradient here: the
 //           backward of Sum/Max is written with tensor ops (Ops/Sum.cs, Ops/Reductions.cs).
 // Layout    x contiguous, viewed as [outer, n, inner]; y contiguous [outer, inner]. The host moves the
 //           reduced dim into this form (Tensor.Sum(dim) on a contiguous tensor already is).
@@ -59,7 +59,17 @@ internal readonly struct MaxReduce : IReduceOp
     public static float Combine(float a, float b) => MathF.Max(a, b);
 }
 
-/// <summary>Sum and max along one dim (see the file header).</summary>
+/// <summary>Min: identity +∞, NaN-propagating min (as Tensor.Min and TensorPrimitives.Min).</summary>
+internal readonly struct MinReduce : IReduceOp
+{
+    /// <inheritdoc />
+    public static float Identity() => float.PositiveInfinity;
+
+    /// <inheritdoc />
+    public static float Combine(float a, float b) => MathF.Min(a, b);
+}
+
+/// <summary>Sum, max and min along one dim (see the file header).</summary>
 internal static partial class ReduceKernels
 {
     /// <summary>Column-kernel group width (columns per group; one warp).</summary>
@@ -94,7 +104,7 @@ internal static partial class ReduceKernels
     }
 
     /// <summary>y[o] = ⊕_j x[o·n + j]: one group per row, strided partials, then a shared-memory tree.</summary>
-    [Kernel, KernelInstance(typeof(SumReduce)), KernelInstance(typeof(MaxReduce))]
+    [Kernel, KernelInstance(typeof(SumReduce)), KernelInstance(typeof(MaxReduce)), KernelInstance(typeof(MinReduce))]
     public static void ReduceRows<TOp>(ArrayView<float> x, ArrayView<float> y, int n) where TOp : IReduceOp
     {
         var shared = SharedMemory.Allocate<float>(MaxRowGroup);
@@ -106,7 +116,7 @@ internal static partial class ReduceKernels
     }
 
     /// <summary>y[o, i] = ⊕_j x[o, j, i] for inner &gt; 1: 32 adjacent columns per group, the reduced dim split over 8 rows of threads.</summary>
-    [Kernel, KernelInstance(typeof(SumReduce)), KernelInstance(typeof(MaxReduce))]
+    [Kernel, KernelInstance(typeof(SumReduce)), KernelInstance(typeof(MaxReduce)), KernelInstance(typeof(MinReduce))]
     public static void ReduceColumns<TOp>(ArrayView<float> x, ArrayView<float> y, int n, int inner) where TOp : IReduceOp
     {
         var shared = SharedMemory.Allocate<float>(ColumnsX * ColumnsY);

@@ -31,7 +31,7 @@ internal static class ReducePlan
     /// <summary>The launch for a contiguous [outer, n, inner] input; <paramref name="op"/> "max" refuses n = 0 (no identity in the result).</summary>
     public static ReduceLaunch For(long outer, long n, long inner, string op)
     {
-        if (op == "max" && n == 0 && outer * inner > 0)
+        if (op is "max" or "min" && n == 0 && outer * inner > 0)
             throw new ArgumentException($"{op} kernel: cannot reduce an empty dim (shape [{outer}, 0, {inner}] as [outer, n, inner]) into a non-empty result.");
         if (outer * n * inner > int.MaxValue * 4L || n > int.MaxValue || inner > int.MaxValue)
             throw new ArgumentException($"{op} kernel: [{outer}, {n}, {inner}] (as [outer, n, inner]) exceeds the kernels' 32-bit sizes.");

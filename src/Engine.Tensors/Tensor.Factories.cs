@@ -152,9 +152,13 @@ public sealed partial class Tensor
     public Tensor To(DType dtype)
     {
         if (dtype == DType) return this;
-        if (KernelDispatch.IsAccelerated(this)) return KernelDispatch.Convert(this, dtype);
-        var y = Allocate(ShapeArray(), dtype, zero: false, "To");
-        Cpu.Copy.Into(this, y);
+        Tensor y;
+        if (KernelDispatch.IsAccelerated(this)) y = KernelDispatch.Convert(this, dtype);
+        else
+        {
+            y = Allocate(ShapeArray(), dtype, zero: false, "To");
+            Cpu.Copy.Into(this, y);
+        }
         if (dtype.IsFloatingPoint() && DType.IsFloatingPoint())
         {
             var from = DType;

@@ -19,7 +19,7 @@ namespace Engine.Tensors;
 /// </summary>
 public sealed partial class Tensor : IDisposable
 {
-    private readonly Storage _storage;
+    private Storage _storage; // replaced only by RebindStorage_ (an optimizer flattening its parameters)
     private readonly long[] _shape;
     private readonly long[] _strides;
     private bool _disposed;
@@ -51,7 +51,7 @@ public sealed partial class Tensor : IDisposable
     public ReadOnlySpan<long> Strides => _strides;
 
     /// <summary>Offset of element [0, ..., 0] in the storage, in elements.</summary>
-    public long Offset { get; }
+    public long Offset { get; private set; }
 
     /// <summary>Number of dims.</summary>
     public int Rank => _shape.Length;
@@ -191,6 +191,29 @@ public sealed partial class Tensor : IDisposable
         DisposeScope.Unregister(this);
         return this;
     }
+
+    /// <summary>
+    /// Makes this contiguous tensor a view of <paramref name="storage"/> at <paramref name="offset"/> (same
+    /// shape and strides), releasing its old storage; the caller has copied the elements there already.
+    /// Used by the optimizers to lay a device's parameters out in one flat buffer (Optim/FlatParameters.cs).
+    /// Views made of this tensor before keep the old memory.
+    /// </summary>
+    internal void RebindStorage_(Storage storage, long offset)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!IsContiguous) throw new InvalidOperationException($"RebindStorage_: the tensor of shape {ShapeUtil.Format(_shape)} is not contiguous.");
+        storage.AddRef();
+        var old = _storage;
+        _storage = storage;
+        Offset = offset;
+        old.Release();
+    }
+
+    /// <summary>
+    /// Where autograd puts this leaf's gradient when it has none yet: the leaf's slot in an optimizer's
+    /// flat gradient buffer (Optim/FlatParameters.cs). Null: autograd allocates the gradient as usual.
+    /// </summary>
+    internal Tensor? GradSlot { get; set; }
 
     /// <summary>A second tensor object over the same elements (same shape, strides and graph node).</summary>
     internal Tensor Alias()

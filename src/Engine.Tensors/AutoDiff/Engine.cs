@@ -131,6 +131,16 @@ internal static class BackwardEngine
         if (leaf.IsDisposed) { Drop(grad, owned); return; }
         if (leaf.Grad is null)
         {
+            if (!createGraph && leaf.GradSlot is { IsDisposed: false } slot)
+            {
+                // The leaf is a parameter of an optimizer's flat layout (Optim/FlatParameters.cs): its gradient
+                // goes into its slot of the flat gradient buffer (a copy, as the Clone below), so the fused
+                // optimizer step reads every gradient from one buffer.
+                using (var detached = grad.Detach()) slot.CopyFrom_(detached);
+                leaf.Grad = slot.Alias();
+                Drop(grad, owned);
+                return;
+            }
             if (!createGraph && owned.Contains(grad) && grad.GradFn is null && grad.IsContiguous && !grad.Storage.IsShared)
             {
                 // A gradient the engine made, contiguous, whose storage no other tensor references (e.g. the

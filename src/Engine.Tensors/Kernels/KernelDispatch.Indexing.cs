@@ -228,10 +228,14 @@ internal static partial class KernelDispatch
         CheckSameDevice(op, a, b);
         if (condition.DType != DType.Bool)
             throw new ArgumentException($"{op}: the condition must be bool, got {condition.DType.Name()} of shape {ShapeUtil.Format(condition.Shape)}.");
-        RequireFloat32(op, a);
-        RequireFloat32(op, b);
+        bool f64 = a.DType == DType.Float64 && b.DType == DType.Float64; // Float64Kernels.Where64
+        if (!f64)
+        {
+            RequireFloat32(op, a);
+            RequireFloat32(op, b);
+        }
         var shape = ShapeUtil.Broadcast(op, condition.Shape, ShapeUtil.Broadcast(op, a.Shape, b.Shape));
-        var y = Output(shape, a, op);
+        var y = Tensor.Allocate(shape, f64 ? DType.Float64 : DType.Float32, zero: false, op, a.Device);
         int count = Count32(op, y.NumEl, y.Shape);
         if (count == 0) return y;
         // Size-1 output dims are dropped (their index is always 0); no coalescing, rank ≤ 8 after that.
@@ -249,8 +253,12 @@ internal static partial class KernelDispatch
             layout.StrideA[k] = BroadcastStride(a, dims[k], shape.Length);
             layout.StrideB[k] = BroadcastStride(b, dims[k], shape.Length);
         }
-        IndexingKernels.Launch.Where(Accelerator(a), Groups(count, IndexingKernels.GroupSize), IndexingKernels.GroupSize,
-            condition.Storage.Buffer.View<byte>(), Whole(a), Whole(b), Whole(y), layout);
+        if (f64)
+            Float64Kernels.Launch.Where64(Accelerator(a), Groups(count, IndexingKernels.GroupSize), IndexingKernels.GroupSize,
+                condition.Storage.Buffer.View<byte>(), a.Storage.Buffer.View<double>(), b.Storage.Buffer.View<double>(), y.Storage.Buffer.View<double>(), layout);
+        else
+            IndexingKernels.Launch.Where(Accelerator(a), Groups(count, IndexingKernels.GroupSize), IndexingKernels.GroupSize,
+                condition.Storage.Buffer.View<byte>(), Whole(a), Whole(b), Whole(y), layout);
         return y;
     }
 

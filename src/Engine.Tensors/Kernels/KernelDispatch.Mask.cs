@@ -10,6 +10,7 @@ internal static partial class KernelDispatch
     public static Tensor Compare<TOp>(string op, Tensor a, Tensor b) where TOp : IComparison
     {
         CheckSameDevice(op, a, b);
+        if (IsFloat64(a, b)) return Compare64<TOp>(op, a, b); // KernelDispatch.Float64.cs
         RequireFloat32(op, a);
         RequireFloat32(op, b);
         Action<IKernelLauncher, Dim3, Dim3, ArrayView<float>, ArrayView<float>, ArrayView<byte>, ElementwiseLayout> launch =
@@ -27,8 +28,8 @@ internal static partial class KernelDispatch
     }
 
     /// <summary>
-    /// Tensor.To(dtype) on a device for int64, int32 and bool → float32 and float32 → bool (no graph:
-    /// these conversions carry no gradient, as on the CPU). Other pairs have no kernel.
+    /// Tensor.To(dtype) on a device for int64, int32 and bool → float32, float32 → bool, and float32/bool ↔
+    /// float64 (no graph here: Tensor.To records the float ↔ float one). Other pairs have no kernel.
     /// </summary>
     public static Tensor Convert(Tensor x, DType dtype)
     {
@@ -40,7 +41,8 @@ internal static partial class KernelDispatch
         var to = y.Storage.Buffer;
         try
         {
-            if (y.NumEl == 0 && (dtype == DType.Float32 || dtype == DType.Bool)) return y;
+            if (y.NumEl == 0) return y;
+            if (TryConvert64(x, y)) return y; // float32/bool ↔ float64: KernelDispatch.Float64.cs
             switch (x.DType, dtype)
             {
                 case (DType.Int64, DType.Float32): MaskKernels.Launch.LongToFloat(acc, grid, group, from.View<long>(), to.View<float>(), layout); break;

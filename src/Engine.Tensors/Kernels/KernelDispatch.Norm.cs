@@ -15,10 +15,10 @@ internal static partial class KernelDispatch
     /// </summary>
     public static Tensor Mean(string op, Tensor x, bool[] mask, bool keepDim, long n)
     {
-        RequireFloat32(op, x);
+        if (x.DType != DType.Float64) RequireFloat32(op, x);
         using var _ = Tensor.NoGrad();
         using var sum = Reduce(op, x, mask, keepDim, max: false);
-        using var scale = Tensor.ScalarLike(1.0 / n, DType.Float32, x.Device);
+        using var scale = Tensor.ScalarLike(1.0 / n, x.DType, x.Device);
         return Binary<Tensor.MulOp>(op, sum, scale);
     }
 

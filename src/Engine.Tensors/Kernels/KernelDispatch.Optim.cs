@@ -4,6 +4,83 @@ namespace Engine.Tensors.Kernels;
 
 internal static partial class KernelDispatch
 {
+    [ThreadStatic] private static long t_optimizerLaunches;
+
+    /// <summary>Optimizer kernel launches (SgdStep, AdamStep, SgdStepMulti, AdamStepMulti) made by this thread (tests count them).</summary>
+    internal static long OptimizerLaunchesOnThisThread => t_optimizerLaunches;
+
+    /// <summary>
+    /// Fills the first three ints of each entry of <paramref name="table"/> (first chunk, offset, length) from
+    /// <paramref name="slots"/> and returns the number of chunks (the grid).
+    /// </summary>
+    private static int FillChunkTable(IReadOnlyList<Optim.FlatParameters.Slot> slots, int[] table)
+    {
+        const int stride = FusedOptimKernels.TableStride, chunk = FusedOptimKernels.ChunkElements;
+        long chunks = 0;
+        for (int e = 0; e < slots.Count; e++)
+        {
+            table[e * stride] = checked((int)chunks);
+            table[e * stride + 1] = checked((int)slots[e].Offset);
+            table[e * stride + 2] = checked((int)slots[e].Length);
+            chunks += (slots[e].Length + chunk - 1) / chunk;
+        }
+        return checked((int)chunks);
+    }
+
+    /// <summary>
+    /// One SGD step of the parameters <paramref name="slots"/> of <paramref name="flat"/> in ONE launch
+    /// (kernels/Optim/FusedOptimKernels.cs SgdStepMulti; per element the math of <see cref="SgdStep"/>, the same
+    /// kernel function). Their gradients are in their slots of the flat gradient buffer; their momentum
+    /// buffers (with momentum) are views of the flat "momentum_buffer" state.
+    /// </summary>
+    /// <param name="flat">The device's flat layout.</param>
+    /// <param name="slots">The parameters to step (each with a gradient), in table order.</param>
+    /// <param name="table">4 ints per slot; the caller has set the flags (bit 0 decay, bit 1 first), this fills the rest.</param>
+    /// <param name="scalars">2 floats per slot: lr, weight decay.</param>
+    /// <param name="momentum">Momentum factor.</param>
+    /// <param name="dampening">Dampening.</param>
+    /// <param name="nesterov">Nesterov momentum.</param>
+    public static void SgdStepMulti(Optim.FlatParameters flat, IReadOnlyList<Optim.FlatParameters.Slot> slots, int[] table, float[] scalars,
+        double momentum, double dampening, bool nesterov)
+    {
+        if (slots.Count == 0) return;
+        int chunks = FillChunkTable(slots, table);
+        var buffer = momentum != 0 ? Whole(flat.FlatState("momentum_buffer") ?? throw new InvalidOperationException("SGD step: no flat momentum buffer.")) : default;
+        var (t, s) = flat.Upload(table, scalars);
+        FusedOptimKernels.Launch.SgdStepMulti(Accelerator(flat.Parameters), new Dim3(chunks), FusedOptimKernels.GroupSize,
+            Whole(flat.Parameters), Whole(flat.Grads), buffer, t.Storage.Buffer.View<int>().SubView(t.Offset, t.NumEl), Elements(s), slots.Count,
+            (float)momentum, (float)(1 - dampening), momentum != 0, nesterov);
+        t_optimizerLaunches++;
+    }
+
+    /// <summary>
+    /// One Adam / AdamW step of the parameters <paramref name="slots"/> of <paramref name="flat"/> in ONE launch
+    /// (kernels/Optim/FusedOptimKernels.cs AdamStepMulti; per element the math of <see cref="AdamStep"/>, the same
+    /// kernel function). Their states are views of the flat "exp_avg", "exp_avg_sq" (and "max_exp_avg_sq") buffers.
+    /// </summary>
+    /// <param name="flat">The device's flat layout.</param>
+    /// <param name="slots">The parameters to step (each with a gradient), in table order.</param>
+    /// <param name="table">4 ints per slot; the caller has set the flags (bit 0 decoupled, bit 1 coupled), this fills the rest.</param>
+    /// <param name="scalars">4 floats per slot: decayFactor, l2, stepSize, bc2.</param>
+    /// <param name="beta1">β1.</param>
+    /// <param name="beta2">β2.</param>
+    /// <param name="eps">Added to the denominator after the bias correction.</param>
+    /// <param name="amsgrad">Whether the flat "max_exp_avg_sq" buffer is used.</param>
+    public static void AdamStepMulti(Optim.FlatParameters flat, IReadOnlyList<Optim.FlatParameters.Slot> slots, int[] table, float[] scalars,
+        double beta1, double beta2, double eps, bool amsgrad)
+    {
+        if (slots.Count == 0) return;
+        int chunks = FillChunkTable(slots, table);
+        static Tensor State(Optim.FlatParameters flat, string name) => flat.FlatState(name) ?? throw new InvalidOperationException($"Adam step: no flat {name} buffer.");
+        var vmax = amsgrad ? Whole(State(flat, "max_exp_avg_sq")) : default;
+        var (t, s) = flat.Upload(table, scalars);
+        FusedOptimKernels.Launch.AdamStepMulti(Accelerator(flat.Parameters), new Dim3(chunks), FusedOptimKernels.GroupSize,
+            Whole(flat.Parameters), Whole(flat.Grads), Whole(State(flat, "exp_avg")), Whole(State(flat, "exp_avg_sq")), vmax,
+            t.Storage.Buffer.View<int>().SubView(t.Offset, t.NumEl), Elements(s), slots.Count,
+            (float)(1 - beta1), (float)beta2, (float)(1 - beta2), (float)eps);
+        t_optimizerLaunches++;
+    }
+
     /// <summary>
     /// One SGD step of a parameter on an accelerator device, in place (kernels/Optim SgdStep; the math of
     /// <see cref="Optim.SGD"/>, which calls this for device parameters): d = g (+ wd·p); with momentum
@@ -35,6 +112,7 @@ internal static partial class KernelDispatch
         OptimKernels.Launch.SgdStep(Accelerator(parameter), OptimPlan.Groups(parameter.NumEl), OptimKernels.GroupSize,
             Elements(parameter), Elements(grad), buffer, (int)parameter.NumEl,
             (float)lr, (float)weightDecay, (float)momentum, (float)(1 - dampening), weightDecay != 0, useMomentum, first, nesterov);
+        t_optimizerLaunches++;
     }
 
     /// <summary>
@@ -71,6 +149,7 @@ internal static partial class KernelDispatch
             Elements(parameter), Elements(grad), Elements(expAvg), Elements(expAvgSq), vmax, (int)parameter.NumEl,
             (float)decayFactor, (float)l2, (float)(1 - beta1), (float)beta2, (float)(1 - beta2), (float)stepSize, (float)bc2Sqrt, (float)eps,
             decayFactor != 1, l2 != 0);
+        t_optimizerLaunches++;
     }
 
     private static void CheckOptimOperand(string op, Tensor parameter, Tensor operand, string what)

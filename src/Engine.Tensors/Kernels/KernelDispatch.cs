@@ -11,7 +11,8 @@ namespace Engine.Tensors.Kernels;
 /// their input is not on the CPU; autograd records the same backward formulas either way, so a
 /// backward runs on the device through these too.
 /// <para>
-/// The kernels are float32 only. An op or a dtype with no kernel throws a
+/// The kernels are float32, and float64 for the elementwise families, comparisons, where and the
+/// sum/max/min reductions (KernelDispatch.Float64.cs). An op or a dtype with no kernel throws a
 /// <see cref="NotSupportedException"/> naming the op and the device (<see cref="NoKernel"/>):
 /// nothing is ever computed silently on another device. Outputs are new contiguous tensors on the
 /// input's device; launches are queued in order on the device's one accelerator
@@ -54,10 +55,11 @@ internal static partial class KernelDispatch
 
     // ------------------------------------------------------------------ elementwise
 
-    /// <summary>op(a, b) with broadcasting and strided inputs (add, sub, mul, div; TieMaskOp).</summary>
+    /// <summary>op(a, b) with broadcasting and strided inputs (add, sub, mul, div, maximum, minimum, pow; TieMaskOp).</summary>
     public static Tensor Binary<TOp>(string op, Tensor a, Tensor b) where TOp : INumericBinary
     {
         CheckSameDevice(op, a, b);
+        if (IsFloat64(a, b)) return Binary64<TOp>(op, a, b); // KernelDispatch.Float64.cs
         RequireFloat32(op, a);
         RequireFloat32(op, b);
         Action<IKernelLauncher, Dim3, Dim3, ArrayView<float>, ArrayView<float>, ArrayView<float>, ElementwiseLayout> launch =
@@ -66,6 +68,9 @@ internal static partial class KernelDispatch
             : typeof(TOp) == typeof(Tensor.MulOp) ? (l, g, s, x, w, y, p) => ElementwiseKernels.Launch.Binary__Tensor_MulOp(l, g, s, x, w, y, p)
             : typeof(TOp) == typeof(Tensor.DivOp) ? (l, g, s, x, w, y, p) => ElementwiseKernels.Launch.Binary__Tensor_DivOp(l, g, s, x, w, y, p)
             : typeof(TOp) == typeof(TieMaskOp) ? (l, g, s, x, w, y, p) => ElementwiseKernels.Launch.Binary__TieMaskOp(l, g, s, x, w, y, p)
+            : typeof(TOp) == typeof(Tensor.MaxOp) ? (l, g, s, x, w, y, p) => ElementwiseKernels.Launch.Binary__Tensor_MaxOp(l, g, s, x, w, y, p)
+            : typeof(TOp) == typeof(Tensor.MinOp) ? (l, g, s, x, w, y, p) => ElementwiseKernels.Launch.Binary__Tensor_MinOp(l, g, s, x, w, y, p)
+            : typeof(TOp) == typeof(Tensor.PowOp) ? (l, g, s, x, w, y, p) => MathKernels.Launch.FloatBinary__FloatPowOp(l, g, s, x, w, y, p)
             : throw NoKernel(op, a.Device);
         var y = Output(ShapeUtil.Broadcast(op, a.Shape, b.Shape), a, op);
         if (y.NumEl > 0)
@@ -76,6 +81,7 @@ internal static partial class KernelDispatch
     /// <summary>op(x) for a float math function with a kernel (exp, log, tanh, sigmoid; sqrt and rsqrt from kernels/Norm).</summary>
     public static Tensor FloatUnary<TOp>(string op, Tensor x) where TOp : IFloatUnary
     {
+        if (IsFloat64(x)) return Unary64<TOp>(op, x);
         Action<IKernelLauncher, Dim3, Dim3, ArrayView<float>, ArrayView<float>, ElementwiseLayout> launch =
             typeof(TOp) == typeof(Tensor.ExpOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_ExpOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.LogOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_LogOp(l, g, s, v, y, p)
@@ -83,6 +89,9 @@ internal static partial class KernelDispatch
             : typeof(TOp) == typeof(Tensor.SigmoidOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_SigmoidOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.SqrtOp) ? (l, g, s, v, y, p) => NormKernels.Launch.NormUnary__Tensor_SqrtOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.RsqrtOp) ? (l, g, s, v, y, p) => NormKernels.Launch.NormUnary__Tensor_RsqrtOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.SinOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_SinOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.CosOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_CosOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.SiluOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_SiluOp(l, g, s, v, y, p)
             : throw NoKernel(op, x.Device);
         return Unary(op, x, launch);
     }
@@ -90,10 +99,12 @@ internal static partial class KernelDispatch
     /// <summary>op(x) for an op defined on every number type, with a kernel (relu, neg; PositiveMaskOp).</summary>
     public static Tensor NumericUnary<TOp>(string op, Tensor x) where TOp : INumericUnary
     {
+        if (IsFloat64(x)) return Unary64<TOp>(op, x);
         Action<IKernelLauncher, Dim3, Dim3, ArrayView<float>, ArrayView<float>, ElementwiseLayout> launch =
             typeof(TOp) == typeof(Tensor.ReluOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__Tensor_ReluOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(NegOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__NegOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(PositiveMaskOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__PositiveMaskOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.SignOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__Tensor_SignOp(l, g, s, v, y, p)
             : throw NoKernel(op, x.Device);
         return Unary(op, x, launch);
     }
@@ -131,15 +142,15 @@ internal static partial class KernelDispatch
     // ------------------------------------------------------------------ reductions
 
     /// <summary>
-    /// Sum or max over the dims in <paramref name="mask"/> (no graph recording). The Reduce kernels
+    /// Sum, max or (<paramref name="min"/>) min over the dims in <paramref name="mask"/> (no graph recording). The Reduce kernels
     /// reduce one dim of a contiguous tensor; several dims are reduced one after another, last
     /// first (each pass writes a contiguous tensor with that dim of size 1). Numerics: as the
     /// kernels (float accumulation, see ReduceKernels.cs); a multi-dim sum adds per-dim partial
     /// sums, which rounds differently from one pass over all elements but no worse.
     /// </summary>
-    public static Tensor Reduce(string op, Tensor x, bool[] mask, bool keepDim, bool max)
+    public static Tensor Reduce(string op, Tensor x, bool[] mask, bool keepDim, bool max, bool min = false)
     {
-        RequireFloat32(op, x);
+        if (x.DType != DType.Float64) RequireFloat32(op, x);
         using var _ = Tensor.NoGrad();
         var current = x.Contiguous();
         try
@@ -147,14 +158,14 @@ internal static partial class KernelDispatch
             for (int d = x.Rank - 1; d >= 0; d--)
             {
                 if (!mask[d]) continue;
-                var next = ReduceDim(op, current, d, max);
+                var next = ReduceDim(op, current, d, max, min);
                 current.Dispose();
                 current = next;
             }
             if (ReferenceEquals(current, x) || current.Storage == x.Storage)
             {
                 // Nothing reduced (a 0-d tensor, or no dims): the result is still a new tensor.
-                var copy = Output(x.ShapeArray(), x, op);
+                var copy = Tensor.Allocate(x.ShapeArray(), x.DType, zero: false, op, x.Device);
                 Copy(op, current, copy);
                 current.Dispose();
                 current = copy;
@@ -170,15 +181,22 @@ internal static partial class KernelDispatch
         }
     }
 
-    private static Tensor ReduceDim(string op, Tensor x, int dim, bool max)
+    private static Tensor ReduceDim(string op, Tensor x, int dim, bool max, bool min)
     {
-        var launch = ReducePlan.Along(x.Shape, dim, max ? "max" : "sum");
+        if (x.DType == DType.Float64) return ReduceDim64(op, x, dim, max, min);
+        var launch = ReducePlan.Along(x.Shape, dim, min ? "min" : max ? "max" : "sum");
         var shape = x.ShapeArray();
         shape[dim] = 1;
         var y = Output(shape, x, op);
         if (!launch.HasWork) return y;
         var acc = Accelerator(x);
         var (input, output) = (Elements(x), Whole(y));
+        if (min)
+        {
+            if (launch.Columns) ReduceKernels.Launch.ReduceColumns__MinReduce(acc, launch.Grid, launch.Group, input, output, launch.N, launch.Inner);
+            else ReduceKernels.Launch.ReduceRows__MinReduce(acc, launch.Grid, launch.Group, input, output, launch.N);
+            return y;
+        }
         switch (launch.Columns, max)
         {
             case (false, false): ReduceKernels.Launch.ReduceRows__SumReduce(acc, launch.Grid, launch.Group, input, output, launch.N); break;

@@ -34,7 +34,7 @@ public sealed partial class Tensor
                 using var p = s[0].Pow(bMinus1);
                 using var bp = s[1].Mul(p);
                 using var bZero = s[1].Eq(0.0);
-                using var zero = ScalarLike(0, bp.DType);
+                using var zero = ScalarLike(0, bp.DType, bp.Device);
                 using var safe = Where(bZero, zero, bp); // b = 0: d/da a⁰ = 0, not 0·0⁻¹ = NaN
                 using var full = g.Mul(safe);
                 da = full.SumToShape(sa);
@@ -47,7 +47,7 @@ public sealed partial class Tensor
                 using var aZero = s[0].Eq(0.0);
                 using var bNonNeg = s[1].Ge(0.0);
                 using var limit = aZero.LogicalAnd(bNonNeg);
-                using var zero = ScalarLike(0, yLog.DType);
+                using var zero = ScalarLike(0, yLog.DType, yLog.Device);
                 using var safe = Where(limit, zero, yLog);
                 using var full = g.Mul(safe);
                 db = full.SumToShape(sb);
@@ -183,7 +183,7 @@ public sealed partial class Tensor
 
     // ---------------------------------------------------------------- op structs
 
-    private readonly struct PowOp : INumericBinary
+    internal readonly struct PowOp : INumericBinary
     {
         public static T Invoke<T>(T a, T b) where T : INumber<T>
         {
@@ -240,7 +240,7 @@ public sealed partial class Tensor
             => MemoryMarshal.CreateSpan(ref Unsafe.As<TFrom, TTo>(ref MemoryMarshal.GetReference(s)), s.Length);
     }
 
-    private readonly struct MaxOp : INumericBinary
+    internal readonly struct MaxOp : INumericBinary
     {
         public static T Invoke<T>(T a, T b) where T : INumber<T> => T.Max(a, b); // NaN-propagating for floats
         public static void Invoke<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : INumber<T> => TensorPrimitives.Max(a, b, y);
@@ -249,7 +249,7 @@ public sealed partial class Tensor
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct MinOp : INumericBinary
+    internal readonly struct MinOp : INumericBinary
     {
         public static T Invoke<T>(T a, T b) where T : INumber<T> => T.Min(a, b);
         public static void Invoke<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : INumber<T> => TensorPrimitives.Min(a, b, y);

@@ -1,5 +1,6 @@
 using System.Numerics;
 using Engine.Tensors.Cpu;
+using Engine.Tensors.Kernels;
 
 namespace Engine.Tensors;
 
@@ -59,6 +60,7 @@ public sealed partial class Tensor
     /// <summary>NOT this. Non-bool elements count as true where non-zero.</summary>
     public Tensor LogicalNot()
     {
+        if (KernelDispatch.IsAccelerated(this)) return KernelDispatch.Logical("logical_not", this, this, MathKernels.Not);
         var b = DType == DType.Bool ? this : To(DType.Bool);
         try
         {
@@ -74,6 +76,9 @@ public sealed partial class Tensor
 
     private static Tensor Logical<TOp>(string name, Tensor a, Tensor b) where TOp : IBinaryOp<TOp, bool, bool, bool>
     {
+        KernelDispatch.CheckSameDevice(name, a, b);
+        if (KernelDispatch.IsAccelerated(a))
+            return KernelDispatch.Logical(name, a, b, typeof(TOp) == typeof(AndOp) ? MathKernels.And : typeof(TOp) == typeof(OrOp) ? MathKernels.Or : MathKernels.Xor);
         var shape = ShapeUtil.Broadcast(name, a.Shape, b.Shape);
         var ba = a.DType == DType.Bool ? a : a.To(DType.Bool);
         var bb = b.DType == DType.Bool ? b : b.To(DType.Bool);

@@ -159,6 +159,7 @@ public sealed partial class Tensor
         ArgumentNullException.ThrowIfNull(index);
         ArgumentNullException.ThrowIfNull(source);
         const string op = "index_add";
+        if (Kernels.KernelDispatch.IsAccelerated(this)) return Kernels.KernelDispatch.IndexAdd(this, dim, index, source);
         RequireCpu(op);
         if (Rank == 0) throw new ArgumentException($"{op}: cannot index a 0-d tensor; reshape it to [1] first.");
         int d = ShapeUtil.NormalizeDim(op, dim, Rank);
@@ -359,6 +360,7 @@ public sealed partial class Tensor
     {
         ArgumentNullException.ThrowIfNull(mask);
         const string op = "masked_select";
+        if (Kernels.KernelDispatch.IsAccelerated(this)) return Kernels.KernelDispatch.MaskedSelect(this, mask);
         RequireCpu(op);
         if (mask.DType != DType.Bool)
             throw new ArgumentException($"{op}: mask must be bool, got {mask.DType.Name()} of shape {ShapeUtil.Format(mask.Shape)} (self {ShapeUtil.Format(Shape)}).");
@@ -398,6 +400,7 @@ public sealed partial class Tensor
     /// </summary>
     private static Tensor MaskedScatter(Tensor mask, long[] shape, Tensor src)
     {
+        if (Kernels.KernelDispatch.IsAccelerated(src)) return Kernels.KernelDispatch.MaskedScatter(mask, shape, src);
         var y = Allocate(shape, src.DType, zero: true, "masked_scatter");
         using (NoGrad())
         using (var me = mask.Expand(shape))

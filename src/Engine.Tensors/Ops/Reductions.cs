@@ -124,8 +124,7 @@ public sealed partial class Tensor
         RequireNumeric(op);
         RequireNonEmptyReduction(op, mask);
         bool device = KernelDispatch.IsAccelerated(this);
-        if (device && !max) throw KernelDispatch.NoKernel(op, Device);
-        var y = device ? KernelDispatch.Reduce(op, this, mask, keepDim, max: true)
+        var y = device ? KernelDispatch.Reduce(op, this, mask, keepDim, max: max, min: !max)
             : ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowMaxMin(DType, max),
                 columns: Cpu.ReductionKernels.ColumnMaxMin(DType, max));
         return Graph.Record(y, op, [this], [this, y], (g, s) =>
@@ -151,6 +150,7 @@ public sealed partial class Tensor
         var mask = ShapeUtil.DimMask(op, [dim], Rank, all: false);
         RequireNumeric(op);
         RequireNonEmptyReduction(op, mask);
+        if (KernelDispatch.IsAccelerated(this)) return WithIndicesOnDevice(op, mask, keepDim, max);
         var values = Allocate(ReductionRunner.OutputShape(Shape, mask, keepDim), DType, zero: false, op);
         var indices = ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowArg(DType, max, values), DType.Int64);
         var shape = _shape;
@@ -159,6 +159,28 @@ public sealed partial class Tensor
             using var onehot = Cpu.ReductionKernels.OneHot(s[0], shape, mask, g.DType);
             using var ge = g.ExpandReduced(mask, keepDim);
             return [ge.Mul(onehot)];
+        });
+        return (values, indices);
+    }
+
+    /// <summary>
+    /// MaxWithIndices / MinWithIndices on a device: the values by the Reduce kernels (max/min), the indices by
+    /// ArgMaxRows / ArgMinRows (the same first-occurrence and NaN rules, so values[i] = x at indices[i]).
+    /// Gradient: g scatter-added into zeros at the indices (a device ScatterAdd, itself differentiable).
+    /// </summary>
+    private (Tensor, Tensor) WithIndicesOnDevice(string op, bool[] mask, bool keepDim, bool max)
+    {
+        var values = KernelDispatch.Reduce(op, this, mask, keepDim, max: max, min: !max);
+        var indices = max ? KernelDispatch.ArgMax(op, this, mask, keepDim) : KernelDispatch.ArgMin(op, this, mask, keepDim);
+        int d = Array.IndexOf(mask, true);
+        var shape = _shape;
+        var kept = ReductionRunner.OutputShape(Shape, mask, keepDim: true);
+        Graph.Record(values, op, [this], [indices], (g, s) =>
+        {
+            using var idx = s[0].Reshape(kept);
+            using var gk = g.Reshape(kept);
+            using var zeros = Zeros(shape, g.DType, g.Device);
+            return [zeros.ScatterAdd(d, idx, gk)];
         });
         return (values, indices);
     }
@@ -179,7 +201,7 @@ public sealed partial class Tensor
     {
         RequireNumeric(op);
         RequireNonEmptyReduction(op, mask);
-        if (KernelDispatch.IsAccelerated(this) && max) return KernelDispatch.ArgMax(op, this, mask, keepDim);
+        if (KernelDispatch.IsAccelerated(this)) return max ? KernelDispatch.ArgMax(op, this, mask, keepDim) : KernelDispatch.ArgMin(op, this, mask, keepDim);
         return ReductionRunner.Run(this, mask, keepDim, op, Cpu.ReductionKernels.RowArg(DType, max, values: null), DType.Int64);
     }
 
@@ -205,7 +227,8 @@ public sealed partial class Tensor
     {
         RequireNumeric("logsumexp");
         using var src = DType.IsFloatingPoint() ? Alias() : To(DType.Float32);
-        var y = ReductionRunner.Run(src, mask, keepDim, "logsumexp", Cpu.ReductionKernels.RowLogSumExp(src.DType));
+        var y = KernelDispatch.IsAccelerated(src) ? KernelDispatch.LogSumExp("logsumexp", src, mask, keepDim)
+            : ReductionRunner.Run(src, mask, keepDim, "logsumexp", Cpu.ReductionKernels.RowLogSumExp(src.DType));
         return Graph.Record(y, "logsumexp", [this], [this], (g, s) =>
         {
             using var p = s[0].SoftmaxOver(mask);

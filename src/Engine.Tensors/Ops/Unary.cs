@@ -280,7 +280,7 @@ public sealed partial class Tensor
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct SignOp : INumericUnary
+    internal readonly struct SignOp : INumericUnary
     {
         public static T Invoke<T>(T x) where T : INumber<T> => x > T.Zero ? T.One : x < T.Zero ? -T.One : x;
     }
@@ -345,7 +345,7 @@ public sealed partial class Tensor
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct SiluOp : IFloatUnary
+    internal readonly struct SiluOp : IFloatUnary
     {
         public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => x / (T.One + T.Exp(-x));
         public static void Invoke<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
@@ -395,14 +395,14 @@ public sealed partial class Tensor
         public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => T.CreateTruncating(SpecialFunctions.Erf(double.CreateTruncating(x)));
     }
 
-    private readonly struct SinOp : IFloatUnary
+    internal readonly struct SinOp : IFloatUnary
     {
         public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => T.Sin(x);
         public static void Invoke<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T> => TensorPrimitives.Sin(x, y);
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct CosOp : IFloatUnary
+    internal readonly struct CosOp : IFloatUnary
     {
         public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => T.Cos(x);
         public static void Invoke<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T> => TensorPrimitives.Cos(x, y);

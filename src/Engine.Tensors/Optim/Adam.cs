@@ -15,7 +15,8 @@ namespace Engine.Tensors.Optim;
 /// </code>
 /// eps is added after the bias correction of sqrt(v), as torch does. The bias corrections are computed
 /// in float64; the per-element work runs in the parameter's dtype, one fused pass per parameter (for a
-/// float32 parameter on an accelerator device, the AdamStep kernel of kernels/Optim).
+/// float32 parameter on an accelerator device, the AdamStep kernel of kernels/Optim; all such parameters of a
+/// device are stepped by one AdamStepMulti launch, <see cref="Optimizer.FusedDeviceStep"/>).
 /// <see cref="AdamW"/> differs only in its weight decay.
 /// </summary>
 public class Adam : Optimizer
@@ -74,16 +75,7 @@ public class Adam : Optimizer
         var m = state.Buffer("exp_avg", parameter, out _);
         var v = state.Buffer("exp_avg_sq", parameter, out _);
         var vmax = AmsGrad ? state.Buffer("max_exp_avg_sq", parameter, out _) : null;
-        long t = ++state.Step;
-        double lr = group.LearningRate, wd = group.WeightDecay;
-        var k = new Constants(
-            DecayFactor: Decoupled ? 1 - lr * wd : 1,
-            L2: Decoupled ? 0 : wd,
-            Beta1: Beta1,
-            Beta2: Beta2,
-            StepSize: lr / (1 - Math.Pow(Beta1, t)),
-            Bc2Sqrt: Math.Sqrt(1 - Math.Pow(Beta2, t)),
-            Eps: Eps);
+        var k = Constants.At(++state.Step, group, this);
         if (Kernels.KernelDispatch.IsAccelerated(parameter))
         {
             Kernels.KernelDispatch.AdamStep(parameter, grad, m, v, vmax, k.DecayFactor, k.L2, k.Beta1, k.Beta2, k.StepSize, k.Bc2Sqrt, k.Eps); // kernels/Optim
@@ -93,7 +85,47 @@ public class Adam : Optimizer
         else Run<double>(parameter, grad, m, v, vmax, k);
     }
 
-    private readonly record struct Constants(double DecayFactor, double L2, double Beta1, double Beta2, double StepSize, double Bc2Sqrt, double Eps);
+    private protected override bool SupportsFusedStep => true;
+
+    /// <summary>
+    /// One AdamStepMulti launch for all <paramref name="entries"/> (per entry the step-dependent scalars of
+    /// <see cref="Update"/>, from the parameter's own step count).
+    /// </summary>
+    private protected override void FusedUpdate(FlatParameters flat, List<FusedEntry> entries)
+    {
+        var table = new int[entries.Count * Kernels.FusedOptimKernels.TableStride];
+        var scalars = new float[entries.Count * 4];
+        foreach (var name in AmsGrad ? ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] : new[] { "exp_avg", "exp_avg_sq" })
+            foreach (var entry in entries) flat.State(name, entry.Slot, entry.State, out _);
+        for (int e = 0; e < entries.Count; e++)
+        {
+            var (group, _, state) = entries[e];
+            var k = Constants.At(++state.Step, group, this);
+            table[e * 4 + 3] = (k.DecayFactor != 1 ? 1 : 0) | (k.L2 != 0 ? 2 : 0);
+            scalars[e * 4] = (float)k.DecayFactor;
+            scalars[e * 4 + 1] = (float)k.L2;
+            scalars[e * 4 + 2] = (float)k.StepSize;
+            scalars[e * 4 + 3] = (float)k.Bc2Sqrt;
+        }
+        Kernels.KernelDispatch.AdamStepMulti(flat, entries.Select(x => x.Slot).ToList(), table, scalars, Beta1, Beta2, Eps, AmsGrad);
+    }
+
+    private readonly record struct Constants(double DecayFactor, double L2, double Beta1, double Beta2, double StepSize, double Bc2Sqrt, double Eps)
+    {
+        /// <summary>The constants of step <paramref name="t"/> (float64; the kernels round them to float once).</summary>
+        public static Constants At(long t, ParamGroup group, Adam adam)
+        {
+            double lr = group.LearningRate, wd = group.WeightDecay;
+            return new Constants(
+                DecayFactor: adam.Decoupled ? 1 - lr * wd : 1,
+                L2: adam.Decoupled ? 0 : wd,
+                Beta1: adam.Beta1,
+                Beta2: adam.Beta2,
+                StepSize: lr / (1 - Math.Pow(adam.Beta1, t)),
+                Bc2Sqrt: Math.Sqrt(1 - Math.Pow(adam.Beta2, t)),
+                Eps: adam.Eps);
+        }
+    }
 
     private static unsafe void Run<T>(Tensor parameter, Tensor grad, Tensor m, Tensor v, Tensor? vmax, Constants k) where T : unmanaged, IFloatingPointIeee754<T>
     {

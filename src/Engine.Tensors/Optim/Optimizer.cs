@@ -19,6 +19,7 @@ public abstract class Optimizer : IDisposable
     private readonly Dictionary<Tensor, int> _index = new(ReferenceEqualityComparer.Instance);
     private readonly List<Tensor> _parameters = [];
     private ParameterState?[] _state = [];
+    private readonly Dictionary<Runtime.Device, FlatParameters?> _flat = [];
     private bool _disposed;
 
     /// <summary>Sets up the groups, filling options they leave null with the defaults given.</summary>
@@ -77,11 +78,47 @@ public abstract class Optimizer : IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether float32 parameters on an accelerator device are stepped by ONE kernel launch per device and
+    /// step (default true; SGD, Adam and AdamW): on the first step the optimizer lays them out in one flat
+    /// buffer (each parameter tensor becomes a view of it, elements unchanged), gives each a slot in a flat
+    /// gradient buffer that autograd then writes its gradient into, and keeps its state in flat buffers, so
+    /// one launch of kernels/Optim/FusedOptimKernels.cs updates all of them (see Optim/FlatParameters.cs;
+    /// a gradient kept across the next backward sees that backward's values). The results are bitwise those
+    /// of the per-parameter kernels. False: one launch per parameter.
+    /// </summary>
+    public bool FusedDeviceStep { get; set; } = true;
+
+    /// <summary>Whether this optimizer has a fused multi-parameter device step (<see cref="FusedUpdate"/>).</summary>
+    private protected virtual bool SupportsFusedStep => false;
+
+    /// <summary>
+    /// Steps <paramref name="entries"/> (parameters of <paramref name="flat"/> with their gradient in its slot)
+    /// in one launch, reading and advancing their states as <see cref="Update"/> would.
+    /// </summary>
+    private protected virtual void FusedUpdate(FlatParameters flat, List<FusedEntry> entries)
+        => throw new NotSupportedException($"{Name}: no fused device step.");
+
+    /// <summary>One parameter of a fused step: its group, its place in the flat layout and its state.</summary>
+    private protected readonly record struct FusedEntry(ParamGroup Group, FlatParameters.Slot Slot, ParameterState State);
+
+    /// <summary>The flat layout of <paramref name="device"/>'s parameters, built on first use (null on the CPU or when none qualifies).</summary>
+    private FlatParameters? Flat(Runtime.Device device)
+    {
+        if (device.Type == Runtime.DeviceType.Cpu) return null;
+        if (!_flat.TryGetValue(device, out var flat))
+            _flat[device] = flat = FlatParameters.Build(device, _parameters.Select((p, i) => (i, p)));
+        return flat;
+    }
+
     /// <summary>Updates every parameter that has a gradient, in place, by the optimizer's rule.</summary>
     public void Step()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         using var _ = Tensor.NoGrad();
+        bool fuse = FusedDeviceStep && SupportsFusedStep;
+        if (fuse) foreach (var p in _parameters) Flat(p.Device); // before reading .Grad: building a layout moves gradients into slots
+        Dictionary<FlatParameters, List<FusedEntry>>? fused = null;
         int i = 0;
         foreach (var g in _groups)
             foreach (var p in g.Parameters)
@@ -90,6 +127,14 @@ public abstract class Optimizer : IDisposable
                 var grad = p.Grad;
                 if (grad is null) continue;
                 var state = _state[k] ??= new ParameterState();
+                if (fuse && Flat(p.Device) is { } flat && flat.TryGetSlot(k, out var slot))
+                {
+                    flat.Gather(slot, grad);
+                    fused ??= new(ReferenceEqualityComparer.Instance);
+                    if (!fused.TryGetValue(flat, out var list)) fused[flat] = list = [];
+                    list.Add(new FusedEntry(g, slot, state));
+                    continue;
+                }
                 var pw = p.IsContiguous ? p : p.Contiguous();
                 var gw = grad.IsContiguous ? grad : grad.Contiguous();
                 try
@@ -103,6 +148,8 @@ public abstract class Optimizer : IDisposable
                     if (!ReferenceEquals(gw, grad)) gw.Dispose();
                 }
             }
+        if (fused is not null)
+            foreach (var (flat, entries) in fused) FusedUpdate(flat, entries);
     }
 
     /// <summary>
@@ -217,6 +264,7 @@ public abstract class Optimizer : IDisposable
     {
         foreach (var s in _state) s?.Dispose();
         _state = new ParameterState?[_parameters.Count];
+        foreach (var flat in _flat.Values) flat?.ResetState();
     }
 
     /// <summary>Releases the optimizer's state tensors (the parameters stay the caller's).</summary>
@@ -225,6 +273,8 @@ public abstract class Optimizer : IDisposable
         if (_disposed) return;
         _disposed = true;
         ClearState();
+        foreach (var flat in _flat.Values) flat?.Dispose();
+        _flat.Clear();
         GC.SuppressFinalize(this);
     }
 

@@ -14,7 +14,8 @@ namespace Engine.Tensors.Optim;
 /// p = p - lr * d
 /// </code>
 /// One fused pass over p, grad and the momentum buffer per parameter, in the parameter's dtype; for a
-/// parameter on an accelerator device (float32) that pass is the SgdStep kernel (kernels/Optim).
+/// parameter on an accelerator device (float32) that pass is the SgdStep kernel (kernels/Optim), and all such
+/// parameters of a device are stepped by one SgdStepMulti launch (<see cref="Optimizer.FusedDeviceStep"/>).
 /// </summary>
 public sealed class SGD : Optimizer
 {
@@ -71,6 +72,26 @@ public sealed class SGD : Optimizer
         }
         if (parameter.DType == DType.Float32) Run<float>(parameter, grad, buffer, k);
         else Run<double>(parameter, grad, buffer, k);
+    }
+
+    private protected override bool SupportsFusedStep => true;
+
+    /// <summary>One SgdStepMulti launch for all <paramref name="entries"/> (per entry: lr, weight decay, first step of its buffer).</summary>
+    private protected override void FusedUpdate(FlatParameters flat, List<FusedEntry> entries)
+    {
+        var table = new int[entries.Count * Kernels.FusedOptimKernels.TableStride];
+        var scalars = new float[entries.Count * 2];
+        for (int e = 0; e < entries.Count; e++)
+        {
+            var (group, slot, state) = entries[e];
+            bool first = false;
+            if (Momentum != 0) flat.State("momentum_buffer", slot, state, out first);
+            state.Step++;
+            table[e * 4 + 3] = (group.WeightDecay != 0 ? 1 : 0) | (first ? 2 : 0);
+            scalars[e * 2] = (float)group.LearningRate;
+            scalars[e * 2 + 1] = (float)group.WeightDecay;
+        }
+        Kernels.KernelDispatch.SgdStepMulti(flat, entries.Select(x => x.Slot).ToList(), table, scalars, Momentum, Dampening, Nesterov);
     }
 
     private readonly record struct Constants(double Lr, double WeightDecay, double Momentum, double Dampening, bool Nesterov, bool First);

@@ -409,7 +409,7 @@ public class DivergenceKernelTests
     {
         System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(typeof(Tensor).Module.ModuleHandle);
         var kernels = KernelRegistry.All.Where(k => k.DeclaringType.EndsWith("DivergenceKernels") || k.DeclaringType.EndsWith("OptimKernels")).ToList();
-        Assert.Equal(10, kernels.Count); // 8 divergence instances (BD-KD's balanced KL included), SgdStep, AdamStep
+        Assert.Equal(12, kernels.Count); // 8 divergence instances (BD-KD's balanced KL included), SgdStep, AdamStep, SgdStepMulti, AdamStepMulti (FusedOptimKernels)
         foreach (var kernel in kernels)
         {
             NvrtcModule module;
