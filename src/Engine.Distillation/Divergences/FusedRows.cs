@@ -54,7 +54,7 @@ internal readonly struct JsdElement : IDivergenceElement
     public static TV Eval<TV, TS>(TV lq, TV q, TV lp, TV p, in RowConstants k, out TV a) where TV : struct where TS : ISimd<TV>
     {
         var vb = TS.Splat(k.B);
-        var lm = LogMix.Of<TV, TS>(lp, lq, k.A, k.B);
+        var lm = LogMix.Of<TV, TS>(TS.Fma(TS.Splat(k.A), p, TS.Mul(vb, q)), lp, lq, k.A, k.B);
         var tp = TS.IfPositive(p, TS.Mul(p, TS.Sub(lp, lm)));
         var tq = TS.IfPositive(q, TS.Mul(q, TS.Sub(lq, lm)));
         a = TS.Mul(vb, tq);
@@ -63,18 +63,22 @@ internal readonly struct JsdElement : IDivergenceElement
 }
 
 /// <summary>
-/// log M for a mixture M = a·p + b·q (a, b &gt; 0), from log p and log q in the log domain:
-/// max + log(a·e^(log p − max) + b·e^(log q − max)). log(a·p + b·q) on the probabilities would give −∞ where both
-/// are denormal or 0 in float32 while log p and log q are finite (logits ±1e4: most classes), and then
-/// p·(log p − log M) is 0·∞ or ∞ instead of a tiny finite term. Costs one exp more than the probability form.
-/// Where both are −∞ (a masked class) the result is NaN; every caller multiplies it by a probability that is
-/// 0 there and masks it with IfPositive.
+/// log M for a mixture M = a·p + b·q (a, b &gt; 0). Where every lane's M is at least <see cref="Tiny"/> this is
+/// log M of the probabilities (one log). Otherwise — both probabilities denormal or 0 in float32 while log p and
+/// log q are finite, as for most classes of ±1e4 logits — log(a·p + b·q) would be −∞ or inexact and
+/// p·(log p − log M) 0·∞ or ∞ instead of a tiny finite term, so that vector takes the log domain:
+/// max + log(a·e^(log p − max) + b·e^(log q − max)) (two exps more). Where both are −∞ (a masked class) the
+/// result is −∞ or NaN; every caller multiplies it by a probability that is 0 there and masks it with IfPositive.
 /// </summary>
 internal static class LogMix
 {
+    /// <summary>Below this M the probability form is not trusted (far above float32's denormals, 1.2e−38).</summary>
+    public const float Tiny = 1e-30f;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static TV Of<TV, TS>(TV lp, TV lq, float a, float b) where TV : struct where TS : ISimd<TV>
+    public static TV Of<TV, TS>(TV m, TV lp, TV lq, float a, float b) where TV : struct where TS : ISimd<TV>
     {
+        if (!TS.AnyBelow(m, Tiny)) return TS.Log(m);
         var mx = TS.Max(lp, lq);
         var sum = TS.Fma(TS.Splat(a), TS.Exp(TS.Sub(lp, mx)), TS.Mul(TS.Splat(b), TS.Exp(TS.Sub(lq, mx))));
         return TS.Add(mx, TS.Log(sum));
@@ -101,7 +105,7 @@ internal readonly struct SkewKlElement : IDivergenceElement
     {
         var m = TS.Fma(TS.Splat(k.A), p, TS.Mul(TS.Splat(k.B), q));
         a = TS.IfPositive(m, TS.Div(TS.Mul(TS.Splat(-k.B), TS.Mul(p, q)), m));
-        return TS.IfPositive(p, TS.Mul(p, TS.Sub(lp, LogMix.Of<TV, TS>(lp, lq, k.A, k.B))));
+        return TS.IfPositive(p, TS.Mul(p, TS.Sub(lp, LogMix.Of<TV, TS>(m, lp, lq, k.A, k.B))));
     }
 }
 
@@ -113,7 +117,7 @@ internal readonly struct SkewReverseKlElement : IDivergenceElement
     {
         var vb = TS.Splat(k.B);
         var m = TS.Fma(TS.Splat(k.A), p, TS.Mul(vb, q));
-        var term = TS.IfPositive(q, TS.Mul(q, TS.Sub(lq, LogMix.Of<TV, TS>(lp, lq, k.A, k.B))));
+        var term = TS.IfPositive(q, TS.Mul(q, TS.Sub(lq, LogMix.Of<TV, TS>(m, lp, lq, k.A, k.B))));
         a = TS.Sub(term, TS.IfPositive(m, TS.Div(TS.Mul(vb, TS.Mul(q, q)), m)));
         return term;
     }

@@ -50,6 +50,9 @@ internal unsafe interface ISimd<TV> where TV : struct
 
     static abstract float Sum(TV v);
     static abstract float MaxAcross(TV v);
+
+    /// <summary>True when some lane of <paramref name="v"/> is below <paramref name="x"/> (or NaN).</summary>
+    static abstract bool AnyBelow(TV v, float x);
 }
 
 /// <summary>
@@ -152,6 +155,7 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
         return Vector512.FusedMultiplyAdd(e, Vector512.Create(FastExp.C1), f + y);
     }
     public static float Sum(Vector512<float> v) => Vector512.Sum(v);
+    public static bool AnyBelow(Vector512<float> v, float x) => !Vector512.GreaterThanOrEqualAll(v, Vector512.Create(x));
     public static float MaxAcross(Vector512<float> v) => MathF.Max(Simd256.MaxAcross(v.GetLower()), Simd256.MaxAcross(v.GetUpper()));
 }
 
@@ -196,6 +200,7 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
 
     public static Vector256<float> Log(Vector256<float> x) => Vector256.Log(x);
     public static float Sum(Vector256<float> v) => Vector256.Sum(v);
+    public static bool AnyBelow(Vector256<float> v, float x) => !Vector256.GreaterThanOrEqualAll(v, Vector256.Create(x));
     public static float MaxAcross(Vector256<float> v)
     {
         float m = v.GetElement(0);
@@ -240,4 +245,5 @@ internal readonly unsafe struct Simd1 : ISimd<float>
     public static float Log(float x) => MathF.Log(x);
     public static float Sum(float v) => v;
     public static float MaxAcross(float v) => v;
+    public static bool AnyBelow(float v, float x) => !(v >= x);
 }
