@@ -127,6 +127,18 @@ public static class KernelsCommand
             // AttentionPlan.ForwardGroup: AttentionKernels.Lanes × ForwardWarps = 32 × 8; AttentionPlan.Group: Lanes × Warps = 32 × 4.
             ("AttentionKernels", "Forward") => Fixed(32 * 8),
             ("AttentionKernels", _) => Fixed(32 * 4),
+            // Float64Kernels: elementwise as ElementwisePlan (256); reductions as ReduceKernels (rows 32..256, columns 32 × 8).
+            ("Float64Kernels", "ReduceColumns64") => Fixed(32 * 8),
+            ("Float64Kernels", "ReduceRows64") => UpTo(256),
+            ("Float64Kernels", _) or ("MathKernels", _) => Fixed(256),
+            // RowReduceKernels: ArgMinRows one thread per row in groups of GroupSize = 256; LogSumExpRows ReducePlan's row shape.
+            ("RowReduceKernels", "ArgMinRows") => Fixed(256),
+            ("RowReduceKernels", "LogSumExpRows") => UpTo(256),
+            // SelectKernels: GroupSize = 256 threads (exactly: the scan assumes it); ScanBlocks is one group of one thread.
+            ("SelectKernels", "ScanBlocks") => Fixed(1),
+            ("SelectKernels", _) => Fixed(256),
+            // FusedOptimKernels.GroupSize = 256.
+            ("FusedOptimKernels", _) => Fixed(256),
             _ => Engine.Runtime.KernelLaunchShape.Assumed,
         };
 

@@ -160,6 +160,15 @@ public sealed class OccupancyTests
         Assert.Equal(new KernelLaunchShape(ReduceKernels.MaxRowGroup, 0, LaunchShapeOrigin.PlanMaximum), Of("ReduceKernels", "ReduceRows"));
         Assert.Equal(new KernelLaunchShape(SoftmaxKernels.MaxGroup, 0, LaunchShapeOrigin.PlanMaximum), Of("SoftmaxKernels", "SoftmaxForward"));
         Assert.Equal(new KernelLaunchShape(NormKernels.MaxGroup, 0, LaunchShapeOrigin.PlanMaximum), Of("NormKernels", "VarRows"));
+        Assert.Equal(ElementwisePlan.GroupSize, Of("Float64Kernels", "Binary64").ThreadsPerBlock);
+        Assert.Equal(ElementwisePlan.GroupSize, Of("MathKernels", "FloatBinary").ThreadsPerBlock);
+        Assert.Equal(ReduceKernels.ColumnsX * ReduceKernels.ColumnsY, Of("Float64Kernels", "ReduceColumns64").ThreadsPerBlock);
+        Assert.Equal(new KernelLaunchShape(ReduceKernels.MaxRowGroup, 0, LaunchShapeOrigin.PlanMaximum), Of("Float64Kernels", "ReduceRows64"));
+        Assert.Equal(RowReduceKernels.GroupSize, Of("RowReduceKernels", "ArgMinRows").ThreadsPerBlock);
+        Assert.Equal(new KernelLaunchShape(ReduceKernels.MaxRowGroup, 0, LaunchShapeOrigin.PlanMaximum), Of("RowReduceKernels", "LogSumExpRows"));
+        Assert.Equal(SelectKernels.GroupSize, Of("SelectKernels", "CountBlocks").ThreadsPerBlock);
+        Assert.Equal(1, Of("SelectKernels", "ScanBlocks").ThreadsPerBlock);
+        Assert.Equal(FusedOptimKernels.GroupSize, Of("FusedOptimKernels", "AdamStepMulti").ThreadsPerBlock);
         // DivergencePlan: x·y = MaxGroup whatever the row length.
         foreach (long n in new long[] { 1, 7, 100, 50000 })
         {
