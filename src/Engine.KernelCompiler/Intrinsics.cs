@@ -19,6 +19,8 @@ internal static class Intrinsics
         [("Sqrt", "float")] = ("sqrtf", "sqrt"), [("Sqrt", "double")] = ("sqrt", "sqrt"),
         [("Rsqrt", "float")] = ("rsqrtf", "rsqrt"), [("Rsqrt", "double")] = ("rsqrt", "rsqrt"),
         [("Tanh", "float")] = ("tanhf", "tanh"), [("Tanh", "double")] = ("tanh", "tanh"),
+        [("Erf", "float")] = ("erff", "erf"), [("Erf", "double")] = ("erf", "erf"),
+        [("Erfc", "float")] = ("erfcf", "erfc"), [("Erfc", "double")] = ("erfc", "erfc"),
         [("Sin", "float")] = ("sinf", "sin"), [("Sin", "double")] = ("sin", "sin"),
         [("Cos", "float")] = ("cosf", "cos"), [("Cos", "double")] = ("cos", "cos"),
         [("Pow", "float")] = ("powf", "pow"), [("Pow", "double")] = ("pow", "pow"),

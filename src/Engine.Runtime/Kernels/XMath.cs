@@ -42,6 +42,16 @@ public static class XMath
     public static int Abs(int x) => Math.Abs(x);
     /// <summary>Largest integer not above x.</summary>
     public static float Floor(float x) => MathF.Floor(x);
+    /// <summary>The error function erf(x) = 2/√π ∫₀ˣ e^(−t²) dt (CUDA erff, OpenCL erf; here
+    /// <see cref="SpecialFunctions.Erf"/> in double, rounded once). erf(±∞) = ±1, erf(NaN) = NaN.</summary>
+    public static float Erf(float x) => (float)SpecialFunctions.Erf(x);
+    /// <summary>The error function (CUDA and OpenCL erf; here <see cref="SpecialFunctions.Erf"/>).</summary>
+    public static double Erf(double x) => SpecialFunctions.Erf(x);
+    /// <summary>The complementary error function 1 − erf(x), accurate in the x → +∞ tail (CUDA erfcf,
+    /// OpenCL erfc; here <see cref="SpecialFunctions.Erfc"/> in double, rounded once). erfc(−∞) = 2, erfc(+∞) = 0.</summary>
+    public static float Erfc(float x) => (float)SpecialFunctions.Erfc(x);
+    /// <summary>The complementary error function (CUDA and OpenCL erfc; here <see cref="SpecialFunctions.Erfc"/>).</summary>
+    public static double Erfc(double x) => SpecialFunctions.Erfc(x);
     /// <summary>True for NaN.</summary>
     public static bool IsNaN(float x) => float.IsNaN(x);
     /// <summary>True for ±∞.</summary>

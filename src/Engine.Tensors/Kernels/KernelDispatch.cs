@@ -78,7 +78,7 @@ internal static partial class KernelDispatch
         return y;
     }
 
-    /// <summary>op(x) for a float math function with a kernel (exp, log, tanh, sigmoid; sqrt and rsqrt from kernels/Norm).</summary>
+    /// <summary>op(x) for a float math function with a kernel (exp, log, tanh, sigmoid, sin, cos, silu; sqrt and rsqrt from kernels/Norm; erf and gelu from MathKernels.DeviceUnary).</summary>
     public static Tensor FloatUnary<TOp>(string op, Tensor x) where TOp : IFloatUnary
     {
         if (IsFloat64(x)) return Unary64<TOp>(op, x);
@@ -92,11 +92,14 @@ internal static partial class KernelDispatch
             : typeof(TOp) == typeof(Tensor.SinOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_SinOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.CosOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_CosOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.SiluOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.FloatUnary__Tensor_SiluOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.ErfOp) ? (l, g, s, v, y, p) => MathKernels.Launch.DeviceUnary__DeviceErfOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.GeluOp) ? (l, g, s, v, y, p) => MathKernels.Launch.DeviceUnary__DeviceGeluOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.GeluTanhOp) ? (l, g, s, v, y, p) => MathKernels.Launch.DeviceUnary__DeviceGeluTanhOp(l, g, s, v, y, p)
             : throw NoKernel(op, x.Device);
         return Unary(op, x, launch);
     }
 
-    /// <summary>op(x) for an op defined on every number type, with a kernel (relu, neg; PositiveMaskOp).</summary>
+    /// <summary>op(x) for an op defined on every number type, with a float32 kernel (relu, neg, sign; PositiveMaskOp; abs from MathKernels.DeviceUnary).</summary>
     public static Tensor NumericUnary<TOp>(string op, Tensor x) where TOp : INumericUnary
     {
         if (IsFloat64(x)) return Unary64<TOp>(op, x);
@@ -105,6 +108,7 @@ internal static partial class KernelDispatch
             : typeof(TOp) == typeof(NegOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__NegOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(PositiveMaskOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__PositiveMaskOp(l, g, s, v, y, p)
             : typeof(TOp) == typeof(Tensor.SignOp) ? (l, g, s, v, y, p) => ElementwiseKernels.Launch.NumericUnary__Tensor_SignOp(l, g, s, v, y, p)
+            : typeof(TOp) == typeof(Tensor.AbsOp) ? (l, g, s, v, y, p) => MathKernels.Launch.DeviceUnary__DeviceAbsOp(l, g, s, v, y, p)
             : throw NoKernel(op, x.Device);
         return Unary(op, x, launch);
     }

@@ -170,7 +170,7 @@ public sealed partial class Tensor
     /// Derivative: ½·(1 + t) + ½·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²), t = tanh(u).
     /// </para>
     /// The exact form evaluates erfc in double, element by element (a 24-term Chebyshev series and one
-    /// or two exps, see <c>Cpu/SpecialFunctions.cs</c>; ~40 ns per element on one core, not vectorized
+    /// or two exps, see <c>Engine.Runtime/Kernels/SpecialFunctions.cs</c>; ~40 ns per element on one core, not vectorized
     /// yet), so it costs far more than the tanh form, which runs on <c>TensorPrimitives</c> in the
     /// input's own precision for contiguous rows (in double for strided ones).
     /// Gradient g times the derivative (saves x).
@@ -226,7 +226,7 @@ public sealed partial class Tensor
     }
 
     /// <summary>The error function erf(x) = 2/√π ∫₀ˣ e^(−t²) dt (computed in double; see
-    /// <c>Cpu/SpecialFunctions.cs</c>). Gradient g·2/√π·e^(−x²) (saves x).</summary>
+    /// <c>Engine.Runtime/Kernels/SpecialFunctions.cs</c>). Gradient g·2/√π·e^(−x²) (saves x).</summary>
     public Tensor Erf()
     {
         var y = Dispatch.FloatUnary<ErfOp>("erf", this);
@@ -267,7 +267,7 @@ public sealed partial class Tensor
 
     private static bool IsFloat<T>() => typeof(T) == typeof(float) || typeof(T) == typeof(double);
 
-    private readonly struct AbsOp : INumericUnary
+    internal readonly struct AbsOp : INumericUnary
     {
         // Negation wraps for int.MinValue (unchecked), as PyTorch; TensorPrimitives.Abs would throw there,
         // so it is used for floats only.
@@ -357,16 +357,16 @@ public sealed partial class Tensor
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct GeluOp : IFloatUnary
+    internal readonly struct GeluOp : IFloatUnary
     {
         public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T>
         {
             double v = double.CreateTruncating(x);
-            return T.CreateTruncating(0.5 * v * SpecialFunctions.Erfc(-v * InvSqrt2));
+            return T.CreateTruncating(0.5 * v * global::Engine.Runtime.Kernels.SpecialFunctions.Erfc(-v * InvSqrt2));
         }
     }
 
-    private readonly struct GeluTanhOp : IFloatUnary
+    internal readonly struct GeluTanhOp : IFloatUnary
     {
         public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T>
         {
@@ -390,9 +390,9 @@ public sealed partial class Tensor
         public static bool HasVectorForm => true;
     }
 
-    private readonly struct ErfOp : IFloatUnary
+    internal readonly struct ErfOp : IFloatUnary
     {
-        public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => T.CreateTruncating(SpecialFunctions.Erf(double.CreateTruncating(x)));
+        public static T Invoke<T>(T x) where T : IFloatingPointIeee754<T> => T.CreateTruncating(global::Engine.Runtime.Kernels.SpecialFunctions.Erf(double.CreateTruncating(x)));
     }
 
     internal readonly struct SinOp : IFloatUnary

@@ -4,7 +4,7 @@ using Device = Engine.Runtime.Device;
 namespace Engine.Tests.DeviceTensors;
 
 /// <summary>
-/// The ops of kernels/Reduce/RowReduceKernels.cs, kernels/Elementwise/MathKernels.cs (+ maximum/minimum/sin/
+/// The ops of kernels/Reduce/RowReduceKernels.cs, kernels/Elementwise/MathKernels.cs (abs, erf, gelu, pow, logical; + maximum/minimum/sin/
 /// cos/silu/sign instances of ElementwiseKernels), the MinReduce reductions and kernels/Indexing/SelectKernels.cs
 /// on a device, against the CPU op on the same inputs and against a float64 reference (the CPU op run on
 /// float64 copies, or plain loops for argmin and masked_select), values and gradients. Shapes are small and
@@ -244,6 +244,77 @@ internal static class DeviceMathOpChecks
         using var p = dz.Pow(de);
         Assert.Equal([1f, 0f, 1f, float.NaN, float.PositiveInfinity], p.ToArray<float>());
         Assert.Contains("clamp: at least one of min and max", Assert.Throws<ArgumentException>(() => dz.Clamp((double?)null, null)).Message);
+    }
+
+    /// <summary>
+    /// abs, erf, gelu (exact and tanh forms) of MathKernels.DeviceUnary: values and gradients (abs' g·sign(x),
+    /// erf's and gelu's exp/erf/tanh formulas, run on the device) on strided device views against the CPU op
+    /// and float64; then ±0, ±∞, NaN and huge inputs without gradients.
+    /// </summary>
+    public static void AbsErfGelu(Device device)
+    {
+        var rng = Rng("abs-erf-gelu");
+        foreach (var shape in new long[][] { [7], [3, 5], [1, 9], [4, 1], [2, 3, 5], [5, 333], [0, 4], [] })
+        {
+            string s = ShapeUtil.Format(shape);
+            using var coarse = Coarse(rng, shape); // exact zeros: abs' subgradient 0 there
+            Differential(device, $"abs {s}", [coarse], t => t[0].Abs(), tol: 0);
+            using var x = TestUtil.Random(rng, shape, lo: -6, hi: 6); // both tails of erf and gelu
+            Differential(device, $"abs {s} (random)", [x], t => t[0].Abs(), tol: 0);
+            Differential(device, $"erf {s}", [x], t => t[0].Erf(), tol: 2e-6);
+            Differential(device, $"gelu {s}", [x], t => t[0].Gelu(), tol: 2e-6);
+            Differential(device, $"gelu tanh {s}", [x], t => t[0].Gelu("tanh"), tol: 2e-6);
+            using var small = TestUtil.Random(rng, shape, lo: -0.01, hi: 0.01); // erf's series region, gelu near 0
+            Differential(device, $"erf {s} near 0", [small], t => t[0].Erf(), tol: 2e-6);
+            Differential(device, $"gelu {s} near 0", [small], t => t[0].Gelu(), tol: 2e-6);
+            Differential(device, $"gelu tanh {s} near 0", [small], t => t[0].Gelu("tanh"), tol: 2e-6);
+        }
+        // Specials: NaN stays NaN; erf(±∞) = ±1; gelu(+∞) = +∞ and gelu(−∞) = −∞·0 = NaN in both forms (as on the
+        // CPU); huge |x| saturate (x² overflows float in the tanh form).
+        float nan = float.NaN, pinf = float.PositiveInfinity, ninf = float.NegativeInfinity;
+        using var special = Tensor.FromArray([nan, pinf, ninf, 0f, -0f, 1e30f, -1e30f, 30f, -30f, 9f, -9f, 1e-30f, -1e-30f, 3.5f], 14);
+        Differential(device, "abs specials", [special], t => t[0].Abs(), tol: 0, strided: false, grad: false);
+        Differential(device, "erf specials", [special], t => t[0].Erf(), tol: 2e-6, strided: false, grad: false);
+        Differential(device, "gelu specials", [special], t => t[0].Gelu(), tol: 2e-6, strided: false, grad: false);
+        Differential(device, "gelu tanh specials", [special], t => t[0].Gelu("tanh"), tol: 2e-6, strided: false, grad: false);
+        using var ds = special.To(device);
+        using (var a = ds.Abs())
+        {
+            var v = a.ToArray<float>();
+            Assert.True(float.IsNaN(v[0]));
+            Assert.Equal([pinf, pinf], v[1..3]);
+            Assert.Equal(0, BitConverter.SingleToInt32Bits(v[4])); // |−0| = +0
+        }
+        using (var e = ds.Erf())
+        {
+            var v = e.ToArray<float>();
+            Assert.True(float.IsNaN(v[0]));
+            Assert.Equal([1f, -1f], v[1..3]);
+        }
+        foreach (var form in new[] { "none", "tanh" })
+        {
+            using var g = ds.Gelu(form);
+            var v = g.ToArray<float>();
+            Assert.True(float.IsNaN(v[0]), $"gelu {form}(NaN)");
+            Assert.Equal(pinf, v[1]);
+            Assert.True(float.IsNaN(v[2]), $"gelu {form}(-inf) = -inf * 0");
+            Assert.Equal(1e30f, v[5]);
+            Assert.Equal(0f, v[6]);
+        }
+        // The tanh form's left tail keeps relative accuracy (x·σ(2u), no 1 + tanh u cancellation):
+        // float64 reference ½·x·(1 + tanh u) = x/(1 + e^(−2u)).
+        using var tail = Tensor.FromArray([-5f, -6f, -7f, -8f], 4);
+        using var dtail = tail.To(device);
+        using var gt = dtail.Gelu("tanh");
+        var got = gt.ToArray<float>();
+        for (int i = 0; i < got.Length; i++)
+        {
+            double v = -5 - i, u = 0.79788456080286535588 * (v + 0.044715 * v * v * v);
+            double expected = v / (1 + Math.Exp(-2 * u));
+            Assert.True(Math.Abs(got[i] - expected) <= 1e-4 * Math.Abs(expected), $"gelu tanh({v}) = {got[i]:R}, expected {expected:R}");
+        }
+        using var bad = Tensor.Ones([3], DType.Float32, device);
+        Assert.Contains("approximate", Assert.Throws<ArgumentException>(() => bad.Gelu("erf")).Message);
     }
 
     public static void Logical(Device device)
@@ -498,6 +569,7 @@ public class EmulatorMathOpTests
     [Fact] public void MinArgMinMatchCpu() => DeviceMathOpChecks.MinArgMin(Emulator);
     [Fact] public void LogSumExpMatchesCpu() => DeviceMathOpChecks.LogSumExp(Emulator);
     [Fact] public void ClampPowMaximumMatchCpu() => DeviceMathOpChecks.ClampPowMaximum(Emulator);
+    [Fact] public void AbsErfGeluMatchCpu() => DeviceMathOpChecks.AbsErfGelu(Emulator);
     [Fact] public void LogicalOpsMatchCpu() => DeviceMathOpChecks.Logical(Emulator);
     [Fact] public void IndexAddMatchesCpu() => DeviceMathOpChecks.IndexAdd(Emulator);
     [Fact] public void MaskedSelectMatchesCpu() => DeviceMathOpChecks.MaskedSelect(Emulator);
@@ -513,6 +585,7 @@ public class OpenCLMathOpTests
     [BackendFact("opencl")] public void MinArgMinMatchCpu() => DeviceMathOpChecks.MinArgMin(OpenCL);
     [BackendFact("opencl")] public void LogSumExpMatchesCpu() => DeviceMathOpChecks.LogSumExp(OpenCL);
     [BackendFact("opencl")] public void ClampPowMaximumMatchCpu() => DeviceMathOpChecks.ClampPowMaximum(OpenCL);
+    [BackendFact("opencl")] public void AbsErfGeluMatchCpu() => DeviceMathOpChecks.AbsErfGelu(OpenCL);
     [BackendFact("opencl")] public void LogicalOpsMatchCpu() => DeviceMathOpChecks.Logical(OpenCL);
     [BackendFact("opencl")] public void IndexAddMatchesCpu() => DeviceMathOpChecks.IndexAdd(OpenCL);
     [BackendFact("opencl")] public void MaskedSelectMatchesCpu() => DeviceMathOpChecks.MaskedSelect(OpenCL);

@@ -24,6 +24,7 @@ public class KernelBuildTests
         [
             "FloatUnary__Tensor_ExpOp", "FloatUnary__Tensor_LogOp", "FloatUnary__Tensor_TanhOp", "FloatUnary__Tensor_SigmoidOp",
             "NumericUnary__Tensor_ReluOp", "NumericUnary__NegOp",
+            "DeviceUnary__DeviceAbsOp", "DeviceUnary__DeviceErfOp", "DeviceUnary__DeviceGeluOp", "DeviceUnary__DeviceGeluTanhOp",
             "Binary__Tensor_AddOp", "Binary__Tensor_SubOp", "Binary__Tensor_MulOp", "Binary__Tensor_DivOp",
             "ReduceRows__SumReduce", "ReduceRows__MaxReduce", "ReduceColumns__SumReduce", "ReduceColumns__MaxReduce",
             "SoftmaxForward", "LogSoftmaxForward", "SoftmaxBackward", "LogSoftmaxBackward", "Sgemm",

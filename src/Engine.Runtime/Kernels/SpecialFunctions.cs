@@ -1,4 +1,4 @@
-namespace Engine.Tensors.Cpu;
+namespace Engine.Runtime.Kernels;
 
 /// <summary>
 /// erf and erfc in double precision (.NET has no <c>Math.Erf</c>).
@@ -16,7 +16,8 @@ namespace Engine.Tensors.Cpu;
 /// a correctly rounded erfc for x &lt; 6 and from the asymptotic series of e^(x²)erfc(x) beyond,
 /// cut where they reach the 1e-16 noise floor. Measured relative error of erfc against that
 /// reference on a 0.001 grid over [0, 26.5] (the whole normal range): ≤ 2.3e-15; erf ≤ ~1e-15.
-/// Float32 ops call these in double.
+/// Float32 ops call these in double; XMath.Erf/Erfc run them on the emulator and in kernels run on the CPU
+/// (CUDA and OpenCL kernels call the device libraries' erff/erfcf, erf/erfc instead).
 /// </summary>
 internal static class SpecialFunctions
 {
