@@ -31,9 +31,10 @@ public static class ExperimentCommand
         var data = new Option<string?>("--data") { Description = $"Directory of the Fashion-MNIST IDX files (default {FashionMnist.DefaultDirectory})." };
         var outDir = new Option<string?>("--out-dir") { Description = "Where results.md, the SVG charts and runs.jsonl go (default runs/experiments/NAME)." };
         var teacher = new Option<string?>("--teacher") { Description = "Use this teacher checkpoint instead of training one." };
+        var extraTeachers = new Option<string?>("--extra-teachers") { Description = "Further teacher checkpoints after --teacher (comma-separated), for multi-teacher: with them the default method list gains multi-teacher." };
         var methods = new Option<string?>("--methods") { Description = "Comma-separated methods (registry names), each optionally with options: NAME[:key=value]..., keys temperature, alpha, beta, feature_weight, peers (e.g. kd,dkd:beta=1)." };
         var command = new Command("experiment", "Run an experiment (a list of trainings with one budget) and write a Markdown table and SVG charts.")
-            { name, epochs, teacherEpochs, seeds, limit, testLimit, batch, lr, warmup, threads, data, outDir, teacher, methods };
+            { name, epochs, teacherEpochs, seeds, limit, testLimit, batch, lr, warmup, threads, data, outDir, teacher, extraTeachers, methods };
         command.SetAction(r =>
         {
             var console = consoleFactory(r.InvocationConfiguration.Output, r.InvocationConfiguration.Error);
@@ -57,10 +58,21 @@ public static class ExperimentCommand
                     if (kind != ModelKind.Teacher) { model.Dispose(); throw new CliException($"--teacher {path} holds a {Checkpoint.KindName(kind)}; expected a teacher checkpoint."); }
                     given = model;
                 }
+                IReadOnlyList<FashionMnistNet> extra = [];
+                if (r.GetValue(extraTeachers) is string list)
+                {
+                    if (given is null) { throw new CliException("--extra-teachers: give the first teacher with --teacher."); }
+                    var paths = list.Split(',').Select(p => p.Trim()).ToList();
+                    if (paths.Any(p => p.Length == 0)) { given.Dispose(); throw new CliException($"--extra-teachers '{list}': an empty entry; expected comma-separated checkpoint paths."); }
+                    try { extra = MethodRun.LoadTeachers(paths, "--extra-teachers"); }
+                    catch { given.Dispose(); throw; }
+                }
                 using (given)
+                try
                 {
                     var settings = new ExperimentSettings
                     {
+                        AdditionalTeachers = extra,
                         Epochs = check.Epochs, TeacherEpochs = r.GetValue(teacherEpochs), Seeds = r.GetValue(seeds), Limit = check.Limit, TestLimit = check.TestLimit,
                         DataDirectory = r.GetValue(data), Teacher = given,
                         Methods = r.GetValue(methods)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
@@ -86,6 +98,10 @@ public static class ExperimentCommand
                     console.Out.WriteLine();
                     console.Out.Write(report.MarkdownTable());
                     console.Out.WriteLine($"wrote {md}, {string.Join(", ", report.Charts.Select(c => Path.Combine(dir, c.FileName)))}");
+                }
+                finally
+                {
+                    foreach (var m in extra) m.Dispose();
                 }
                 return 0;
             }

@@ -98,7 +98,9 @@ public static class MethodRun
     /// as the others (the rows of the classifier's weight, checked before loading so a mismatch names both counts).
     /// </summary>
     /// <exception cref="CliException">The first failing file, named with the reason.</exception>
-    public static IReadOnlyList<FashionMnistNet> LoadTeachers(IReadOnlyList<string> paths)
+    /// <param name="paths">The checkpoint files.</param>
+    /// <param name="option">The option that named them, for messages.</param>
+    public static IReadOnlyList<FashionMnistNet> LoadTeachers(IReadOnlyList<string> paths, string option = "--teachers")
     {
         ArgumentNullException.ThrowIfNull(paths);
         var loaded = new List<FashionMnistNet>();
@@ -108,17 +110,17 @@ public static class MethodRun
         {
             foreach (var path in paths)
             {
-                if (!File.Exists(path)) throw new CliException($"--teachers: checkpoint not found: {path}");
+                if (!File.Exists(path)) throw new CliException($"{option}: checkpoint not found: {path}");
                 int c = ClassCount(path);
                 if (classes is int want && c != want)
-                    throw new CliException($"--teachers: {path} classifies into {c} classes but {first} into {want}; the teachers of an ensemble must share the classes.");
+                    throw new CliException($"{option}: {path} classifies into {c} classes but {first} into {want}; the teachers of an ensemble must share the classes.");
                 classes ??= c;
                 first ??= path;
                 var (model, kind, _) = Checkpoint.Load(path);
                 if (kind != ModelKind.Teacher)
                 {
                     model.Dispose();
-                    throw new CliException($"--teachers: {path} holds a {Checkpoint.KindName(kind)}; expected a teacher checkpoint (engine train --model teacher).");
+                    throw new CliException($"{option}: {path} holds a {Checkpoint.KindName(kind)}; expected a teacher checkpoint (engine train --model teacher).");
                 }
                 loaded.Add(model);
             }

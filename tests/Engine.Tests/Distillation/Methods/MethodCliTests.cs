@@ -98,6 +98,25 @@ public class MethodCliTests(CliFixture fx) : IClassFixture<CliFixture>
         (rc, _, err) = fx.Run("experiment", "fmnist-methods", "--data", fx.DataDir, "--methods", "kd,xyz", "--teacher", fx.TeacherPath);
         Assert.Equal(1, rc);
         Assert.Contains("unknown method 'xyz'", err);
+
+        // Methods with options label their rows; --extra-teachers adds multi-teacher (two copies of one file are two
+        // teachers here: the experiment does not judge the ensemble), and its errors name the option.
+        string dir3 = fx.NewPath("exp3");
+        (rc, output, err) = fx.Run("experiment", "fmnist-methods", "--data", fx.DataDir, "--epochs", "1", "--seeds", "1", "--limit", "16", "--test-limit", "10",
+            "--batch-size", "16", "--out-dir", dir3, "--teacher", fx.TeacherPath, "--extra-teachers", fx.TeacherPath, "--methods", "dkd:beta=1,multi-teacher");
+        Assert.True(rc == 0, err);
+        string md3 = File.ReadAllText(Path.Combine(dir3, "results.md"));
+        Assert.Contains("| dkd:beta=1 |", md3);
+        Assert.Contains("| multi-teacher |", md3);
+        (rc, _, err) = fx.Run("experiment", "fmnist-methods", "--data", fx.DataDir, "--extra-teachers", fx.TeacherPath, "--methods", "multi-teacher");
+        Assert.Equal(1, rc);
+        Assert.Contains("--extra-teachers: give the first teacher with --teacher", err);
+        (rc, _, err) = fx.Run("experiment", "fmnist-methods", "--data", fx.DataDir, "--teacher", fx.TeacherPath, "--extra-teachers", "missing.safetensors");
+        Assert.Equal(1, rc);
+        Assert.Contains("--extra-teachers: checkpoint not found: missing.safetensors", err);
+        (rc, _, err) = fx.Run("experiment", "fmnist-methods", "--data", fx.DataDir, "--teacher", fx.TeacherPath, "--methods", "dkd:beta=x");
+        Assert.Equal(1, rc);
+        Assert.Contains("method 'dkd:beta=x': option beta = 'x' is not a finite number", err);
     }
 
     [Fact]
