@@ -28,9 +28,7 @@ namespace Engine.Distillation;
 /// </summary>
 internal static unsafe class FusedDivergence
 {
-    [ThreadStatic] private static float[]? t_studentExps;
-    [ThreadStatic] private static float[]? t_teacherExps;
-    [ThreadStatic] private static float[]? t_scratch;
+    [ThreadStatic] private static RowWorkspace? t_workspace;
 
     /// <summary>Why the fused form cannot run these inputs, or null when it can.</summary>
     public static string? Unsupported(DivergenceProblem pb, Tensor student, Tensor teacher)
@@ -96,35 +94,46 @@ internal static unsafe class FusedDivergence
         var kind = pb.Kind;
         bool teacherLogits = pb.Options.TeacherInput == TeacherInput.Logits;
         nint ps = (nint)s, pt = (nint)t, pg = (nint)g;
-        Parallelism.For(count, count * (long)v >= Parallelism.ElementwiseThreshold / 4, i =>
+        // Contiguous blocks of rows, each run in order on one thread: FusedRows prefetches past a row's end into the
+        // next row, which is then this thread's. Many blocks per thread balance the load; a row's result does not
+        // depend on its block, so results do not depend on the thread count.
+        long blocks = Math.Min(count, 16L * Parallelism.MaxThreads), per = blocks == 0 ? 0 : (count + blocks - 1) / blocks;
+        blocks = per == 0 ? 0 : (count + per - 1) / per;
+        Parallelism.For(blocks, count * (long)v >= Parallelism.ElementwiseThreshold / 4, block =>
         {
-            long r = first + i;
-            float* gRow = pg == 0 ? Buffer(ref t_scratch, v) : (float*)pg + i * v;
-            double coef = pb.LossCoefficient(r);
-            if (coef == 0)
+            var w = t_workspace ??= new RowWorkspace();
+            w.Ensure(v);
+            long end = Math.Min(count, (block + 1) * per);
+            for (long i = block * per; i < end; i++)
             {
-                // Ignored rows (and a reduction over nothing) contribute 0 and get a zero gradient,
-                // whatever their logits hold.
-                if (pg != 0) new Span<float>(gRow, v).Clear();
-                rowLoss[r] = 0;
-                return;
+                long r = first + i;
+                float* gRow = pg == 0 ? null : (float*)pg + i * v;
+                double coef = pb.LossCoefficient(r);
+                if (coef == 0)
+                {
+                    // Ignored rows (and a reduction over nothing) contribute 0 and get a zero gradient,
+                    // whatever their logits hold.
+                    if (pg != 0) new Span<float>(gRow, v).Clear();
+                    rowLoss[r] = 0;
+                    continue;
+                }
+                double temperature = pb.TemperatureOf(r);
+                var k = Constants(pb, r);
+                float gcoef = (float)(coef / temperature), invT = (float)(1 / temperature);
+                float* sRow = (float*)ps + i * v, tRow = (float*)pt + i * v;
+                double d = kind switch
+                {
+                    DivergenceKind.ForwardKl => FusedRows.Run<ForwardKlElement>(w, sRow, tRow, gRow, v, invT, teacherLogits, k, gcoef),
+                    DivergenceKind.ReverseKl => FusedRows.Run<ReverseKlElement>(w, sRow, tRow, gRow, v, invT, teacherLogits, k, gcoef),
+                    DivergenceKind.Jsd => FusedRows.Run<JsdElement>(w, sRow, tRow, gRow, v, invT, teacherLogits, k, gcoef),
+                    DivergenceKind.TotalVariation => FusedRows.Run<TotalVariationElement>(w, sRow, tRow, gRow, v, invT, teacherLogits, k, gcoef),
+                    DivergenceKind.SkewKl => FusedRows.Run<SkewKlElement>(w, sRow, tRow, gRow, v, invT, teacherLogits, k, gcoef),
+                    DivergenceKind.SkewReverseKl => FusedRows.Run<SkewReverseKlElement>(w, sRow, tRow, gRow, v, invT, teacherLogits, k, gcoef),
+                    DivergenceKind.Alpha => FusedRows.Run<AlphaElement>(w, sRow, tRow, gRow, v, invT, teacherLogits, k, gcoef),
+                    _ => FusedRows.Run<BdKdElement>(w, sRow, tRow, gRow, v, invT, teacherLogits, k, gcoef),
+                };
+                rowLoss[r] = coef * d;
             }
-            double temperature = pb.TemperatureOf(r);
-            var k = Constants(pb, r);
-            float gcoef = (float)(coef / temperature), invT = (float)(1 / temperature);
-            float* sRow = (float*)ps + i * v, tRow = (float*)pt + i * v, es = Buffer(ref t_studentExps, v), et = Buffer(ref t_teacherExps, v);
-            double d = kind switch
-            {
-                DivergenceKind.ForwardKl => FusedRows.Run<ForwardKlElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
-                DivergenceKind.ReverseKl => FusedRows.Run<ReverseKlElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
-                DivergenceKind.Jsd => FusedRows.Run<JsdElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
-                DivergenceKind.TotalVariation => FusedRows.Run<TotalVariationElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
-                DivergenceKind.SkewKl => FusedRows.Run<SkewKlElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
-                DivergenceKind.SkewReverseKl => FusedRows.Run<SkewReverseKlElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
-                DivergenceKind.Alpha => FusedRows.Run<AlphaElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
-                _ => FusedRows.Run<BdKdElement>(sRow, tRow, gRow, es, et, v, invT, teacherLogits, k, gcoef),
-            };
-            rowLoss[r] = coef * d;
         });
     }
 
@@ -163,9 +172,4 @@ internal static unsafe class FusedDivergence
         };
     }
 
-    private static float* Buffer(ref float[]? cache, int v)
-    {
-        if (cache is null || cache.Length < v) cache = GC.AllocateUninitializedArray<float>(Math.Max(v, 1024), pinned: true);
-        return (float*)Unsafe.AsPointer(ref cache[0]);
-    }
 }

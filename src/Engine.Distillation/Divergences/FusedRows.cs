@@ -154,159 +154,290 @@ internal readonly struct BdKdElement : IDivergenceElement
 }
 
 /// <summary>
+/// Per-thread scratch of <see cref="FusedRows"/>, reused across rows and calls: the row's two exps buffers
+/// (e_s, e_t) and per-chunk maxima and sums.
+/// </summary>
+internal sealed unsafe class RowWorkspace
+{
+    private float[] _rows = [];
+    private double[] _chunks = [];
+    private int _stride, _chunkCap;
+
+    /// <summary>Makes room for rows of <paramref name="v"/> classes (keeps the buffers when they are large enough).</summary>
+    public void Ensure(int v)
+    {
+        int stride = (v + 15) / 16 * 16, chunks = FusedRows.MaxChunks(v);
+        if (stride > _stride)
+        {
+            _rows = GC.AllocateUninitializedArray<float>(2 * stride + 16, pinned: true);
+            _stride = stride;
+        }
+        if (chunks > _chunkCap)
+        {
+            _chunks = GC.AllocateUninitializedArray<double>(FusedRows.ChunkFields * chunks, pinned: true);
+            _chunkCap = chunks;
+        }
+    }
+
+    /// <summary>e_s (64-byte aligned; pinned array).</summary>
+    public float* Es => (float*)(((nint)Unsafe.AsPointer(ref _rows[0]) + 63) & ~(nint)63);
+
+    /// <summary>e_t (64-byte aligned).</summary>
+    public float* Et => Es + _stride;
+
+    /// <summary>Per-chunk maxima and sums (<see cref="FusedRows.ChunkFields"/> doubles per chunk).</summary>
+    public double* Chunks => (double*)Unsafe.AsPointer(ref _chunks[0]);
+}
+
+/// <summary>
 /// The fused row routine: one row of student logits s and teacher t (float32, contiguous, V classes) in,
 /// the row's divergence (double) and the gradient with respect to s out.
-/// <para>Passes over the row (only the first reads main memory; the row, 4·V bytes per tensor, then sits in L2,
-/// with the two row buffers e_s and e_t):</para>
+/// <para>The row is cut into chunks of <see cref="Chunk"/> classes (the first one also takes the classes
+/// before the gradient row's first vector-aligned element). Per chunk, reading main memory once:</para>
 /// <list type="number">
-/// <item>max of s and of t (teacher logits only);</item>
-/// <item>e_s = exp((s − max s)/T) and e_t = exp((t − max t)/T) into the per-thread row buffers, Z_s = Σ e_s,
-///   Z_t = Σ e_t: the only exps of the two softmaxes (2 per class, never recomputed). Forward KL also sums
-///   A = Σ e_t·(x̃_t − x̃_s) here (x̃ = (x − max)/T), so its D = A/Z_t − log Z_t + log Z_s needs no pass 3;</item>
-/// <item>(not forward KL) log q = x̃_s − log Z_s, q = e_s/Z_s (and the same for p); the divergence's per-class
-///   term summed into D, and its a = q ⊙ ∂D/∂q written over e_t;</item>
-/// <item>the gradient, written once with non-temporal stores (no read-for-ownership of its cache lines):
-///   forward KL k·(q − p) = (k/Z_s)·e_s − (k/Z_t)·e_t; the others k·(a − q·Σa).</item>
+/// <item>the chunk's max of s and of t (teacher logits only): 8 KB, which then sit in L1;</item>
+/// <item>e_s = 2^((s − m_s)·log2 e/T) and e_t likewise against the chunk's maxima, into the row buffers, with the
+///   chunk's sums Z_s, Z_t: the only exps of the two softmaxes (2 per class, never recomputed). Forward KL also sums
+///   A = Σ e_t·(y_t − y_s) (y the exponents). This loop prefetches s and t <see cref="PrefetchAhead"/> classes ahead
+///   (into the next chunks, and past the row's end into the next row's start), so main memory is read while the
+///   exps are computed.</item>
 /// </list>
+/// <para>Then, in double: the row maxima M, chunk weights w_j = e^((m_j − M)/T) (0 for a chunk whose logits are
+/// all −∞), Z = Σ w_j Z_j. Forward KL: D = (1/Z_t)·Σ_j w^t_j·[A_j·ln 2 + Z^t_j·((m^t_j − M_t)/T − (m^s_j − M_s)/T)]
+/// − log Z_t + log Z_s, and the gradient k·(q − p) = (k·w^s_j/Z_s)·e_s − (k·w^t_j/Z_t)·e_t. The other kinds run a
+/// terms pass (from L2): log q = (s − M_s)/T − log Z_s, q = e_s·w^s_j/Z_s (the same for p), the divergence's
+/// per-class term summed into D and its a = q ⊙ ∂D/∂q written over e_t; their gradient is k·(a − q·Σa). The
+/// gradient is written last, with non-temporal stores (no read-for-ownership of its cache lines).</para>
 /// <para>Memory traffic per class: read s and t once, write the gradient once (12 bytes); everything else is
-/// L1/L2. Numerics: exps and per-class terms in float32 (the fast exp of <see cref="FastExp"/>, ≤ ~1 ulp); sums
-/// (Z, A, D, Σa) in float32 lanes over chunks of <see cref="Chunk"/> classes, the chunk totals in double, so a
-/// sum's error stays ~(Chunk/lanes)·ε relative; log Z, 1/Z and the row's D in double. Forward KL's A/Z_t and
-/// log Z_t − log Z_s are each of the size of the logit spread /T, so its D has an absolute error of about
-/// ε·(that spread) — exact 0 when s = t. A teacher given as log-probabilities uses max 0, T 1 and Z 1 (it is
-/// used as given, not renormalized).</para>
+/// L1/L2. Numerics: exps and per-class terms in float32 (<see cref="ISimd{TV}.Exp2NonPositive"/>, ≤ ~2 ulp); sums
+/// in float32 lanes per chunk, the chunk totals, weights, log Z, 1/Z and D in double, so a sum's error stays
+/// ~(Chunk/lanes)·ε relative. Forward KL's terms are each of the size of the logit spread /T, so its D has an
+/// absolute error of about ε·(that spread) — exactly 0 when s = t. A teacher given as log-probabilities uses
+/// max 0, T 1 and Z 1 (it is used as given, not renormalized).</para>
 /// </summary>
 internal static unsafe class FusedRows
 {
-    /// <summary>Classes per partial sum (a multiple of every vector width).</summary>
+    /// <summary>Classes per chunk (a multiple of every vector width; 8 KB of s and t: stays in L1).</summary>
     private const int Chunk = 1024;
 
     /// <summary>
-    /// Computes one row; returns its divergence D (not yet scaled). <paramref name="g"/> receives gcoef·∂D/∂s;
-    /// <paramref name="es"/> and <paramref name="et"/> are row-sized scratch buffers.
+    /// How far ahead (classes) the exps loop prefetches s and t. Two chunks: 2048 to 8192 measured alike, while
+    /// no prefetch left a core waiting on each chunk's first read (kd-loss 16 ms against 20+; perf/RESULTS.md).
+    /// </summary>
+    private const int PrefetchAhead = 2048;
+
+    /// <summary>Doubles per chunk in <see cref="RowWorkspace.Chunks"/>: max of s and t, Z_s, Z_t, A.</summary>
+    internal const int ChunkFields = 5;
+
+    /// <summary>The most chunks a row of <paramref name="v"/> classes is cut into (whatever its alignment).</summary>
+    internal static int MaxChunks(int v) => v / Chunk + 2;
+
+    /// <summary>
+    /// Computes one row; returns its divergence D (not yet scaled). When <paramref name="g"/> is not null it receives
+    /// gcoef·∂D/∂s (it may equal <paramref name="s"/>: the row is read completely before its gradient is written).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static double Run<TK>(float* s, float* t, float* g, float* es, float* et, int v, float invT, bool teacherLogits, in RowConstants k, float gcoef)
+    public static double Run<TK>(RowWorkspace w, float* s, float* t, float* g, int v, float invT, bool teacherLogits, in RowConstants k, float gcoef)
         where TK : IDivergenceElement
     {
-        if (Vector512.IsHardwareAccelerated) return Run<Vector512<float>, Simd512, TK>(s, t, g, es, et, v, invT, teacherLogits, k, gcoef);
-        if (Vector256.IsHardwareAccelerated) return Run<Vector256<float>, Simd256, TK>(s, t, g, es, et, v, invT, teacherLogits, k, gcoef);
-        return Run<float, Simd1, TK>(s, t, g, es, et, v, invT, teacherLogits, k, gcoef);
+        if (Vector512.IsHardwareAccelerated) return Run<Vector512<float>, Simd512, TK>(w, s, t, g, v, invT, teacherLogits, k, gcoef);
+        if (Vector256.IsHardwareAccelerated) return Run<Vector256<float>, Simd256, TK>(w, s, t, g, v, invT, teacherLogits, k, gcoef);
+        return Run<float, Simd1, TK>(w, s, t, g, v, invT, teacherLogits, k, gcoef);
     }
 
-    private static double Run<TV, TS, TK>(float* s, float* t, float* g, float* es, float* et, int v, float invT, bool teacherLogits, in RowConstants k, float gcoef)
+    /// <summary>Classes before the first element of <paramref name="g"/> aligned to the vector width (≤ v; 0 without g).</summary>
+    private static int Head<TV, TS>(float* g, int v) where TV : struct where TS : ISimd<TV>
+    {
+        if (g == null) return 0;
+        nuint bytes = (nuint)TS.Count * sizeof(float);
+        return Math.Min(v, (int)((bytes - (nuint)g % bytes) % bytes / sizeof(float)));
+    }
+
+    private static int ChunkCount(int v, int head) => v <= head + Chunk ? 1 : 1 + (v - head - 1) / Chunk;
+
+    /// <summary>Chunk j of a row: [b, e), with its vector part [hb, ve) (hb aligned for the gradient's stores).</summary>
+    private static void Bounds<TV, TS>(int j, int v, int head, out int b, out int e, out int hb, out int ve) where TV : struct where TS : ISimd<TV>
+    {
+        b = j == 0 ? 0 : head + j * Chunk;
+        e = Math.Min(v, head + (j + 1) * Chunk);
+        hb = j == 0 ? head : b;
+        ve = hb + (e - hb) / TS.Count * TS.Count;
+    }
+
+    private static double Run<TV, TS, TK>(RowWorkspace w, float* s, float* t, float* g, int v, float invT, bool teacherLogits, in RowConstants k, float gcoef)
         where TV : struct where TS : ISimd<TV> where TK : IDivergenceElement
     {
-        int vec = v - v % TS.Count;
         bool forwardKl = typeof(TK) == typeof(ForwardKlElement);
-
-        // Pass 1: the maxima.
-        float ms = MaxOf<TV, TS>(s, vec), mt = 0;
-        for (int i = vec; i < v; i++) ms = MathF.Max(ms, s[i]);
-        if (teacherLogits)
-        {
-            mt = MaxOf<TV, TS>(t, vec);
-            for (int i = vec; i < v; i++) mt = MathF.Max(mt, t[i]);
-        }
+        float* es = w.Es, et = w.Et;
+        double* cd = w.Chunks;
+        int head = Head<TV, TS>(g, v), chunks = ChunkCount(v, head);
         float invTt = teacherLogits ? invT : 1f;
+        // Exponents in base 2: y = (x − m)·(log2 e/T).
+        float cs = (float)(invT * Log2E), ct = (float)(invTt * Log2E);
 
-        // Pass 2: the exps and their sums (and forward KL's A).
-        double zs = 0, zt = 0, d = 0;
-        Exps<TV, TS>(s, t, es, et, 0, vec, ms, mt, invT, invTt, forwardKl, ref zs, ref zt, ref d);
-        Exps<float, Simd1>(s, t, es, et, vec, v, ms, mt, invT, invTt, forwardKl, ref zs, ref zt, ref d);
-        double lzs = Math.Log(zs), lzt = teacherLogits ? Math.Log(zt) : 0, rzs = 1 / zs, rzt = teacherLogits ? 1 / zt : 1;
+        // The chunks: maxima, exps and their sums.
+        for (int j = 0; j < chunks; j++)
+        {
+            Bounds<TV, TS>(j, v, head, out int b, out int e, out int hb, out int ve);
+            float ms = MaxOf<TV, TS>(s, b, hb, ve, e), mt = teacherLogits ? MaxOf<TV, TS>(t, b, hb, ve, e) : 0f;
+            // A chunk all −∞ (masked) takes reference 0, so its exps are exactly 0; its weight is set to 0 below.
+            float rs = ms == float.NegativeInfinity ? 0f : ms, rt = mt == float.NegativeInfinity ? 0f : mt;
+            double zs = 0, zt = 0, a = 0;
+            Exps<float, Simd1>(s, t, es, et, b, hb, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a);
+            Exps<TV, TS>(s, t, es, et, hb, ve, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a);
+            Exps<float, Simd1>(s, t, es, et, ve, e, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a);
+            double* c = cd + ChunkFields * j;
+            c[0] = ms;
+            c[1] = mt;
+            c[2] = zs;
+            c[3] = zt;
+            c[4] = a;
+        }
 
-        float c1, c2;
+        // Row maxima, chunk weights (over c[0], c[1]), Z; forward KL's per-chunk loss terms (over c[4]).
+        double mS = double.NegativeInfinity, mT = teacherLogits ? double.NegativeInfinity : 0;
+        for (int j = 0; j < chunks; j++)
+        {
+            mS = Math.Max(mS, cd[ChunkFields * j]);
+            if (teacherLogits) mT = Math.Max(mT, cd[ChunkFields * j + 1]);
+        }
+        double sumZs = 0, sumZt = 0;
+        for (int j = 0; j < chunks; j++)
+        {
+            double* c = cd + ChunkFields * j;
+            double ws = c[0] == double.NegativeInfinity ? 0 : Math.Exp((c[0] - mS) * invT);
+            double wt = !teacherLogits ? 1 : c[1] == double.NegativeInfinity ? 0 : Math.Exp((c[1] - mT) * invT);
+            if (forwardKl)
+            {
+                // w^t_j·[A_j·ln 2 + Z^t_j·((m^t_j − M_t)/T − (m^s_j − M_s)/T)], 0 for a masked teacher chunk.
+                double shift = (teacherLogits ? (Reference(c[1]) - mT) * invTt : 0) - (Reference(c[0]) - mS) * invT;
+                c[4] = wt == 0 ? 0 : wt * (c[4] * Ln2 + c[3] * shift);
+            }
+            c[0] = ws;
+            c[1] = wt;
+            sumZs += ws * c[2];
+            sumZt += wt * c[3];
+        }
+        double lzs = Math.Log(sumZs), lzt = teacherLogits ? Math.Log(sumZt) : 0, rzs = 1 / sumZs, rzt = teacherLogits ? 1 / sumZt : 1;
+
+        double d = 0, sumA = 0;
         if (forwardKl)
         {
+            for (int j = 0; j < chunks; j++) d += cd[ChunkFields * j + 4];
             d = d * rzt - lzt + lzs;
-            c1 = (float)(gcoef * rzs);
-            c2 = (float)(-gcoef * rzt);
         }
         else
         {
-            // Pass 3: the divergence and a.
-            var norm = new Normalizers(ms, mt, invT, invTt, (float)lzs, (float)lzt, (float)rzs, (float)rzt);
-            double sumA = 0;
-            Terms<TV, TS, TK>(s, t, es, et, 0, vec, norm, k, ref d, ref sumA);
-            Terms<float, Simd1, TK>(s, t, es, et, vec, v, norm, k, ref d, ref sumA);
-            // gcoef·(a − q·Σa) = gcoef·a − (gcoef·Σa/Z_s)·e_s
-            c1 = (float)(-gcoef * sumA * rzs);
-            c2 = gcoef;
+            // The terms pass: the divergence and a.
+            for (int j = 0; j < chunks; j++)
+            {
+                Bounds<TV, TS>(j, v, head, out int b, out int e, out int hb, out int ve);
+                var norm = new Normalizers((float)mS, (float)mT, invT, invTt, (float)lzs, (float)lzt,
+                    (float)(cd[ChunkFields * j] * rzs), (float)(cd[ChunkFields * j + 1] * rzt));
+                Terms<float, Simd1, TK>(s, t, es, et, b, hb, norm, k, ref d, ref sumA);
+                Terms<TV, TS, TK>(s, t, es, et, hb, ve, norm, k, ref d, ref sumA);
+                Terms<float, Simd1, TK>(s, t, es, et, ve, e, norm, k, ref d, ref sumA);
+            }
         }
+        if (g == null) return d;
 
-        // Pass 4: g = c1·e_s + c2·e_t (e_t holds a for the projected kinds), streamed from the first aligned element.
-        int head = (int)(((nuint)TS.Count * sizeof(float) - (nuint)g % ((nuint)TS.Count * sizeof(float))) % ((nuint)TS.Count * sizeof(float)) / sizeof(float));
-        head = Math.Min(head, v);
-        int end = head + (v - head) / TS.Count * TS.Count;
-        Combine<float, Simd1>(g, es, et, 0, head, c1, c2);
-        Combine<TV, TS>(g, es, et, head, end, c1, c2);
-        Combine<float, Simd1>(g, es, et, end, v, c1, c2);
+        // The gradient, streamed: forward KL k·(q − p) = c1_j·e_s + c2_j·e_t; the others k·(a − q·Σa), a in e_t.
+        for (int j = 0; j < chunks; j++)
+        {
+            Bounds<TV, TS>(j, v, head, out int b, out int e, out int hb, out int ve);
+            double ws = cd[ChunkFields * j], wt = cd[ChunkFields * j + 1];
+            float c1 = (float)(forwardKl ? gcoef * ws * rzs : -gcoef * sumA * ws * rzs);
+            float c2 = (float)(forwardKl ? -gcoef * wt * rzt : gcoef);
+            Combine<float, Simd1>(g, es, et, b, hb, c1, c2);
+            Combine<TV, TS>(g, es, et, hb, ve, c1, c2);
+            Combine<float, Simd1>(g, es, et, ve, e, c1, c2);
+        }
         if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.StoreFence();
         return d;
     }
 
+    private const double Log2E = 1.4426950408889634, Ln2 = 0.6931471805599453;
+
+    /// <summary>A chunk's reference max as its exps used it (0 for a masked chunk).</summary>
+    private static double Reference(double max) => max == double.NegativeInfinity ? 0 : max;
+
     private readonly record struct Normalizers(float Ms, float Mt, float InvT, float InvTt, float Lzs, float Lzt, float Rzs, float Rzt);
 
-    private static float MaxOf<TV, TS>(float* x, int count) where TV : struct where TS : ISimd<TV>
+    /// <summary>Max over [b, e) (vector part [hb, ve)): two running maxima of one-instruction vmaxps, so the loop is not one dependent chain.</summary>
+    private static float MaxOf<TV, TS>(float* x, int b, int hb, int ve, int e) where TV : struct where TS : ISimd<TV>
     {
-        var m = TS.Splat(float.NegativeInfinity);
-        for (int i = 0; i < count; i += TS.Count) m = TS.Max(m, TS.Load(x + i));
-        return count == 0 ? float.NegativeInfinity : TS.MaxAcross(m);
+        float m = float.NegativeInfinity;
+        for (int i = b; i < hb; i++) m = Simd1.MaxFast(m, x[i]);
+        if (ve > hb)
+        {
+            TV m0 = TS.Load(x + hb), m1 = m0;
+            int i = hb + TS.Count;
+            for (; i + TS.Count < ve; i += 2 * TS.Count)
+            {
+                m0 = TS.MaxFast(m0, TS.Load(x + i));
+                m1 = TS.MaxFast(m1, TS.Load(x + i + TS.Count));
+            }
+            if (i < ve) m0 = TS.MaxFast(m0, TS.Load(x + i));
+            m = Simd1.MaxFast(m, TS.MaxAcross(TS.MaxFast(m0, m1)));
+        }
+        for (int i = ve; i < e; i++) m = Simd1.MaxFast(m, x[i]);
+        return m;
     }
 
+    /// <summary>e = 2^((x − m)·c) of s and t over [from, to) into the buffers; their sums (and forward KL's A) added to the refs.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Exps<TV, TS>(float* s, float* t, float* es, float* et, int from, int to, float ms, float mt, float invT, float invTt,
+    private static void Exps<TV, TS>(float* s, float* t, float* es, float* et, int from, int to, float ms, float mt, float cs, float ct,
         bool forwardKl, ref double zs, ref double zt, ref double a) where TV : struct where TS : ISimd<TV>
     {
-        TV vms = TS.Splat(ms), vmt = TS.Splat(mt), vit = TS.Splat(invT), vitt = TS.Splat(invTt);
-        for (int c0 = from; c0 < to; c0 += Chunk)
+        if (from >= to) return;
+        TV vms = TS.Splat(ms), vmt = TS.Splat(mt), vcs = TS.Splat(cs), vct = TS.Splat(ct);
+        TV accS = TS.Splat(0), accT = TS.Splat(0), accA = TS.Splat(0);
+        var c = TS.Exp2Setup();
+        for (int i = from; i < to; i += TS.Count)
         {
-            int c1 = Math.Min(to, c0 + Chunk);
-            TV accS = TS.Splat(0), accT = TS.Splat(0), accA = TS.Splat(0);
-            for (int i = c0; i < c1; i += TS.Count)
+            if (TS.Count > 1 && System.Runtime.Intrinsics.X86.Sse.IsSupported)
             {
-                var xs = TS.Mul(TS.Sub(TS.Load(s + i), vms), vit);
-                var xt = TS.Mul(TS.Sub(TS.Load(t + i), vmt), vitt);
-                var eS = TS.Exp(xs);
-                var eT = TS.Exp(xt);
-                TS.Store(es + i, eS);
-                TS.Store(et + i, eT);
-                accS = TS.Add(accS, eS);
-                accT = TS.Add(accT, eT);
-                // e_t·(x̃_t − x̃_s); a class masked in both (−∞ − (−∞) = NaN) or only in the teacher (−∞ − finite) has
-                // e_t = 0: SubNoNaN makes the difference finite, so the term is 0·finite = 0, not NaN.
-                if (forwardKl) accA = TS.Fma(eT, TS.SubNoNaN(xt, xs), accA);
+                // One cache line of each per 16 classes; the hardware prefetcher alone leaves each chunk's first read exposed.
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(s + i + PrefetchAhead);
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(t + i + PrefetchAhead);
             }
-            zs += TS.Sum(accS);
-            zt += TS.Sum(accT);
-            if (forwardKl) a += TS.Sum(accA);
+            var ys = TS.Mul(TS.Sub(TS.Load(s + i), vms), vcs);
+            var yt = TS.Mul(TS.Sub(TS.Load(t + i), vmt), vct);
+            var eS = TS.Exp2NonPositive(ys, c);
+            var eT = TS.Exp2NonPositive(yt, c);
+            TS.Store(es + i, eS);
+            TS.Store(et + i, eT);
+            accS = TS.Add(accS, eS);
+            accT = TS.Add(accT, eT);
+            // e_t·(y_t − y_s); a class masked in both (−∞ − (−∞) = NaN) or only in the teacher (−∞ − finite) has
+            // e_t = 0: SubNoNaN makes the difference finite, so the term is 0·finite = 0, not NaN.
+            if (forwardKl) accA = TS.Fma(eT, TS.SubNoNaN(yt, ys, c), accA);
         }
+        zs += TS.Sum(accS);
+        zt += TS.Sum(accT);
+        if (forwardKl) a += TS.Sum(accA);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Terms<TV, TS, TK>(float* s, float* t, float* es, float* et, int from, int to, in Normalizers n, in RowConstants k,
         ref double d, ref double sumA) where TV : struct where TS : ISimd<TV> where TK : IDivergenceElement
     {
+        if (from >= to) return;
         TV vms = TS.Splat(n.Ms), vmt = TS.Splat(n.Mt), vit = TS.Splat(n.InvT), vitt = TS.Splat(n.InvTt);
         TV vlzs = TS.Splat(n.Lzs), vlzt = TS.Splat(n.Lzt), vrzs = TS.Splat(n.Rzs), vrzt = TS.Splat(n.Rzt);
-        for (int c0 = from; c0 < to; c0 += Chunk)
+        TV accD = TS.Splat(0), accA = TS.Splat(0);
+        for (int i = from; i < to; i += TS.Count)
         {
-            int c1 = Math.Min(to, c0 + Chunk);
-            TV accD = TS.Splat(0), accA = TS.Splat(0);
-            for (int i = c0; i < c1; i += TS.Count)
-            {
-                var lq = TS.Sub(TS.Mul(TS.Sub(TS.Load(s + i), vms), vit), vlzs);
-                var lp = TS.Sub(TS.Mul(TS.Sub(TS.Load(t + i), vmt), vitt), vlzt);
-                var q = TS.Mul(TS.Load(es + i), vrzs);
-                var p = TS.Mul(TS.Load(et + i), vrzt);
-                accD = TS.Add(accD, TK.Eval<TV, TS>(lq, q, lp, p, k, out var a));
-                TS.Store(et + i, a);
-                accA = TS.Add(accA, a);
-            }
-            d += TS.Sum(accD);
-            sumA += TS.Sum(accA);
+            var lq = TS.Sub(TS.Mul(TS.Sub(TS.Load(s + i), vms), vit), vlzs);
+            var lp = TS.Sub(TS.Mul(TS.Sub(TS.Load(t + i), vmt), vitt), vlzt);
+            var q = TS.Mul(TS.Load(es + i), vrzs);
+            var p = TS.Mul(TS.Load(et + i), vrzt);
+            accD = TS.Add(accD, TK.Eval<TV, TS>(lq, q, lp, p, k, out var a));
+            TS.Store(et + i, a);
+            accA = TS.Add(accA, a);
         }
+        d += TS.Sum(accD);
+        sumA += TS.Sum(accA);
     }
 
     /// <summary>g = c1·e_s + c2·e_t over [from, to), non-temporal stores (g + from is vector-aligned for the vector call).</summary>

@@ -139,6 +139,48 @@ public class DivergenceTests
         CheckAll(c, sw, tw, shape, new DivergenceOptions { Temperature = 1, Reduction = Reduction.Sum }, "chunks 1e4");
     }
 
+    /// <summary>
+    /// Enough rows for the fused form to run them in parallel blocks (several rows per block, in order), with V odd so
+    /// consecutive gradient rows start at different vector alignments (each row's first chunk absorbs the unaligned
+    /// head), rows of very different maxima, and per-row temperatures.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(CaseNames))]
+    public void ManyRows_ParallelBlocks_EveryRowAlignment(string name)
+    {
+        var c = Find(name);
+        var rng = new Random(TestUtil.StableSeed("blocks" + name));
+        const int rows = 41, v = 1531;
+        var s = TestUtil.RandomValues(rng, rows * v, -3, 3);
+        var t = TestUtil.RandomValues(rng, rows * v, -3, 3);
+        for (int r = 0; r < rows; r++)
+        {
+            s[r * v + (r * 37) % v] += r; // maxima that move across chunks and grow row by row
+            t[r * v + (r * 53) % v] += 20 - r;
+        }
+        var temps = Enumerable.Range(0, rows).Select(r => 0.5 + r % 4).ToArray();
+        CheckAll(c, s, t, [rows, v], new DivergenceOptions { Reduction = Reduction.None }, "blocks", rowTemps: temps);
+    }
+
+    /// <summary>A NaN logit makes its own row's loss NaN (it is not dropped by a max or an exp), and only that row's.</summary>
+    [Fact]
+    public void NaNLogit_MakesItsRowNaN_OnlyThatRow()
+    {
+        var rng = new Random(TestUtil.StableSeed("nan-logit"));
+        const int rows = 4, v = 2100;
+        var s = TestUtil.RandomValues(rng, rows * v, -3, 3);
+        var t = TestUtil.RandomValues(rng, rows * v, -3, 3);
+        s[1 * v + 1500] = double.NaN;
+        t[2 * v + 7] = double.NaN;
+        using var scope = Tensor.NewDisposeScope();
+        var st = TestUtil.FromDoubles(F32(s), [rows, v]).RequiresGrad_();
+        var tt = TestUtil.FromDoubles(F32(t), [rows, v]);
+        var loss = Divergences.ForwardKl(st, tt, new DivergenceOptions { Reduction = Reduction.None, Implementation = LossImplementation.Fused });
+        var values = loss.ToArray<float>();
+        Assert.True(float.IsFinite(values[0]) && float.IsFinite(values[3]), $"rows 0 and 3 must stay finite: {string.Join(", ", values)}");
+        Assert.True(float.IsNaN(values[1]) && float.IsNaN(values[2]), $"rows 1 and 2 hold a NaN logit: {string.Join(", ", values)}");
+    }
+
     [Theory]
     [MemberData(nameof(CaseNames))]
     public void MaskedClasses_MinusInfinityInBoth_AreRemoved(string name)
