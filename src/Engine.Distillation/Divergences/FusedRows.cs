@@ -283,9 +283,9 @@ internal static unsafe class FusedRows
             // A chunk all −∞ (masked) takes reference 0, so its exps are exactly 0; its weight is set to 0 below.
             float rs = ms == float.NegativeInfinity ? 0f : ms, rt = mt == float.NegativeInfinity ? 0f : mt;
             double zs = 0, zt = 0, a = 0;
-            Exps<float, Simd1>(s, t, es, et, b, hb, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a);
-            Exps<TV, TS>(s, t, es, et, hb, ve, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a);
-            Exps<float, Simd1>(s, t, es, et, ve, e, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a);
+            if (hb > b) Exps<float, Simd1>(s, t, es, et, b, hb, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a);
+            if (ve > hb) Exps<TV, TS>(s, t, es, et, hb, ve, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a);
+            if (e > ve) Exps<float, Simd1>(s, t, es, et, ve, e, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a);
             double* c = cd + ChunkFields * j;
             c[0] = ms;
             c[1] = mt;
@@ -334,9 +334,9 @@ internal static unsafe class FusedRows
                 Bounds<TV, TS>(j, v, head, out int b, out int e, out int hb, out int ve);
                 var norm = new Normalizers((float)mS, (float)mT, invT, invTt, (float)lzs, (float)lzt,
                     (float)(cd[ChunkFields * j] * rzs), (float)(cd[ChunkFields * j + 1] * rzt));
-                Terms<float, Simd1, TK>(s, t, es, et, b, hb, norm, k, ref d, ref sumA);
-                Terms<TV, TS, TK>(s, t, es, et, hb, ve, norm, k, ref d, ref sumA);
-                Terms<float, Simd1, TK>(s, t, es, et, ve, e, norm, k, ref d, ref sumA);
+                if (hb > b) Terms<float, Simd1, TK>(s, t, es, et, b, hb, norm, k, ref d, ref sumA);
+                if (ve > hb) Terms<TV, TS, TK>(s, t, es, et, hb, ve, norm, k, ref d, ref sumA);
+                if (e > ve) Terms<float, Simd1, TK>(s, t, es, et, ve, e, norm, k, ref d, ref sumA);
             }
         }
         if (g == null) return d;
@@ -348,9 +348,9 @@ internal static unsafe class FusedRows
             double ws = cd[ChunkFields * j], wt = cd[ChunkFields * j + 1];
             float c1 = (float)(forwardKl ? gcoef * ws * rzs : -gcoef * sumA * ws * rzs);
             float c2 = (float)(forwardKl ? -gcoef * wt * rzt : gcoef);
-            Combine<float, Simd1>(g, es, et, b, hb, c1, c2);
-            Combine<TV, TS>(g, es, et, hb, ve, c1, c2);
-            Combine<float, Simd1>(g, es, et, ve, e, c1, c2);
+            if (hb > b) Combine<float, Simd1>(g, es, et, b, hb, c1, c2);
+            if (ve > hb) Combine<TV, TS>(g, es, et, hb, ve, c1, c2);
+            if (e > ve) Combine<float, Simd1>(g, es, et, ve, e, c1, c2);
         }
         if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.StoreFence();
         return d;
@@ -364,6 +364,7 @@ internal static unsafe class FusedRows
     private readonly record struct Normalizers(float Ms, float Mt, float InvT, float InvTt, float Lzs, float Lzt, float Rzs, float Rzt);
 
     /// <summary>Max over [b, e) (vector part [hb, ve)): two running maxima of one-instruction vmaxps, so the loop is not one dependent chain.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private static float MaxOf<TV, TS>(float* x, int b, int hb, int ve, int e) where TV : struct where TS : ISimd<TV>
     {
         float m = float.NegativeInfinity;
@@ -385,15 +386,15 @@ internal static unsafe class FusedRows
     }
 
     /// <summary>e = 2^((x − m)·c) of s and t over [from, to) into the buffers; their sums (and forward KL's A) added to the refs.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining)] // its own register allocation: the loop keeps every pointer and constant in registers
     private static void Exps<TV, TS>(float* s, float* t, float* es, float* et, int from, int to, float ms, float mt, float cs, float ct,
         bool forwardKl, ref double zs, ref double zt, ref double a) where TV : struct where TS : ISimd<TV>
     {
         if (from >= to) return;
-        TV vms = TS.Splat(ms), vmt = TS.Splat(mt), vcs = TS.Splat(cs), vct = TS.Splat(ct);
+        TV vms = TS.Splat(ms), vmt = TS.Splat(mt), vcs = TS.Splat(-cs), vct = TS.Splat(-ct);
         TV accS = TS.Splat(0), accT = TS.Splat(0), accA = TS.Splat(0);
         var c = TS.Exp2Setup();
-        for (int i = from; i < to; i += TS.Count)
+        for (nint i = from; i < to; i += TS.Count)
         {
             if (TS.Count > 1 && System.Runtime.Intrinsics.X86.Sse.IsSupported)
             {
@@ -401,8 +402,9 @@ internal static unsafe class FusedRows
                 System.Runtime.Intrinsics.X86.Sse.Prefetch0(s + i + PrefetchAhead);
                 System.Runtime.Intrinsics.X86.Sse.Prefetch0(t + i + PrefetchAhead);
             }
-            var ys = TS.Mul(TS.Sub(TS.Load(s + i), vms), vcs);
-            var yt = TS.Mul(TS.Sub(TS.Load(t + i), vmt), vct);
+            // (m − x)·(−c): the load folds into the subtraction as its memory operand.
+            var ys = TS.Mul(TS.Sub(vms, TS.Load(s + i)), vcs);
+            var yt = TS.Mul(TS.Sub(vmt, TS.Load(t + i)), vct);
             var eS = TS.Exp2NonPositive(ys, c);
             var eT = TS.Exp2NonPositive(yt, c);
             TS.Store(es + i, eS);
@@ -418,7 +420,7 @@ internal static unsafe class FusedRows
         if (forwardKl) a += TS.Sum(accA);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining)] // its own register allocation: the loop keeps every pointer and constant in registers
     private static void Terms<TV, TS, TK>(float* s, float* t, float* es, float* et, int from, int to, in Normalizers n, in RowConstants k,
         ref double d, ref double sumA) where TV : struct where TS : ISimd<TV> where TK : IDivergenceElement
     {
@@ -441,11 +443,11 @@ internal static unsafe class FusedRows
     }
 
     /// <summary>g = c1·e_s + c2·e_t over [from, to), non-temporal stores (g + from is vector-aligned for the vector call).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining)] // its own register allocation: the loop keeps every pointer and constant in registers
     private static void Combine<TV, TS>(float* g, float* es, float* et, int from, int to, float c1, float c2) where TV : struct where TS : ISimd<TV>
     {
         TV v1 = TS.Splat(c1), v2 = TS.Splat(c2);
-        for (int i = from; i < to; i += TS.Count)
+        for (nint i = from; i < to; i += TS.Count)
             TS.StoreStream(g + i, TS.Fma(TS.Load(es + i), v1, TS.Mul(TS.Load(et + i), v2)));
     }
 }
