@@ -82,6 +82,9 @@ internal static unsafe class FusedDivergence
         return result;
     }
 
+    /// <summary>Elements per block of rows in <see cref="RunRows"/> (about 1 MB of each input).</summary>
+    private const long BlockElements = 1 << 18;
+
     /// <summary>
     /// Rows [<paramref name="first"/>, first + count) of <paramref name="pb"/> (their options: temperature, ignore,
     /// coefficient, BD-KD weight), whose logits start at <paramref name="s"/> and <paramref name="t"/> (row-major,
@@ -95,10 +98,10 @@ internal static unsafe class FusedDivergence
         bool teacherLogits = pb.Options.TeacherInput == TeacherInput.Logits;
         nint ps = (nint)s, pt = (nint)t, pg = (nint)g;
         // Contiguous blocks of rows, each run in order on one thread: FusedRows prefetches past a row's end into the
-        // next row, which is then this thread's. Many blocks per thread balance the load; a row's result does not
-        // depend on its block, so results do not depend on the thread count.
-        long blocks = Math.Min(count, 16L * Parallelism.MaxThreads), per = blocks == 0 ? 0 : (count + blocks - 1) / blocks;
-        blocks = per == 0 ? 0 : (count + per - 1) / per;
+        // next row, which is then this thread's. Blocks of about BlockElements elements (8 rows of 32000 classes), so
+        // threads that finish early take more and none waits long at the end; a row's result does not depend on its
+        // block, so results do not depend on the thread count.
+        long per = Math.Max(1, BlockElements / Math.Max(1, v)), blocks = (count + per - 1) / per;
         Parallelism.For(blocks, count * (long)v >= Parallelism.ElementwiseThreshold / 4, block =>
         {
             var w = t_workspace ??= new RowWorkspace();

@@ -192,28 +192,27 @@ internal sealed unsafe class RowWorkspace
 /// <summary>
 /// The fused row routine: one row of student logits s and teacher t (float32, contiguous, V classes) in,
 /// the row's divergence (double) and the gradient with respect to s out.
-/// <para>The row is cut into chunks of <see cref="Chunk"/> classes (the first one also takes the classes
-/// before the gradient row's first vector-aligned element). Per chunk, reading main memory once:</para>
-/// <list type="number">
-/// <item>the chunk's max of s and of t (teacher logits only): 8 KB, which then sit in L1;</item>
-/// <item>e_s = 2^((s − m_s)·log2 e/T) and e_t likewise against the chunk's maxima, into the row buffers, with the
-///   chunk's sums Z_s, Z_t: the only exps of the two softmaxes (2 per class, never recomputed). Forward KL also sums
-///   A = Σ e_t·(y_t − y_s) (y the exponents). This loop prefetches s and t <see cref="PrefetchAhead"/> classes ahead
-///   (into the next chunks, and past the row's end into the next row's start), so main memory is read while the
-///   exps are computed.</item>
-/// </list>
-/// <para>Then, in double: the row maxima M, chunk weights w_j = e^((m_j − M)/T) (0 for a chunk whose logits are
-/// all −∞), Z = Σ w_j Z_j. Forward KL: D = (1/Z_t)·Σ_j w^t_j·[A_j·ln 2 + Z^t_j·((m^t_j − M_t)/T − (m^s_j − M_s)/T)]
+/// <para>The row is cut into chunks of <see cref="Chunk"/> classes (the first one also takes the classes before the
+/// gradient row's first vector-aligned element). Each chunk is read from main memory once: e_s = 2^((s − r_s)·log2 e/T)
+/// and e_t likewise go into the row buffers, with the chunk's sums Z_s, Z_t (and forward KL's A = Σ e_t·(y_t − y_s),
+/// y the exponents) and the chunk's maxima — the only exps of the two softmaxes (2 per class, never recomputed).
+/// The reference r is the running max of the chunks before (the first chunk's own max, from a max loop over it); only
+/// a chunk whose max exceeds r by more than <see cref="RedoMargin"/> (whose exps could overflow) is redone against its
+/// own max. So there is no separate max pass, and a row's references mostly settle within its first chunks. The loop
+/// prefetches s and t <see cref="PrefetchAhead"/> classes ahead (into the next chunks, and past the row's end into the
+/// next row's start), so main memory is read while the exps are computed.</para>
+/// <para>Then, in double: the row maxima M, chunk weights w_j = e^((r_j − M)/T) (≤ 1; 0 for a chunk whose logits are
+/// all −∞), Z = Σ w_j Z_j. Forward KL: D = (1/Z_t)·Σ_j w^t_j·[A_j·ln 2 + Z^t_j·((r^t_j − M_t)/T − (r^s_j − M_s)/T)]
 /// − log Z_t + log Z_s, and the gradient k·(q − p) = (k·w^s_j/Z_s)·e_s − (k·w^t_j/Z_t)·e_t. The other kinds run a
 /// terms pass (from L2): log q = (s − M_s)/T − log Z_s, q = e_s·w^s_j/Z_s (the same for p), the divergence's
 /// per-class term summed into D and its a = q ⊙ ∂D/∂q written over e_t; their gradient is k·(a − q·Σa). The
 /// gradient is written last, with non-temporal stores (no read-for-ownership of its cache lines).</para>
 /// <para>Memory traffic per class: read s and t once, write the gradient once (12 bytes); everything else is
-/// L1/L2. Numerics: exps and per-class terms in float32 (<see cref="ISimd{TV}.Exp2NonPositive"/>, ≤ ~2 ulp); sums
-/// in float32 lanes per chunk, the chunk totals, weights, log Z, 1/Z and D in double, so a sum's error stays
-/// ~(Chunk/lanes)·ε relative. Forward KL's terms are each of the size of the logit spread /T, so its D has an
-/// absolute error of about ε·(that spread) — exactly 0 when s = t. A teacher given as log-probabilities uses
-/// max 0, T 1 and Z 1 (it is used as given, not renormalized).</para>
+/// L1/L2. Numerics: exps and per-class terms in float32 (<see cref="ISimd{TV}.Exp2"/>, ≤ ~1 ulp); sums in float32
+/// lanes per chunk, the chunk totals, weights, log Z, 1/Z and D in double, so a sum's error stays ~(Chunk/lanes)·ε
+/// relative. Forward KL's terms are each of the size of the logit spread /T, so its D has an absolute error of about
+/// ε·(that spread) — exactly 0 when s = t. A NaN logit makes its row's loss NaN. A teacher given as log-probabilities
+/// uses reference 0, T 1 and Z 1 (it is used as given, not renormalized).</para>
 /// </summary>
 internal static unsafe class FusedRows
 {
@@ -226,8 +225,8 @@ internal static unsafe class FusedRows
     /// </summary>
     private const int PrefetchAhead = 2048;
 
-    /// <summary>Doubles per chunk in <see cref="RowWorkspace.Chunks"/>: max of s and t, Z_s, Z_t, A.</summary>
-    internal const int ChunkFields = 5;
+    /// <summary>Doubles per chunk in <see cref="RowWorkspace.Chunks"/>: max of s and t, Z_s, Z_t, A, reference of s and t.</summary>
+    internal const int ChunkFields = 7;
 
     /// <summary>The most chunks a row of <paramref name="v"/> classes is cut into (whatever its alignment).</summary>
     internal static int MaxChunks(int v) => v / Chunk + 2;
@@ -275,42 +274,59 @@ internal static unsafe class FusedRows
         // Exponents in base 2: y = (x − m)·(log2 e/T).
         float cs = (float)(invT * Log2E), ct = (float)(invTt * Log2E);
 
-        // The chunks: maxima, exps and their sums.
+        // The chunks: exps against a reference (the running max of the chunks before; a chunk's own max when there is
+        // none yet), their sums and the chunk's maxima, in one read of the chunk. A chunk whose max exceeds its reference
+        // by more than RedoMargin (its exps could overflow) is redone against its own max: rare, as a row's running max
+        // settles within the first chunks.
+        float runS = float.NegativeInfinity, runT = teacherLogits ? float.NegativeInfinity : 0f;
         for (int j = 0; j < chunks; j++)
         {
             Bounds<TV, TS>(j, v, head, out int b, out int e, out int hb, out int ve);
-            float ms = MaxOf<TV, TS>(s, b, hb, ve, e), mt = teacherLogits ? MaxOf<TV, TS>(t, b, hb, ve, e) : 0f;
-            // A chunk all −∞ (masked) takes reference 0, so its exps are exactly 0; its weight is set to 0 below.
-            float rs = ms == float.NegativeInfinity ? 0f : ms, rt = mt == float.NegativeInfinity ? 0f : mt;
-            double zs = 0, zt = 0, a = 0;
-            if (hb > b) Exps<float, Simd1>(s, t, es, et, b, hb, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a);
-            if (ve > hb) Exps<TV, TS>(s, t, es, et, hb, ve, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a);
-            if (e > ve) Exps<float, Simd1>(s, t, es, et, ve, e, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a);
+            // Nothing finite before: the chunk's own max (0 for a chunk all −∞, whose exps are then exactly 0).
+            float rs = runS > float.NegativeInfinity ? runS : NonInfinite(MaxOf<TV, TS>(s, b, hb, ve, e));
+            float rt = !teacherLogits || runT > float.NegativeInfinity ? runT : NonInfinite(MaxOf<TV, TS>(t, b, hb, ve, e));
+            ChunkExps<TV, TS>(s, t, es, et, b, e, hb, ve, rs, rt, cs, ct, forwardKl, out double zs, out double zt, out double a, out float mxS, out float mxT);
+            bool redoS = (mxS - rs) * cs > RedoMargin, redoT = teacherLogits && (mxT - rt) * ct > RedoMargin;
+            if (redoS || redoT)
+            {
+                if (redoS) rs = mxS;
+                if (redoT) rt = mxT;
+                ChunkExps<TV, TS>(s, t, es, et, b, e, hb, ve, rs, rt, cs, ct, forwardKl, out zs, out zt, out a, out mxS, out mxT);
+            }
+            if (!teacherLogits) mxT = 0;
             double* c = cd + ChunkFields * j;
-            c[0] = ms;
-            c[1] = mt;
+            c[0] = mxS;
+            c[1] = mxT;
             c[2] = zs;
             c[3] = zt;
             c[4] = a;
+            c[5] = rs;
+            c[6] = rt;
+            runS = MathF.Max(runS, mxS);
+            runT = MathF.Max(runT, mxT);
         }
 
-        // Row maxima, chunk weights (over c[0], c[1]), Z; forward KL's per-chunk loss terms (over c[4]).
+        // Row maxima, chunk weights e^((r_j − M)/T) (into c[0], c[1]; 0 for a chunk all −∞), Z; forward KL's per-chunk
+        // loss terms (into c[4]). Consecutive chunks mostly share their reference, so a weight is computed once per reference.
         double mS = double.NegativeInfinity, mT = teacherLogits ? double.NegativeInfinity : 0;
         for (int j = 0; j < chunks; j++)
         {
             mS = Math.Max(mS, cd[ChunkFields * j]);
             if (teacherLogits) mT = Math.Max(mT, cd[ChunkFields * j + 1]);
         }
-        double sumZs = 0, sumZt = 0;
+        double sumZs = 0, sumZt = 0, lastRs = double.NaN, lastWs = 0, lastRt = double.NaN, lastWt = 0;
         for (int j = 0; j < chunks; j++)
         {
             double* c = cd + ChunkFields * j;
-            double ws = c[0] == double.NegativeInfinity ? 0 : Math.Exp((c[0] - mS) * invT);
-            double wt = !teacherLogits ? 1 : c[1] == double.NegativeInfinity ? 0 : Math.Exp((c[1] - mT) * invT);
+            double refS = c[5], refT = c[6];
+            if (refS != lastRs) (lastRs, lastWs) = (refS, Math.Exp((refS - mS) * invT));
+            if (teacherLogits && refT != lastRt) (lastRt, lastWt) = (refT, Math.Exp((refT - mT) * invT));
+            double ws = c[0] == double.NegativeInfinity ? 0 : lastWs;
+            double wt = !teacherLogits ? 1 : c[1] == double.NegativeInfinity ? 0 : lastWt;
             if (forwardKl)
             {
-                // w^t_j·[A_j·ln 2 + Z^t_j·((m^t_j − M_t)/T − (m^s_j − M_s)/T)], 0 for a masked teacher chunk.
-                double shift = (teacherLogits ? (Reference(c[1]) - mT) * invTt : 0) - (Reference(c[0]) - mS) * invT;
+                // w^t_j·[A_j·ln 2 + Z^t_j·((r^t_j − M_t)/T − (r^s_j − M_s)/T)], 0 for a masked teacher chunk.
+                double shift = (teacherLogits ? (refT - mT) * invTt : 0) - (refS - mS) * invT;
                 c[4] = wt == 0 ? 0 : wt * (c[4] * Ln2 + c[3] * shift);
             }
             c[0] = ws;
@@ -358,8 +374,27 @@ internal static unsafe class FusedRows
 
     private const double Log2E = 1.4426950408889634, Ln2 = 0.6931471805599453;
 
-    /// <summary>A chunk's reference max as its exps used it (0 for a masked chunk).</summary>
-    private static double Reference(double max) => max == double.NegativeInfinity ? 0 : max;
+    /// <summary>A chunk's max as its reference: 0 for −∞ (a chunk all masked).</summary>
+    private static float NonInfinite(float max) => max == float.NegativeInfinity ? 0f : max;
+
+    /// <summary>
+    /// How far (in base-2 exponent units) a chunk's max may exceed its reference before the chunk is redone: its exps
+    /// are then at most 2^64 and their sum over a chunk far below float32's 2^128.
+    /// </summary>
+    private const float RedoMargin = 64f;
+
+    /// <summary>One chunk's exps and sums over its scalar head, vector part and scalar tail; its maxima out.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ChunkExps<TV, TS>(float* s, float* t, float* es, float* et, int b, int e, int hb, int ve, float rs, float rt,
+        float cs, float ct, bool forwardKl, out double zs, out double zt, out double a, out float mxS, out float mxT)
+        where TV : struct where TS : ISimd<TV>
+    {
+        zs = zt = a = 0;
+        mxS = mxT = float.NegativeInfinity;
+        if (hb > b) Exps<float, Simd1>(s, t, es, et, b, hb, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a, ref mxS, ref mxT);
+        if (ve > hb) Exps<TV, TS>(s, t, es, et, hb, ve, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a, ref mxS, ref mxT);
+        if (e > ve) Exps<float, Simd1>(s, t, es, et, ve, e, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a, ref mxS, ref mxT);
+    }
 
     private readonly record struct Normalizers(float Ms, float Mt, float InvT, float InvTt, float Lzs, float Lzt, float Rzs, float Rzt);
 
@@ -385,14 +420,16 @@ internal static unsafe class FusedRows
         return m;
     }
 
-    /// <summary>e = 2^((x − m)·c) of s and t over [from, to) into the buffers; their sums (and forward KL's A) added to the refs.</summary>
+    /// <summary>
+    /// e = 2^((x − r)·c) of s and t over [from, to) into the buffers; their sums (and forward KL's A) added to the refs,
+    /// the maxima of s and t over the range folded into <paramref name="mxS"/>, <paramref name="mxT"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)] // its own register allocation: the loop keeps every pointer and constant in registers
-    private static void Exps<TV, TS>(float* s, float* t, float* es, float* et, int from, int to, float ms, float mt, float cs, float ct,
-        bool forwardKl, ref double zs, ref double zt, ref double a) where TV : struct where TS : ISimd<TV>
+    private static void Exps<TV, TS>(float* s, float* t, float* es, float* et, int from, int to, float rs, float rt, float cs, float ct,
+        bool forwardKl, ref double zs, ref double zt, ref double a, ref float mxS, ref float mxT) where TV : struct where TS : ISimd<TV>
     {
-        if (from >= to) return;
-        TV vms = TS.Splat(ms), vmt = TS.Splat(mt), vcs = TS.Splat(-cs), vct = TS.Splat(-ct);
-        TV accS = TS.Splat(0), accT = TS.Splat(0), accA = TS.Splat(0);
+        TV vrs = TS.Splat(rs), vrt = TS.Splat(rt), vcs = TS.Splat(-cs), vct = TS.Splat(-ct);
+        TV accS = TS.Splat(0), accT = TS.Splat(0), accA = TS.Splat(0), maxS = TS.Splat(float.NegativeInfinity), maxT = maxS;
         var c = TS.Exp2Setup();
         for (nint i = from; i < to; i += TS.Count)
         {
@@ -402,11 +439,15 @@ internal static unsafe class FusedRows
                 System.Runtime.Intrinsics.X86.Sse.Prefetch0(s + i + PrefetchAhead);
                 System.Runtime.Intrinsics.X86.Sse.Prefetch0(t + i + PrefetchAhead);
             }
-            // (m − x)·(−c): the load folds into the subtraction as its memory operand.
-            var ys = TS.Mul(TS.Sub(vms, TS.Load(s + i)), vcs);
-            var yt = TS.Mul(TS.Sub(vmt, TS.Load(t + i)), vct);
-            var eS = TS.Exp2NonPositive(ys, c);
-            var eT = TS.Exp2NonPositive(yt, c);
+            var xs = TS.Load(s + i);
+            var xt = TS.Load(t + i);
+            maxS = TS.MaxFast(maxS, xs);
+            maxT = TS.MaxFast(maxT, xt);
+            // (r − x)·(−c), as (x − r)·c.
+            var ys = TS.Mul(TS.Sub(vrs, xs), vcs);
+            var yt = TS.Mul(TS.Sub(vrt, xt), vct);
+            var eS = TS.Exp2(ys, c);
+            var eT = TS.Exp2(yt, c);
             TS.Store(es + i, eS);
             TS.Store(et + i, eT);
             accS = TS.Add(accS, eS);
@@ -418,6 +459,8 @@ internal static unsafe class FusedRows
         zs += TS.Sum(accS);
         zt += TS.Sum(accT);
         if (forwardKl) a += TS.Sum(accA);
+        mxS = Simd1.MaxFast(mxS, TS.MaxAcross(maxS));
+        mxT = Simd1.MaxFast(mxT, TS.MaxAcross(maxT));
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)] // its own register allocation: the loop keeps every pointer and constant in registers

@@ -55,19 +55,20 @@ internal unsafe interface ISimd<TV> where TV : struct
     static abstract TV Exp(TV x);
 
     /// <summary>
-    /// 2^y for y ≤ 0 (or −∞, giving exactly 0; NaN stays NaN): the softmaxes' exps, with log2 e folded into the
+    /// 2^y (−∞ gives exactly 0, NaN stays NaN, +∞ past 2^128): the softmaxes' exps, with log2 e folded into the
     /// caller's scale; <see cref="FastExp2"/>'s polynomial on every width (≤ ~1 ulp; AVX-512 keeps denormals, the
     /// others give 0 below 2^−126).
     /// </summary>
-    static abstract TV Exp2NonPositive(TV y, in Exp2Poly<TV> c);
+    static abstract TV Exp2(TV y, in Exp2Poly<TV> c);
 
-    /// <summary>The constants of <see cref="Exp2NonPositive"/>, made once before a loop (so they stay in registers).</summary>
+    /// <summary>The constants of <see cref="Exp2"/>, made once before a loop (so they stay in registers).</summary>
     static abstract Exp2Poly<TV> Exp2Setup();
 
     /// <summary>Natural log (AVX-512: Cephes logf on vgetexpps/vgetmantps; otherwise the runtime's vectorized log).</summary>
     static abstract TV Log(TV x);
 
     static abstract float Sum(TV v);
+    /// <summary>Largest lane, by one-instruction maxima (a NaN lane may be dropped; see <see cref="MaxFast"/>).</summary>
     static abstract float MaxAcross(TV v);
 
     /// <summary>True when some lane of <paramref name="v"/> is below <paramref name="x"/> (or NaN).</summary>
@@ -91,10 +92,11 @@ internal static class FastExp
 }
 
 /// <summary>
-/// 2^y for y ≤ 0 on AVX-512: y = ⌊y⌋ + f with f = y − ⌊y⌋ in [0, 1) from one vreduceps, 2^f by a degree-6
+/// 2^y on AVX-512: y = ⌊y⌋ + f with f = y − ⌊y⌋ in [0, 1) from one vreduceps, 2^f by a degree-6
 /// polynomial (Chebyshev fit; 0.53 ulp with float32 Horner steps, checked over [0, 1) at 200 001 points), and
 /// p·2^⌊y⌋ by one vscalefps. No clamp is needed: vreduceps gives 0 for −∞ and vscalefps then 1·2^−∞ = 0 (a masked
-/// class gets probability exactly 0); below −149 the product underflows to 0; NaN stays NaN. Eight vector
+/// class gets probability exactly 0); below −149 the product underflows to 0, from 128 on it overflows to +∞; NaN
+/// stays NaN. Eight vector
 /// instructions, against fifteen for <see cref="FastExp"/>.
 /// </summary>
 internal static class FastExp2
@@ -102,11 +104,14 @@ internal static class FastExp2
     /// <summary>The 256-bit and scalar forms raise y to this first: 2^⌊y⌋'s exponent bits are then 0 (the result 0) for every y below −126.</summary>
     public const float Flush = -127f;
 
+    /// <summary>Above this the 256-bit and scalar forms return +∞ (2^⌊y⌋ has no float32 exponent bits past 2^127).</summary>
+    public const float Overflow = 127f;
+
     public const float P0 = 1.0000000000e+00f, P1 = 6.9314694405e-01f, P2 = 2.4023045599e-01f, P3 = 5.5480629206e-02f,
         P4 = 9.6841864288e-03f, P5 = 1.2391331838e-03f, P6 = 2.1865784947e-04f;
 }
 
-/// <summary>The vector constants of <see cref="ISimd{TV}.Exp2NonPositive"/> (unused where it falls back to <see cref="ISimd{TV}.Exp"/>).</summary>
+/// <summary>The vector constants of <see cref="ISimd{TV}.Exp2"/> (unused where it falls back to <see cref="ISimd{TV}.Exp"/>).</summary>
 internal readonly struct Exp2Poly<TV>(TV p0, TV p1, TV p2, TV p3, TV p4, TV p5, TV p6, TV maxNeg) where TV : struct
 {
     public readonly TV P0 = p0, P1 = p1, P2 = p2, P3 = p3, P4 = p4, P5 = p5, P6 = p6;
@@ -173,9 +178,9 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Exp2NonPositive(Vector512<float> y, in Exp2Poly<Vector512<float>> c)
+    public static Vector512<float> Exp2(Vector512<float> y, in Exp2Poly<Vector512<float>> c)
     {
-        if (!Avx512DQ.IsSupported) return Vector512.Create(Simd256.Exp2NonPositive(y.GetLower(), default), Simd256.Exp2NonPositive(y.GetUpper(), default));
+        if (!Avx512DQ.IsSupported) return Vector512.Create(Simd256.Exp2(y.GetLower(), default), Simd256.Exp2(y.GetUpper(), default));
         // y − ⌊y⌋ (imm: 0 fraction bits, round down, precision exception suppressed); 0 for ±∞, NaN for NaN.
         var f = Avx512DQ.Reduce(y, 0x09);
         var p = Vector512.FusedMultiplyAdd(c.P6, f, c.P5);
@@ -226,7 +231,7 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     }
     public static float Sum(Vector512<float> v) => Vector512.Sum(v);
     public static bool AnyBelow(Vector512<float> v, float x) => !Vector512.GreaterThanOrEqualAll(v, Vector512.Create(x));
-    public static float MaxAcross(Vector512<float> v) => MathF.Max(Simd256.MaxAcross(v.GetLower()), Simd256.MaxAcross(v.GetUpper()));
+    public static float MaxAcross(Vector512<float> v) => Simd256.MaxAcross(Vector256.MaxNative(v.GetLower(), v.GetUpper()));
 }
 
 internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
@@ -271,9 +276,11 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
 
     /// <summary><see cref="FastExp2"/>'s polynomial on y − ⌊y⌋, 2^⌊y⌋ through the exponent bits (0 below −126: no denormals).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Exp2NonPositive(Vector256<float> y, in Exp2Poly<Vector256<float>> c)
+    public static Vector256<float> Exp2(Vector256<float> y, in Exp2Poly<Vector256<float>> c)
     {
-        y = Vector256.Max(y, Vector256.Create(FastExp2.Flush)); // IEEE max: NaN stays NaN; −∞ → −127, whose 2^⌊y⌋ bits are 0
+        // IEEE max/min: NaN stays NaN; −∞ → −127, whose 2^⌊y⌋ bits are 0; above 127 the result is +∞.
+        var overflow = Vector256.GreaterThan(y, Vector256.Create(FastExp2.Overflow));
+        y = Vector256.Min(Vector256.Max(y, Vector256.Create(FastExp2.Flush)), Vector256.Create(FastExp2.Overflow));
         var n = Vector256.Floor(y);
         var f = y - n;
         var p = Vector256.FusedMultiplyAdd(Vector256.Create(FastExp2.P6), f, Vector256.Create(FastExp2.P5));
@@ -282,7 +289,8 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
         p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(FastExp2.P2));
         p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(FastExp2.P1));
         p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(FastExp2.P0));
-        return p * Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+        var r = p * Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+        return Vector256.ConditionalSelect(overflow, Vector256.Create(float.PositiveInfinity), r);
     }
     public static Exp2Poly<Vector256<float>> Exp2Setup() => default;
     public static Vector256<float> SubNoNaN(Vector256<float> a, Vector256<float> b, in Exp2Poly<Vector256<float>> c) => SubNoNaN(a, b);
@@ -291,9 +299,10 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     public static bool AnyBelow(Vector256<float> v, float x) => !Vector256.GreaterThanOrEqualAll(v, Vector256.Create(x));
     public static float MaxAcross(Vector256<float> v)
     {
-        float m = v.GetElement(0);
-        for (int i = 1; i < Vector256<float>.Count; i++) m = MathF.Max(m, v.GetElement(i));
-        return m;
+        var m = Vector128.MaxNative(v.GetLower(), v.GetUpper());
+        m = Vector128.MaxNative(m, Vector128.Shuffle(m, Vector128.Create(2, 3, 0, 1)));
+        m = Vector128.MaxNative(m, Vector128.Shuffle(m, Vector128.Create(1, 0, 3, 2)));
+        return m.ToScalar();
     }
 }
 
@@ -332,9 +341,10 @@ internal readonly unsafe struct Simd1 : ISimd<float>
     }
 
     /// <summary><see cref="FastExp2"/>'s polynomial on y − ⌊y⌋, 2^⌊y⌋ through the exponent bits (0 below −126: no denormals).</summary>
-    public static float Exp2NonPositive(float y, in Exp2Poly<float> c)
+    public static float Exp2(float y, in Exp2Poly<float> c)
     {
         if (float.IsNaN(y)) return y;
+        if (y > FastExp2.Overflow) return float.PositiveInfinity;
         y = MathF.Max(y, FastExp2.Flush);
         float n = MathF.Floor(y), f = y - n;
         float p = MathF.FusedMultiplyAdd(FastExp2.P6, f, FastExp2.P5);
