@@ -63,11 +63,14 @@ public class FastExpTests
     }
 
     [Fact]
-    public void Exp2_MinusInfinityIsZero_NaNStaysNaN()
+    public void Exp2_MinusInfinityIsZero_NaNStaysNaN_OverflowIsInfinity()
     {
         var xs = new float[16];
         Array.Fill(xs, float.NegativeInfinity);
         xs[3] = float.NaN;
+        xs[5] = 128f;
+        xs[6] = 1e30f;
+        xs[7] = float.PositiveInfinity;
         foreach (var (what, got) in new[] { ("scalar", Run<float, Simd1>(xs)), ("256-bit", Vector256.IsHardwareAccelerated ? Run<Vector256<float>, Simd256>(xs) : null),
                      ("512-bit", Vector512.IsHardwareAccelerated ? Run<Vector512<float>, Simd512>(xs) : null) })
         {
