@@ -285,13 +285,13 @@ internal static unsafe class FusedRows
             // Nothing finite before: the chunk's own max (0 for a chunk all −∞, whose exps are then exactly 0).
             float rs = runS > float.NegativeInfinity ? runS : NonInfinite(MaxOf<TV, TS>(s, b, hb, ve, e));
             float rt = !teacherLogits || runT > float.NegativeInfinity ? runT : NonInfinite(MaxOf<TV, TS>(t, b, hb, ve, e));
-            ChunkExps<TV, TS>(s, t, es, et, b, e, hb, ve, rs, rt, cs, ct, forwardKl, out double zs, out double zt, out double a, out float mxS, out float mxT);
+            ChunkExps<TV, TS, TK>(s, t, es, et, b, e, hb, ve, rs, rt, cs, ct, out double zs, out double zt, out double a, out float mxS, out float mxT);
             bool redoS = (mxS - rs) * cs > RedoMargin, redoT = teacherLogits && (mxT - rt) * ct > RedoMargin;
             if (redoS || redoT)
             {
                 if (redoS) rs = mxS;
                 if (redoT) rt = mxT;
-                ChunkExps<TV, TS>(s, t, es, et, b, e, hb, ve, rs, rt, cs, ct, forwardKl, out zs, out zt, out a, out mxS, out mxT);
+                ChunkExps<TV, TS, TK>(s, t, es, et, b, e, hb, ve, rs, rt, cs, ct, out zs, out zt, out a, out mxS, out mxT);
             }
             if (!teacherLogits) mxT = 0;
             double* c = cd + ChunkFields * j;
@@ -385,15 +385,15 @@ internal static unsafe class FusedRows
 
     /// <summary>One chunk's exps and sums over its scalar head, vector part and scalar tail; its maxima out.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ChunkExps<TV, TS>(float* s, float* t, float* es, float* et, int b, int e, int hb, int ve, float rs, float rt,
-        float cs, float ct, bool forwardKl, out double zs, out double zt, out double a, out float mxS, out float mxT)
-        where TV : struct where TS : ISimd<TV>
+    private static void ChunkExps<TV, TS, TK>(float* s, float* t, float* es, float* et, int b, int e, int hb, int ve, float rs, float rt,
+        float cs, float ct, out double zs, out double zt, out double a, out float mxS, out float mxT)
+        where TV : struct where TS : ISimd<TV> where TK : IDivergenceElement
     {
         zs = zt = a = 0;
         mxS = mxT = float.NegativeInfinity;
-        if (hb > b) Exps<float, Simd1>(s, t, es, et, b, hb, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a, ref mxS, ref mxT);
-        if (ve > hb) Exps<TV, TS>(s, t, es, et, hb, ve, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a, ref mxS, ref mxT);
-        if (e > ve) Exps<float, Simd1>(s, t, es, et, ve, e, rs, rt, cs, ct, forwardKl, ref zs, ref zt, ref a, ref mxS, ref mxT);
+        if (hb > b) Exps<float, Simd1, TK>(s, t, es, et, b, hb, rs, rt, cs, ct, ref zs, ref zt, ref a, ref mxS, ref mxT);
+        if (ve > hb) Exps<TV, TS, TK>(s, t, es, et, hb, ve, rs, rt, cs, ct, ref zs, ref zt, ref a, ref mxS, ref mxT);
+        if (e > ve) Exps<float, Simd1, TK>(s, t, es, et, ve, e, rs, rt, cs, ct, ref zs, ref zt, ref a, ref mxS, ref mxT);
     }
 
     private readonly record struct Normalizers(float Ms, float Mt, float InvT, float InvTt, float Lzs, float Lzt, float Rzs, float Rzt);
@@ -425,9 +425,10 @@ internal static unsafe class FusedRows
     /// the maxima of s and t over the range folded into <paramref name="mxS"/>, <paramref name="mxT"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)] // its own register allocation: the loop keeps every pointer and constant in registers
-    private static void Exps<TV, TS>(float* s, float* t, float* es, float* et, int from, int to, float rs, float rt, float cs, float ct,
-        bool forwardKl, ref double zs, ref double zt, ref double a, ref float mxS, ref float mxT) where TV : struct where TS : ISimd<TV>
+    private static void Exps<TV, TS, TK>(float* s, float* t, float* es, float* et, int from, int to, float rs, float rt, float cs, float ct,
+        ref double zs, ref double zt, ref double a, ref float mxS, ref float mxT) where TV : struct where TS : ISimd<TV> where TK : IDivergenceElement
     {
+        bool forwardKl = typeof(TK) == typeof(ForwardKlElement); // a constant per instantiation
         TV vrs = TS.Splat(rs), vrt = TS.Splat(rt), vcs = TS.Splat(-cs), vct = TS.Splat(-ct);
         TV accS = TS.Splat(0), accT = TS.Splat(0), accA = TS.Splat(0), maxS = TS.Splat(float.NegativeInfinity), maxT = maxS;
         var c = TS.Exp2Setup();
