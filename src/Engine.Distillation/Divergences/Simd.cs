@@ -111,10 +111,15 @@ internal static class FastExp2
         P4 = 9.6841864288e-03f, P5 = 1.2391331838e-03f, P6 = 2.1865784947e-04f;
 }
 
-/// <summary>The vector constants of <see cref="ISimd{TV}.Exp2"/> (unused where it falls back to <see cref="ISimd{TV}.Exp"/>).</summary>
+/// <summary>The constants of <see cref="ISimd{TV}.Exp2"/> as vectors, made once before a loop.</summary>
 internal readonly struct Exp2Poly<TV>(TV p0, TV p1, TV p2, TV p3, TV p4, TV p5, TV p6, TV maxNeg) where TV : struct
 {
     public readonly TV P0 = p0, P1 = p1, P2 = p2, P3 = p3, P4 = p4, P5 = p5, P6 = p6;
+
+    /// <summary>2^f for f in [0, 1): <see cref="FastExp2"/>'s polynomial, Horner's scheme in fused multiply-adds.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Horner<TS>(TV f, in Exp2Poly<TV> c) where TS : ISimd<TV>
+        => TS.Fma(TS.Fma(TS.Fma(TS.Fma(TS.Fma(TS.Fma(c.P6, f, c.P5), f, c.P4), f, c.P3), f, c.P2), f, c.P1), f, c.P0);
 
     /// <summary>−float.MaxValue, for <see cref="Simd512.SubNoNaN(Vector512{float}, Vector512{float}, in Exp2Poly{Vector512{float}})"/>.</summary>
     public readonly TV MaxNeg = maxNeg;
@@ -180,16 +185,14 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp2(Vector512<float> y, in Exp2Poly<Vector512<float>> c)
     {
-        if (!Avx512DQ.IsSupported) return Vector512.Create(Simd256.Exp2(y.GetLower(), default), Simd256.Exp2(y.GetUpper(), default));
+        if (!Avx512DQ.IsSupported)
+        {
+            var c256 = Simd256.Exp2Setup();
+            return Vector512.Create(Simd256.Exp2(y.GetLower(), c256), Simd256.Exp2(y.GetUpper(), c256));
+        }
         // y − ⌊y⌋ (imm: 0 fraction bits, round down, precision exception suppressed); 0 for ±∞, NaN for NaN.
         var f = Avx512DQ.Reduce(y, 0x09);
-        var p = Vector512.FusedMultiplyAdd(c.P6, f, c.P5);
-        p = Vector512.FusedMultiplyAdd(p, f, c.P4);
-        p = Vector512.FusedMultiplyAdd(p, f, c.P3);
-        p = Vector512.FusedMultiplyAdd(p, f, c.P2);
-        p = Vector512.FusedMultiplyAdd(p, f, c.P1);
-        p = Vector512.FusedMultiplyAdd(p, f, c.P0);
-        return Avx512F.Scale(p, y); // p·2^⌊y⌋
+        return Avx512F.Scale(Exp2Poly<Vector512<float>>.Horner<Simd512>(f, c), y); // p·2^⌊y⌋
     }
 
     public static Exp2Poly<Vector512<float>> Exp2Setup() => new(Vector512.Create(FastExp2.P0), Vector512.Create(FastExp2.P1),
@@ -282,17 +285,12 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
         var overflow = Vector256.GreaterThan(y, Vector256.Create(FastExp2.Overflow));
         y = Vector256.Min(Vector256.Max(y, Vector256.Create(FastExp2.Flush)), Vector256.Create(FastExp2.Overflow));
         var n = Vector256.Floor(y);
-        var f = y - n;
-        var p = Vector256.FusedMultiplyAdd(Vector256.Create(FastExp2.P6), f, Vector256.Create(FastExp2.P5));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(FastExp2.P4));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(FastExp2.P3));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(FastExp2.P2));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(FastExp2.P1));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(FastExp2.P0));
-        var r = p * Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+        var r = Exp2Poly<Vector256<float>>.Horner<Simd256>(y - n, c) * Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
         return Vector256.ConditionalSelect(overflow, Vector256.Create(float.PositiveInfinity), r);
     }
-    public static Exp2Poly<Vector256<float>> Exp2Setup() => default;
+    public static Exp2Poly<Vector256<float>> Exp2Setup() => new(Vector256.Create(FastExp2.P0), Vector256.Create(FastExp2.P1),
+        Vector256.Create(FastExp2.P2), Vector256.Create(FastExp2.P3), Vector256.Create(FastExp2.P4), Vector256.Create(FastExp2.P5),
+        Vector256.Create(FastExp2.P6), Vector256.Create(-float.MaxValue));
     public static Vector256<float> SubNoNaN(Vector256<float> a, Vector256<float> b, in Exp2Poly<Vector256<float>> c) => SubNoNaN(a, b);
     public static Vector256<float> Log(Vector256<float> x) => Vector256.Log(x);
     public static float Sum(Vector256<float> v) => Vector256.Sum(v);
@@ -346,16 +344,10 @@ internal readonly unsafe struct Simd1 : ISimd<float>
         if (float.IsNaN(y)) return y;
         if (y > FastExp2.Overflow) return float.PositiveInfinity;
         y = MathF.Max(y, FastExp2.Flush);
-        float n = MathF.Floor(y), f = y - n;
-        float p = MathF.FusedMultiplyAdd(FastExp2.P6, f, FastExp2.P5);
-        p = MathF.FusedMultiplyAdd(p, f, FastExp2.P4);
-        p = MathF.FusedMultiplyAdd(p, f, FastExp2.P3);
-        p = MathF.FusedMultiplyAdd(p, f, FastExp2.P2);
-        p = MathF.FusedMultiplyAdd(p, f, FastExp2.P1);
-        p = MathF.FusedMultiplyAdd(p, f, FastExp2.P0);
-        return p * BitConverter.Int32BitsToSingle(((int)n + 127) << 23);
+        float n = MathF.Floor(y);
+        return Exp2Poly<float>.Horner<Simd1>(y - n, c) * BitConverter.Int32BitsToSingle(((int)n + 127) << 23);
     }
-    public static Exp2Poly<float> Exp2Setup() => default;
+    public static Exp2Poly<float> Exp2Setup() => new(FastExp2.P0, FastExp2.P1, FastExp2.P2, FastExp2.P3, FastExp2.P4, FastExp2.P5, FastExp2.P6, -float.MaxValue);
     public static float SubNoNaN(float a, float b, in Exp2Poly<float> c) => SubNoNaN(a, b);
     public static float Log(float x) => MathF.Log(x);
     public static float Sum(float v) => v;
