@@ -195,14 +195,15 @@ internal sealed unsafe class RowWorkspace
 /// <para>The row is cut into chunks of <see cref="Chunk"/> classes (the first one also takes the classes before the
 /// gradient row's first vector-aligned element). Each chunk is read from main memory once: e_s = 2^((s − r_s)·log2 e/T)
 /// and e_t likewise go into the row buffers, with the chunk's sums Z_s, Z_t (and forward KL's A = Σ e_t·(y_t − y_s),
-/// y the exponents) and the chunk's maxima — the only exps of the two softmaxes (2 per class, never recomputed).
-/// The reference r is the running max of the chunks before (the first chunk's own max, from a max loop over it); only
-/// a chunk whose max exceeds r by more than <see cref="RedoMargin"/> (whose exps could overflow) is redone against its
-/// own max. So there is no separate max pass, and a row's references mostly settle within its first chunks. The loop
-/// prefetches s and t <see cref="PrefetchAhead"/> classes ahead (into the next chunks, and past the row's end into the
+/// y the exponents) — the only exps of the two softmaxes (2 per class, never recomputed). The reference r is the max
+/// of the row's first chunk (from a max loop over it), not the row's max: exps above 1 are fine, and only a chunk whose
+/// sum exceeds <see cref="RedoAbove"/> (logits far above the reference) is redone against its own max, which then
+/// becomes the reference. So there is no separate max pass. The loop prefetches s and t <see cref="PrefetchAhead"/>
+/// classes ahead (into the next chunks, and past the row's end into the
 /// next row's start), so main memory is read while the exps are computed.</para>
-/// <para>Then, in double: the row maxima M, chunk weights w_j = e^((r_j − M)/T) (≤ 1; 0 for a chunk whose logits are
-/// all −∞), Z = Σ w_j Z_j. Forward KL: D = (1/Z_t)·Σ_j w^t_j·[A_j·ln 2 + Z^t_j·((r^t_j − M_t)/T − (r^s_j − M_s)/T)]
+/// <para>Then, in double: the row's reference M (the largest chunk reference among chunks of nonzero sum), chunk weights
+/// w_j = e^((r_j − M)/T) (≤ 1; 0 for a chunk of sum 0, e.g. all −∞), Z = Σ w_j Z_j (M + T·log Z is the log-sum-exp
+/// whatever M is). Forward KL: D = (1/Z_t)·Σ_j w^t_j·[A_j·ln 2 + Z^t_j·((r^t_j − M_t)/T − (r^s_j − M_s)/T)]
 /// − log Z_t + log Z_s, and the gradient k·(q − p) = (k·w^s_j/Z_s)·e_s − (k·w^t_j/Z_t)·e_t. The other kinds run a
 /// terms pass (from L2): log q = (s − M_s)/T − log Z_s, q = e_s·w^s_j/Z_s (the same for p), the divergence's
 /// per-class term summed into D and its a = q ⊙ ∂D/∂q written over e_t; their gradient is k·(a − q·Σa). The
@@ -229,8 +230,8 @@ internal static unsafe class FusedRows
     /// </summary>
     private const int PrefetchAhead = 2048;
 
-    /// <summary>Doubles per chunk in <see cref="RowWorkspace.Chunks"/>: max of s and t, Z_s, Z_t, A, reference of s and t.</summary>
-    internal const int ChunkFields = 7;
+    /// <summary>Doubles per chunk in <see cref="RowWorkspace.Chunks"/>: reference of s and t, Z_s, Z_t, A.</summary>
+    internal const int ChunkFields = 5;
 
     /// <summary>The most chunks a row of <paramref name="v"/> classes is cut into (whatever its alignment).</summary>
     internal static int MaxChunks(int v) => v / Chunk + 2;
@@ -278,58 +279,60 @@ internal static unsafe class FusedRows
         // Exponents in base 2: y = (x − m)·(log2 e/T).
         float cs = (float)(invT * Log2E), ct = (float)(invTt * Log2E);
 
-        // The chunks: exps against a reference (the running max of the chunks before; a chunk's own max when there is
-        // none yet), their sums and the chunk's maxima, in one read of the chunk. A chunk whose max exceeds its reference
-        // by more than RedoMargin (its exps could overflow) is redone against its own max: rare, as a row's running max
-        // settles within the first chunks.
+        // The chunks: exps against a reference (the max of the first chunk that has a finite one; for the chunks up to it,
+        // their own max) and their sums, in one read of the chunk. A chunk whose sum exceeds RedoAbove (some exp above
+        // it, +∞ or NaN: its logits are far above the reference) is redone against its own max, which then becomes the
+        // reference for the chunks after it: rare, as a row's first chunk is usually within a few units of its max.
         float runS = float.NegativeInfinity, runT = teacherLogits ? float.NegativeInfinity : 0f;
         for (int j = 0; j < chunks; j++)
         {
             Bounds<TV, TS>(j, v, head, out int b, out int e, out int hb, out int ve);
             // Nothing finite before: the chunk's own max (0 for a chunk all −∞, whose exps are then exactly 0).
-            float rs = runS > float.NegativeInfinity ? runS : NonInfinite(MaxOf<TV, TS>(s, b, hb, ve, e));
-            float rt = !teacherLogits || runT > float.NegativeInfinity ? runT : NonInfinite(MaxOf<TV, TS>(t, b, hb, ve, e));
-            ChunkExps<TV, TS, TK>(s, t, es, et, b, e, hb, ve, rs, rt, cs, ct, out double zs, out double zt, out double a, out float mxS, out float mxT);
-            bool redoS = (mxS - rs) * cs > RedoMargin, redoT = teacherLogits && (mxT - rt) * ct > RedoMargin;
+            float rs = runS > float.NegativeInfinity ? runS : MaxOf<TV, TS>(s, b, hb, ve, e);
+            float rt = !teacherLogits || runT > float.NegativeInfinity ? runT : MaxOf<TV, TS>(t, b, hb, ve, e);
+            runS = Math.Max(runS, rs);
+            runT = Math.Max(runT, rt);
+            rs = NonInfinite(rs);
+            rt = NonInfinite(rt);
+            ChunkExps<TV, TS, TK>(s, t, es, et, b, e, hb, ve, rs, rt, cs, ct, out double zs, out double zt, out double a);
+            bool redoS = !(zs <= RedoAbove), redoT = teacherLogits && !(zt <= RedoAbove);
             if (redoS || redoT)
             {
-                if (redoS) rs = mxS;
-                if (redoT) rt = mxT;
-                ChunkExps<TV, TS, TK>(s, t, es, et, b, e, hb, ve, rs, rt, cs, ct, out zs, out zt, out a, out mxS, out mxT);
+                if (redoS) runS = Math.Max(runS, rs = NonInfinite(MaxOf<TV, TS>(s, b, hb, ve, e)));
+                if (redoT) runT = Math.Max(runT, rt = NonInfinite(MaxOf<TV, TS>(t, b, hb, ve, e)));
+                ChunkExps<TV, TS, TK>(s, t, es, et, b, e, hb, ve, rs, rt, cs, ct, out zs, out zt, out a);
             }
-            if (!teacherLogits) mxT = 0;
             double* c = cd + ChunkFields * j;
-            c[0] = mxS;
-            c[1] = mxT;
+            c[0] = rs;
+            c[1] = rt;
             c[2] = zs;
             c[3] = zt;
             c[4] = a;
-            c[5] = rs;
-            c[6] = rt;
-            runS = MathF.Max(runS, mxS);
-            runT = MathF.Max(runT, mxT);
         }
 
-        // Row maxima, chunk weights e^((r_j − M)/T) (into c[0], c[1]; 0 for a chunk all −∞), Z; forward KL's per-chunk
-        // loss terms (into c[4]). Consecutive chunks mostly share their reference, so a weight is computed once per reference.
+        // The row's references M: the largest chunk reference among the chunks whose sum is not 0 (the others hold no
+        // probability: all −∞, or far below the rest). Chunk weights e^((r_j − M)/T) ≤ 1 (into c[0], c[1]; 0 for a chunk
+        // of sum 0), Z; forward KL's per-chunk loss terms (into c[4]). Consecutive chunks mostly share their reference,
+        // so a weight is computed once per reference.
         double mS = double.NegativeInfinity, mT = teacherLogits ? double.NegativeInfinity : 0;
         for (int j = 0; j < chunks; j++)
         {
-            mS = Math.Max(mS, cd[ChunkFields * j]);
-            if (teacherLogits) mT = Math.Max(mT, cd[ChunkFields * j + 1]);
+            double* c = cd + ChunkFields * j;
+            if (c[2] != 0) mS = Math.Max(mS, c[0]);
+            if (teacherLogits && c[3] != 0) mT = Math.Max(mT, c[1]);
         }
         double sumZs = 0, sumZt = 0, lastRs = double.NaN, lastWs = 0, lastRt = double.NaN, lastWt = 0;
         for (int j = 0; j < chunks; j++)
         {
             double* c = cd + ChunkFields * j;
-            double refS = c[5], refT = c[6];
+            double refS = c[0], refT = c[1];
             if (refS != lastRs) (lastRs, lastWs) = (refS, Math.Exp((refS - mS) * invT));
             if (teacherLogits && refT != lastRt) (lastRt, lastWt) = (refT, Math.Exp((refT - mT) * invT));
-            double ws = c[0] == double.NegativeInfinity ? 0 : lastWs;
-            double wt = !teacherLogits ? 1 : c[1] == double.NegativeInfinity ? 0 : lastWt;
+            double ws = c[2] == 0 ? 0 : lastWs;
+            double wt = !teacherLogits ? 1 : c[3] == 0 ? 0 : lastWt;
             if (forwardKl)
             {
-                // w^t_j·[A_j·ln 2 + Z^t_j·((r^t_j − M_t)/T − (r^s_j − M_s)/T)], 0 for a masked teacher chunk.
+                // w^t_j·[A_j·ln 2 + Z^t_j·((r^t_j − M_t)/T − (r^s_j − M_s)/T)], 0 for a teacher chunk of sum 0.
                 double shift = (teacherLogits ? (refT - mT) * invTt : 0) - (refS - mS) * invT;
                 c[4] = wt == 0 ? 0 : wt * (c[4] * Ln2 + c[3] * shift);
             }
@@ -382,22 +385,22 @@ internal static unsafe class FusedRows
     private static float NonInfinite(float max) => max == float.NegativeInfinity ? 0f : max;
 
     /// <summary>
-    /// How far (in base-2 exponent units) a chunk's max may exceed its reference before the chunk is redone: its exps
-    /// are then at most 2^64 and their sum over a chunk far below float32's 2^128.
+    /// The largest sum of a chunk's exps that is kept (2^64); above it the chunk is redone against its own max. So every
+    /// kept exp is at most 2^64, a row's Z at most ~2^80, and the gradient's coefficients k·w/Z stay far from float32's
+    /// denormals.
     /// </summary>
-    private const float RedoMargin = 64f;
+    private const double RedoAbove = 18446744073709551616.0;
 
-    /// <summary>One chunk's exps and sums over its scalar head, vector part and scalar tail; its maxima out.</summary>
+    /// <summary>One chunk's exps and sums over its scalar head, vector part and scalar tail.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ChunkExps<TV, TS, TK>(float* s, float* t, float* es, float* et, int b, int e, int hb, int ve, float rs, float rt,
-        float cs, float ct, out double zs, out double zt, out double a, out float mxS, out float mxT)
+        float cs, float ct, out double zs, out double zt, out double a)
         where TV : struct where TS : ISimd<TV> where TK : IDivergenceElement
     {
         zs = zt = a = 0;
-        mxS = mxT = float.NegativeInfinity;
-        if (hb > b) Exps<float, Simd1, TK>(s, t, es, et, b, hb, rs, rt, cs, ct, ref zs, ref zt, ref a, ref mxS, ref mxT);
-        if (ve > hb) Exps<TV, TS, TK>(s, t, es, et, hb, ve, rs, rt, cs, ct, ref zs, ref zt, ref a, ref mxS, ref mxT);
-        if (e > ve) Exps<float, Simd1, TK>(s, t, es, et, ve, e, rs, rt, cs, ct, ref zs, ref zt, ref a, ref mxS, ref mxT);
+        if (hb > b) Exps<float, Simd1, TK>(s, t, es, et, b, hb, rs, rt, cs, ct, ref zs, ref zt, ref a);
+        if (ve > hb) Exps<TV, TS, TK>(s, t, es, et, hb, ve, rs, rt, cs, ct, ref zs, ref zt, ref a);
+        if (e > ve) Exps<float, Simd1, TK>(s, t, es, et, ve, e, rs, rt, cs, ct, ref zs, ref zt, ref a);
     }
 
     private readonly record struct Normalizers(float Ms, float Mt, float InvT, float InvTt, float Lzs, float Lzt, float Rzs, float Rzt);
@@ -426,15 +429,14 @@ internal static unsafe class FusedRows
 
     /// <summary>
     /// e = 2^((x − r)·c) of s and t over [from, to) into the buffers; their sums (and forward KL's A) added to the refs,
-    /// the maxima of s and t over the range folded into <paramref name="mxS"/>, <paramref name="mxT"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)] // its own register allocation: the loop keeps every pointer and constant in registers
     private static void Exps<TV, TS, TK>(float* s, float* t, float* es, float* et, int from, int to, float rs, float rt, float cs, float ct,
-        ref double zs, ref double zt, ref double a, ref float mxS, ref float mxT) where TV : struct where TS : ISimd<TV> where TK : IDivergenceElement
+        ref double zs, ref double zt, ref double a) where TV : struct where TS : ISimd<TV> where TK : IDivergenceElement
     {
         bool forwardKl = typeof(TK) == typeof(ForwardKlElement); // a constant per instantiation
         TV vrs = TS.Splat(rs), vrt = TS.Splat(rt), vcs = TS.Splat(-cs), vct = TS.Splat(-ct);
-        TV accS = TS.Splat(0), accT = TS.Splat(0), accA = TS.Splat(0), maxS = TS.Splat(float.NegativeInfinity), maxT = maxS;
+        TV accS = TS.Splat(0), accT = TS.Splat(0), accA = TS.Splat(0);
         var c = TS.Exp2Setup();
         for (nint i = from; i < to; i += TS.Count)
         {
@@ -444,13 +446,9 @@ internal static unsafe class FusedRows
                 System.Runtime.Intrinsics.X86.Sse.Prefetch0(s + i + PrefetchAhead);
                 System.Runtime.Intrinsics.X86.Sse.Prefetch0(t + i + PrefetchAhead);
             }
-            var xs = TS.Load(s + i);
-            var xt = TS.Load(t + i);
-            maxS = TS.MaxFast(maxS, xs);
-            maxT = TS.MaxFast(maxT, xt);
-            // (r − x)·(−c), as (x − r)·c.
-            var ys = TS.Mul(TS.Sub(vrs, xs), vcs);
-            var yt = TS.Mul(TS.Sub(vrt, xt), vct);
+            // (r − x)·(−c), as (x − r)·c: the load folds into the subtraction as its memory operand.
+            var ys = TS.Mul(TS.Sub(vrs, TS.Load(s + i)), vcs);
+            var yt = TS.Mul(TS.Sub(vrt, TS.Load(t + i)), vct);
             var eS = TS.Exp2(ys, c);
             var eT = TS.Exp2(yt, c);
             TS.Store(es + i, eS);
@@ -464,8 +462,6 @@ internal static unsafe class FusedRows
         zs += TS.Sum(accS);
         zt += TS.Sum(accT);
         if (forwardKl) a += TS.Sum(accA);
-        mxS = Simd1.MaxFast(mxS, TS.MaxAcross(maxS));
-        mxT = Simd1.MaxFast(mxT, TS.MaxAcross(maxT));
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)] // its own register allocation: the loop keeps every pointer and constant in registers
