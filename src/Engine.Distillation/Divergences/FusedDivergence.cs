@@ -1,5 +1,4 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
-using System.Runtime.CompilerServices;
 using Engine.Runtime;
 using Engine.Tensors;
 using Engine.Tensors.AutoDiff;
@@ -21,8 +20,8 @@ namespace Engine.Distillation;
 /// </para>
 /// <para>
 /// Memory: the gradient (the size of the student logits) is allocated in the forward when the student
-/// requires grad; each worker thread keeps two row-sized float buffers (and a third when no gradient is
-/// wanted), reused across calls. A teacher given as probabilities is converted to log-probabilities first
+/// requires grad; each worker thread keeps a <see cref="RowWorkspace"/> (two row-sized float buffers and
+/// per-chunk sums), reused across calls. A teacher given as probabilities is converted to log-probabilities first
 /// (one temporary of the teacher's size); non-contiguous inputs are copied once.
 /// </para>
 /// </summary>
@@ -174,5 +173,4 @@ internal static unsafe class FusedDivergence
             _ => default,
         };
     }
-
 }
