@@ -31,6 +31,24 @@ public static class TestUtil
     public static long ShapeNumEl(long[] shape) => shape.Aggregate(1L, (a, b) => a * b);
 
     /// <summary>
+    /// <paramref name="x"/> moved to <paramref name="device"/>, as a non-contiguous view there (every other element of a
+    /// buffer twice as long in the last dim); a scalar is moved as it is.
+    /// </summary>
+    public static Tensor StridedOn(Tensor x, Engine.Runtime.Device device)
+    {
+        var shape = x.ShapeArray();
+        if (shape.Length == 0) return x.To(device);
+        shape[^1] *= 2;
+        using var big = Tensor.Zeros(shape, x.DType, device);
+        var view = big.Slice(-1, 0, shape[^1], 2);
+        using (Tensor.NoGrad())
+        using (var moved = x.To(device))
+            view.CopyFrom_(moved);
+        Assert.Equal(device, view.Device);
+        return view;
+    }
+
+    /// <summary>
     /// The same values as <paramref name="x"/> in a non-contiguous view (every other element of a
     /// buffer twice as long in the last dim).
     /// </summary>

@@ -18,20 +18,6 @@ internal static class DeviceChecks
 
     private static Random Rng(string name) => new(TestUtil.StableSeed(name));
 
-    /// <summary>x moved to <paramref name="device"/>, as a non-contiguous view there (every other element of the last dim).</summary>
-    private static Tensor StridedOn(Tensor x, Device device)
-    {
-        var shape = x.ShapeArray();
-        if (shape.Length == 0) return x.To(device);
-        shape[^1] *= 2;
-        using var big = Tensor.Zeros(shape, x.DType, device);
-        var view = big.Slice(-1, 0, shape[^1], 2);
-        using (Tensor.NoGrad())
-        using (var moved = x.To(device))
-            view.CopyFrom_(moved);
-        Assert.Equal(device, view.Device);
-        return view;
-    }
 
     private static void Same(Tensor expected, Tensor actual, string what, double tol = Tol)
     {
@@ -112,7 +98,7 @@ internal static class DeviceChecks
             using var b0 = TestUtil.Random(rng, sb, lo: 0.5, hi: 2);
             using var b = b0.Mul(rng.Next(2) == 0 ? 1.0 : -1.0);
             using var da = a.To(device);
-            using var db = StridedOn(b, device);
+            using var db = TestUtil.StridedOn(b, device);
             foreach (var (name, op) in ops)
             {
                 using var expected = op(a, b);
@@ -123,7 +109,7 @@ internal static class DeviceChecks
         }
         // Scalars (C# doubles) are made on the tensor's device.
         using var x = TestUtil.Random(rng, [5, 3]);
-        using var dx = StridedOn(x, device);
+        using var dx = TestUtil.StridedOn(x, device);
         using (var e = (2.0 - x) * 3.0 / 0.5 + 1.0)
         using (var g = (2.0 - dx) * 3.0 / 0.5 + 1.0)
             Same(e, g, "scalar arithmetic");
@@ -141,7 +127,7 @@ internal static class DeviceChecks
         foreach (var (name, op, lo, hi) in ops)
         {
             using var x = TestUtil.Random(rng, shape, lo: lo, hi: hi);
-            using var dx = StridedOn(x, device);
+            using var dx = TestUtil.StridedOn(x, device);
             using var expected = op(x);
             using var got = op(dx);
             Same(expected, got, $"{name} {ShapeUtil.Format(shape)}");
@@ -187,7 +173,7 @@ internal static class DeviceChecks
         foreach (var shape in new long[][] { [7], [2, 3, 11], [300], [3, 9, 5], [0, 3] })
         {
             using var x = TestUtil.Random(rng, shape);
-            using var dx = StridedOn(x, device);
+            using var dx = TestUtil.StridedOn(x, device);
             using (var e = x.Sum()) using (var g = dx.Sum()) Same(e, g, $"sum {ShapeUtil.Format(shape)}", 1e-4);
             for (int d = 0; d < shape.Length; d++)
             {
@@ -223,7 +209,7 @@ internal static class DeviceChecks
             foreach (bool log in new[] { false, true })
             {
                 using var x = TestUtil.Random(rng, shape, lo: -4, hi: 4).RequiresGrad_();
-                using var dx = StridedOn(x, device).Detach().RequiresGrad_();
+                using var dx = TestUtil.StridedOn(x, device).Detach().RequiresGrad_();
                 using var w = TestUtil.Random(rng, shape);
                 using var dw = w.To(device);
                 using var y = log ? x.LogSoftmax(dim, temperature) : x.Softmax(dim, temperature);

@@ -15,19 +15,6 @@ internal static class DeviceMathOpChecks
 {
     private static Random Rng(string name) => new(TestUtil.StableSeed("device-math-" + name));
 
-    /// <summary>x on <paramref name="device"/> as a non-contiguous view (every other element of the last dim).</summary>
-    private static Tensor StridedOn(Tensor x, Device device)
-    {
-        var shape = x.ShapeArray();
-        if (shape.Length == 0) return x.To(device);
-        shape[^1] *= 2;
-        using var big = Tensor.Zeros(shape, x.DType, device);
-        var view = big.Slice(-1, 0, shape[^1], 2);
-        using (Tensor.NoGrad())
-        using (var moved = x.To(device))
-            view.CopyFrom_(moved);
-        return view;
-    }
 
     private static double[] Doubles(Tensor t)
     {
@@ -65,7 +52,7 @@ internal static class DeviceMathOpChecks
         var f64 = inputs.Select(t => Float(t) ? t.To(DType.Float64).Detach().RequiresGrad_(grad) : t.Alias()).ToArray();
         var dev = inputs.Select(t =>
         {
-            var d = strided && Float(t) ? StridedOn(t, device) : t.To(device);
+            var d = strided && Float(t) ? TestUtil.StridedOn(t, device) : t.To(device);
             return Float(t) && grad ? d.Detach().RequiresGrad_() : d;
         }).ToArray();
         try
@@ -118,7 +105,7 @@ internal static class DeviceMathOpChecks
                 Differential(device, $"min values {s} dim {dim}", [x], t => t[0].MinWithIndices(dim).Values, tol: 0);
                 Differential(device, $"max values {s} dim {dim}", [x], t => t[0].MaxWithIndices(dim).Values, tol: 0);
                 if (x.NumEl == 0) continue;
-                using var dx = StridedOn(x, device);
+                using var dx = TestUtil.StridedOn(x, device);
                 using var idx = dx.ArgMin(dim);
                 Assert.Equal(ArgMinReference(x, dim), idx.ToArray<long>());
                 var (_, withIdx) = dx.MinWithIndices(dim, keepDim: true);
@@ -335,7 +322,7 @@ internal static class DeviceMathOpChecks
             Assert.Equal(DType.Bool, got.DType);
             Assert.Equal(expected.ToArray<bool>(), got.ToArray<bool>());
         }
-        using var strided = StridedOn(a, device); // non-bool operands count as true where non-zero (float → bool on the device)
+        using var strided = TestUtil.StridedOn(a, device); // non-bool operands count as true where non-zero (float → bool on the device)
         using var expectedF = a.LogicalAnd(cb);
         using var gotF = strided.LogicalAnd(db);
         Assert.Equal(expectedF.ToArray<bool>(), gotF.ToArray<bool>());
@@ -392,7 +379,7 @@ internal static class DeviceMathOpChecks
                 var at = TestUtil.Unravel(i, outShape);
                 if (TestUtil.BroadcastRead(mv, maskShape, at) != 0) expected.Add((float)TestUtil.BroadcastRead(xv, shape, at));
             }
-            using var dx = StridedOn(x, device);
+            using var dx = TestUtil.StridedOn(x, device);
             using var dm = mask.To(device);
             using var y = dx.MaskedSelect(dm);
             Assert.Equal(expected, y.ToArray<float>());
@@ -412,18 +399,6 @@ internal static class DeviceFloat64Checks
 {
     private const double Tol = 1e-13;
 
-    private static Tensor StridedOn(Tensor x, Device device)
-    {
-        var shape = x.ShapeArray();
-        if (shape.Length == 0) return x.To(device);
-        shape[^1] *= 2;
-        using var big = Tensor.Zeros(shape, x.DType, device);
-        var view = big.Slice(-1, 0, shape[^1], 2);
-        using (Tensor.NoGrad())
-        using (var moved = x.To(device))
-            view.CopyFrom_(moved);
-        return view;
-    }
 
     private static void Same(Tensor expected, Tensor actual, string what, double tol)
     {
@@ -452,7 +427,7 @@ internal static class DeviceFloat64Checks
         var cpu = inputs.Select(t => Float(t) && grad ? t.Detach().RequiresGrad_() : t.Alias()).ToArray();
         var dev = inputs.Select(t =>
         {
-            var d = Float(t) ? StridedOn(t, device) : t.To(device);
+            var d = Float(t) ? TestUtil.StridedOn(t, device) : t.To(device);
             return Float(t) && grad ? d.Detach().RequiresGrad_() : d;
         }).ToArray();
         try
@@ -553,7 +528,7 @@ internal static class DeviceFloat64Checks
             }
             Differential(device, $"sum {s} all", [x], t => t[0].Sum(), tol: 1e-13);
             // Plain-loop reference of the whole sum.
-            using var dx = StridedOn(x, device);
+            using var dx = TestUtil.StridedOn(x, device);
             using var total = dx.Sum();
             double expected = x.ToArray<double>().Sum(), absSum = x.ToArray<double>().Sum(Math.Abs);
             Assert.True(Math.Abs(total.ToDouble() - expected) <= 1e-14 * (1 + absSum), $"sum {s}: {total.ToDouble():R}, loops {expected:R}");

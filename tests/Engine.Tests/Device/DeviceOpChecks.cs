@@ -18,19 +18,6 @@ internal static class DeviceOpChecks
 {
     private static Random Rng(string name) => new(TestUtil.StableSeed("device-ops-" + name));
 
-    /// <summary>x on <paramref name="device"/> as a non-contiguous view (every other element of the last dim).</summary>
-    private static Tensor StridedOn(Tensor x, Device device)
-    {
-        var shape = x.ShapeArray();
-        if (shape.Length == 0) return x.To(device);
-        shape[^1] *= 2;
-        using var big = Tensor.Zeros(shape, x.DType, device);
-        var view = big.Slice(-1, 0, shape[^1], 2);
-        using (Tensor.NoGrad())
-        using (var moved = x.To(device))
-            view.CopyFrom_(moved);
-        return view;
-    }
 
     private static void Same(Tensor expected, Tensor actual, string what, double tol)
     {
@@ -54,7 +41,7 @@ internal static class DeviceOpChecks
         var cpu = inputs.Select(t => t.DType == DType.Float32 && grad ? t.Detach().RequiresGrad_() : t.Alias()).ToArray();
         var dev = inputs.Select((t, i) =>
         {
-            var d = strided && t.DType == DType.Float32 && !(contiguous ?? []).Contains(i) ? StridedOn(t, device) : t.To(device);
+            var d = strided && t.DType == DType.Float32 && !(contiguous ?? []).Contains(i) ? TestUtil.StridedOn(t, device) : t.To(device);
             return t.DType == DType.Float32 && grad ? d.Detach().RequiresGrad_() : d;
         }).ToArray();
         try
@@ -242,7 +229,7 @@ internal static class DeviceOpChecks
         Differential(device, "masked_fill", [a, cond], t => t[0].MaskedFill(t[1], -2.5), tol: 2e-7);
         // argmax over each dim and over all: first maximum; NaN wins.
         using var x = TestUtil.FromDoubles([1, 7, 7, -2, 0, 3, 5, double.NaN, 5, 2, 2, 2], [3, 4]);
-        using var dx = StridedOn(x, device);
+        using var dx = TestUtil.StridedOn(x, device);
         foreach (var (e, g) in new[] { (x.ArgMax(1), dx.ArgMax(1)), (x.ArgMax(0, keepDim: true), dx.ArgMax(0, keepDim: true)), (x.ArgMax(), dx.ArgMax()) })
             using (e) using (g)
             {
@@ -259,7 +246,7 @@ internal static class DeviceOpChecks
         var rng = Rng("masks");
         using var a = TestUtil.FromDoubles([1, -2, 0, double.NaN, 3, 3, -0.0, 7, 2, 2, 5, -1], [3, 4]);
         using var b = TestUtil.FromDoubles([2, -2, double.NaN, 3], [4]);
-        using var da = StridedOn(a, device);
+        using var da = TestUtil.StridedOn(a, device);
         using var db = b.To(device);
         foreach (var (name, op) in new (string, Func<Tensor, Tensor, Tensor>)[]
         {
@@ -342,7 +329,7 @@ internal static class DeviceOpChecks
             dev.Weight!.CopyFrom_(w);
         }
         dev.To(device);
-        var inputs = new[] { x.Detach().RequiresGrad_(), StridedOn(x, device).Detach().RequiresGrad_() };
+        var inputs = new[] { x.Detach().RequiresGrad_(), TestUtil.StridedOn(x, device).Detach().RequiresGrad_() };
         try
         {
             using var y = cpu.Forward(inputs[0]);
@@ -385,7 +372,7 @@ internal static class DeviceOpChecks
         Assert.Equal(device, dev.NumBatchesTracked!.Device);
         for (int step = 0; step < 2; step++) // train mode: batch statistics, running-stat updates, gradients through them
         {
-            var inputs = new[] { x.Detach().RequiresGrad_(), StridedOn(x, device).Detach().RequiresGrad_() };
+            var inputs = new[] { x.Detach().RequiresGrad_(), TestUtil.StridedOn(x, device).Detach().RequiresGrad_() };
             using var y = cpu.Forward(inputs[0]);
             using var dy = dev.Forward(inputs[1]);
             Same(y, dy, $"batch_norm2d train step {step}", 1e-5);
