@@ -63,14 +63,7 @@ public class DeviceFusedDivergenceTests
     private static Tensor Place(Tensor x, Device device, bool strided)
     {
         if (!strided) return device == Device.Cpu ? x : x.To(device);
-        var shape = x.ShapeArray();
-        shape[^1] *= 2;
-        var big = Tensor.Zeros(shape, x.DType, device);
-        var view = big.Slice(-1, 0, shape[^1], 2);
-        using (Tensor.NoGrad())
-        using (var moved = x.To(device))
-            view.CopyFrom_(moved);
-        return view;
+        return TestUtil.StridedOn(x, device);
     }
 
     /// <summary>
