@@ -75,7 +75,6 @@ internal static partial class KernelDispatch
             throw new ArgumentOutOfRangeException(nameof(scale), scale, $"{op}: scale must be finite.");
         long v = studentLogits.Shape[^1];
         long rows = studentLogits.NumEl / v;
-        long[] rowShape = studentLogits.ShapeArray()[..^1];
         if (temperatures is null)
         {
             if (!(temperature > 0) || !double.IsFinite(temperature))
@@ -106,9 +105,7 @@ internal static partial class KernelDispatch
         }
 
         using var _ = Tensor.NoGrad();
-        var rowLoss = Output(rowShape, studentLogits, op);
-        var grad = Output(studentLogits.ShapeArray(), studentLogits, op);
-        var (grid, group) = DivergencePlan.For(rows, v, maxGroup);
+        var (rowLoss, grad, grid, group) = LossOutputs(op, studentLogits, rows, v, maxGroup);
         if (grid.X == 0) return (rowLoss, grad);
         using var s = studentLogits.Contiguous();
         using var t = teacherLogits.Contiguous();
@@ -142,6 +139,18 @@ internal static partial class KernelDispatch
     // logits. The callers (Engine.Distillation) validate the options; these check shapes, dtypes and devices.
 
     /// <summary>Checks the student logits and returns (rows, V).</summary>
+    /// <summary>
+    /// A logit loss's outputs on the logits' device, the row losses (the rows' shape) and the gradient (the logits' shape),
+    /// and its launch shape (Grid.X is 0 when there are no rows: nothing to launch).
+    /// </summary>
+    private static (Tensor RowLoss, Tensor Grad, Dim3 Grid, Dim3 Group) LossOutputs(string op, Tensor student, long rows, long v, int maxGroup)
+    {
+        var rowLoss = Output(student.ShapeArray()[..^1], student, op);
+        var grad = Output(student.ShapeArray(), student, op);
+        var (grid, group) = DivergencePlan.For(rows, v, maxGroup);
+        return (rowLoss, grad, grid, group);
+    }
+
     private static (long Rows, long V) LogitRows(string op, Tensor student)
     {
         ArgumentNullException.ThrowIfNull(student);
@@ -208,9 +217,7 @@ internal static partial class KernelDispatch
         CheckRows(op, student, labels, rows, "labels", DType.Int64, single: false);
         CheckRows(op, student, temperatures, rows, "per-row temperatures", DType.Float32, single: true);
         using var _ = Tensor.NoGrad();
-        var rowLoss = Output(student.ShapeArray()[..^1], student, op);
-        var grad = Output(student.ShapeArray(), student, op);
-        var (grid, group) = DivergencePlan.For(rows, v, maxGroup);
+        var (rowLoss, grad, grid, group) = LossOutputs(op, student, rows, v, maxGroup);
         if (grid.X == 0) return (rowLoss, grad);
         using var s = student.Contiguous();
         using var t = teacher.Contiguous();
@@ -244,9 +251,7 @@ internal static partial class KernelDispatch
         if (!(interpolation >= 0 && interpolation <= 1))
             throw new ArgumentOutOfRangeException(nameof(interpolation), interpolation, $"{op}: u must be in [0, 1].");
         using var _ = Tensor.NoGrad();
-        var rowLoss = Output(student.ShapeArray()[..^1], student, op);
-        var grad = Output(student.ShapeArray(), student, op);
-        var (grid, group) = DivergencePlan.For(rows, v, maxGroup);
+        var (rowLoss, grad, grid, group) = LossOutputs(op, student, rows, v, maxGroup);
         if (grid.X == 0) return (rowLoss, grad);
         using var s = student.Contiguous();
         using var t = teacher.Contiguous();
@@ -289,9 +294,7 @@ internal static partial class KernelDispatch
         CheckRows(op, student, temperatures, rows, "per-row temperatures", DType.Float32, single: true);
         CheckRows(op, student, labels, rows, "labels", DType.Int64, single: false);
         using var _ = Tensor.NoGrad();
-        var rowLoss = Output(student.ShapeArray()[..^1], student, op);
-        var grad = Output(student.ShapeArray(), student, op);
-        var (grid, group) = DivergencePlan.For(rows, v, maxGroup);
+        var (rowLoss, grad, grid, group) = LossOutputs(op, student, rows, v, maxGroup);
         if (grid.X == 0) return (rowLoss, grad);
         int kCount = teachers.Count;
         using var s = student.Contiguous();
@@ -343,9 +346,7 @@ internal static partial class KernelDispatch
         CheckRows(op, student, temperatures, rows, "per-row temperatures", DType.Float32, single: true);
         CheckRows(op, student, labels, rows, "labels", DType.Int64, single: false);
         using var _ = Tensor.NoGrad();
-        var rowLoss = Output(student.ShapeArray()[..^1], student, op);
-        var grad = Output(student.ShapeArray(), student, op);
-        var (grid, group) = DivergencePlan.For(rows, v, maxGroup);
+        var (rowLoss, grad, grid, group) = LossOutputs(op, student, rows, v, maxGroup);
         if (grid.X == 0) return (rowLoss, grad);
         using var s = student.Contiguous();
         using var idx = indices.Contiguous();
@@ -383,9 +384,7 @@ internal static partial class KernelDispatch
         CheckRows(op, student, labels, rows, "labels", DType.Int64, single: false);
         CheckRows(op, student, temperatures, rows, "per-row temperatures", DType.Float32, single: true);
         using var _ = Tensor.NoGrad();
-        var rowLoss = Output(student.ShapeArray()[..^1], student, op);
-        var grad = Output(student.ShapeArray(), student, op);
-        var (grid, group) = DivergencePlan.For(rows, v, maxGroup);
+        var (rowLoss, grad, grid, group) = LossOutputs(op, student, rows, v, maxGroup);
         if (grid.X == 0) return (rowLoss, grad);
         long padded = 1L << System.Numerics.BitOperations.Log2((ulong)(2 * v - 1)); // the next power of two ≥ V
         if (padded > int.MaxValue / 2)
