@@ -96,8 +96,7 @@ internal static class FastExp
 /// polynomial (Chebyshev fit; 0.53 ulp with float32 Horner steps, checked over [0, 1) at 200 001 points), and
 /// p·2^⌊y⌋ by one vscalefps. No clamp is needed: vreduceps gives 0 for −∞ and vscalefps then 1·2^−∞ = 0 (a masked
 /// class gets probability exactly 0); below −149 the product underflows to 0, from 128 on it overflows to +∞; NaN
-/// stays NaN. Eight vector
-/// instructions, against fifteen for <see cref="FastExp"/>.
+/// stays NaN. Eight vector instructions, against fifteen for <see cref="FastExp"/>.
 /// </summary>
 internal static class FastExp2
 {
@@ -203,7 +202,6 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> SubNoNaN(Vector512<float> a, Vector512<float> b, in Exp2Poly<Vector512<float>> c)
         => Avx512F.IsSupported ? Avx512F.Max(a - b, c.MaxNeg) : SubNoNaN(a, b);
-
 
     /// <summary>
     /// log for float32: with AVX-512, Cephes <c>logf</c> on vgetexpps / vgetmantps (x = m·2^e, m in [1, 2), moved to
